@@ -1,0 +1,95 @@
+"""Where mullama-tui keeps things, and the user's settings (TOML under the config dir).
+
+Every path comes from platformdirs, unless `MULLAMA_TUI_HOME` is set: then config, data
+and cache all live under that one folder (tests point it at a temporary directory so
+they never touch the real user's files).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+APP = "mullama-tui"
+
+
+def _dir(kind: str) -> Path:
+    home = os.environ.get("MULLAMA_TUI_HOME")
+    if home:
+        return Path(home) / kind
+    return Path(getattr(platformdirs, f"user_{kind}_dir")(APP))
+
+
+def config_dir() -> Path:
+    return _dir("config")
+
+
+def data_dir() -> Path:
+    return _dir("data")
+
+
+def cache_dir() -> Path:
+    return _dir("cache")
+
+
+def config_path() -> Path:
+    return config_dir() / "config.toml"
+
+
+@dataclass
+class Settings:
+    """Everything the user can set; saved as TOML. Unknown keys are kept, not lost."""
+
+    default_model: str | None = None
+    theme: str = "mullama-dark"
+    mode: str = "chat"
+    system: str = ""
+    max_tokens: int = 512
+    n_ctx: int = 4096
+    threads: int = 0
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    seed: int = 0
+    stop: list[str] = field(default_factory=list)
+    keymap: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Settings:
+        """Read the config file; a missing file gives defaults, a broken one raises
+        ValueError with the file name and what is wrong."""
+        path = path or config_path()
+        if not path.exists():
+            return cls()
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: {e}") from e
+        known = {f.name for f in fields(cls)} - {"extra"}
+        s = cls(**{k: v for k, v in data.items() if k in known})
+        s.extra = {k: v for k, v in data.items() if k not in known}
+        return s
+
+    def save(self, path: Path | None = None) -> None:
+        import tomli_w
+
+        path = path or config_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {k: v for k, v in asdict(self).items() if k != "extra" and v is not None}
+        data.update(self.extra)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
+        tmp.replace(path)

@@ -1,0 +1,384 @@
+"""The only module that speaks ctypes to llama.cpp (through llama-cpp-python's low-level API).
+
+It loads models, tokenizes, turns tokens into byte pieces, renders chat templates,
+creates contexts and batches, and builds C sampler chains. The decode loop itself lives
+in `scheduler.py`, which calls the small wrappers here.
+
+llama.cpp objects are not thread-safe: a `LlamaModel` may be shared for read-only work
+(tokenize, pieces, metadata), but each context belongs to one scheduler thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import llama_cpp as C
+
+from .types import ModelLoadError, ModelNotFoundError, SamplerParams
+
+log = logging.getLogger("mullama_tui.llama")
+
+GGUF_MAGIC = b"GGUF"
+
+# ggml log levels -> Python logging levels (CONT continues the previous message).
+_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_recent_errors: deque[str] = deque(maxlen=8)
+_last_level = [logging.INFO]
+
+
+@C.llama_log_callback
+def _log_callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+    """llama.cpp and ggml log here instead of stderr (which would corrupt a TUI)."""
+    try:
+        msg = text.decode("utf-8", errors="replace").rstrip("\n")
+        py_level = _LEVELS.get(level, _last_level[0])
+        _last_level[0] = py_level
+        if not msg:
+            return
+        if py_level >= logging.WARNING:
+            _recent_errors.append(msg)
+        log.log(py_level, msg)
+    except Exception:  # a callback must never raise into C
+        pass
+
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+def init_backend() -> None:
+    """Initialise llama.cpp once per process and route its logs to Python logging."""
+    global _backend_ready
+    with _backend_lock:
+        if _backend_ready:
+            return
+        C.llama_log_set(_log_callback, ctypes.c_void_p(0))
+        C.llama_backend_init()
+        _backend_ready = True
+
+
+def check_gguf_file(path: str | os.PathLike[str]) -> Path:
+    """Fail early and clearly on paths llama.cpp would reject (or crash on)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ModelNotFoundError(f"model file not found: {p}")
+    if p.is_dir():
+        raise ModelLoadError(f"{p} is a directory, not a .gguf model file")
+    try:
+        with p.open("rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise ModelLoadError(f"cannot read {p}: {e.strerror or e}") from e
+    if magic != GGUF_MAGIC:
+        raise ModelLoadError(f"{p} is not a GGUF file (it does not start with the GGUF magic bytes)")
+    return p
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the TUI header, `show` and `/v1/models` say about a loaded model."""
+
+    path: str
+    name: str
+    description: str
+    size_bytes: int
+    file_bytes: int
+    n_params: int
+    n_ctx_train: int
+    n_vocab: int
+    has_chat_template: bool
+
+
+class LlamaModel:
+    """A loaded GGUF model: weights, vocabulary and chat template."""
+
+    def __init__(self, path: str | os.PathLike[str], n_gpu_layers: int = 0) -> None:
+        p = check_gguf_file(path)
+        init_backend()
+        params = C.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers
+        _recent_errors.clear()
+        ptr = C.llama_model_load_from_file(str(p).encode(), params)
+        if not ptr:
+            detail = "; ".join(_recent_errors) or "llama.cpp could not load it"
+            raise ModelLoadError(f"cannot load {p}: {detail}")
+        self.path = p
+        self.ptr = ptr
+        self.vocab = C.llama_model_get_vocab(ptr)
+        self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx_train = C.llama_model_n_ctx_train(ptr)
+        self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._piece_lock = threading.Lock()
+        self.add_bos = bool(C.llama_vocab_get_add_bos(self.vocab))
+        self.bos_token = self.token_text(C.llama_vocab_bos(self.vocab))
+        self.eos_token = self.token_text(C.llama_vocab_eos(self.vocab))
+        self.chat_template = self.meta("tokenizer.chat_template")
+        self._template: Any = None
+
+    # -- metadata ---------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        """A GGUF metadata value as a string, or None."""
+        size = 1 << 16
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = C.llama_model_meta_val_str(self.ptr, key.encode(), buf, size)
+            if n < 0:
+                return None
+            if n < size:
+                return buf.value.decode("utf-8", errors="replace")
+            size = n + 1
+
+    @property
+    def info(self) -> ModelInfo:
+        desc = ctypes.create_string_buffer(256)
+        C.llama_model_desc(self.ptr, desc, 256)
+        return ModelInfo(
+            path=str(self.path),
+            name=self.meta("general.name") or self.path.stem,
+            description=desc.value.decode(errors="replace"),
+            size_bytes=C.llama_model_size(self.ptr),
+            file_bytes=self.path.stat().st_size,
+            n_params=C.llama_model_n_params(self.ptr),
+            n_ctx_train=self.n_ctx_train,
+            n_vocab=self.n_vocab,
+            has_chat_template=self.chat_template is not None,
+        )
+
+    # -- tokens -----------------------------------------------------------------
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 16
+        arr = (C.llama_token * cap)()
+        n = C.llama_tokenize(self.vocab, data, len(data), arr, cap, add_special, parse_special)
+        if n < 0:
+            cap = -n
+            arr = (C.llama_token * cap)()
+            n = C.llama_tokenize(self.vocab, data, len(data), arr, cap, add_special, parse_special)
+        return list(arr[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token stands for (cached: this is on the per-token path)."""
+        p = self._pieces.get(token)
+        if p is None:
+            with self._piece_lock:
+                n = C.llama_token_to_piece(self.vocab, token, self._piece_buf, 256, 0, False)
+                if n < 0:
+                    big = ctypes.create_string_buffer(-n)
+                    n = C.llama_token_to_piece(self.vocab, token, big, -n, 0, False)
+                    p = big.raw[:n]
+                else:
+                    p = self._piece_buf.raw[:n]
+            self._pieces[token] = p
+        return p
+
+    def token_text(self, token: int) -> str:
+        """A token's text with special tokens rendered (for bos/eos in chat templates)."""
+        if token < 0:
+            return ""
+        buf = ctypes.create_string_buffer(256)
+        n = C.llama_token_to_piece(self.vocab, token, buf, 256, 0, True)
+        return buf.raw[:max(n, 0)].decode("utf-8", errors="replace")
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def is_eog(self, token: int) -> bool:
+        e = self._eog.get(token)
+        if e is None:
+            e = self._eog[token] = bool(C.llama_vocab_is_eog(self.vocab, token))
+        return e
+
+    # -- prompts ----------------------------------------------------------------
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """Render a transcript with the GGUF's own Jinja2 chat template (as llama-cpp-python
+        does); models without one get ChatML, as llama.cpp falls back to."""
+        if self._template is None:
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+            import jinja2
+
+            def raise_exception(message: str) -> None:
+                raise jinja2.TemplateError(message)
+
+            def strftime_now(fmt: str) -> str:
+                import datetime
+                return datetime.datetime.now().strftime(fmt)
+
+            env = ImmutableSandboxedEnvironment(loader=jinja2.BaseLoader(), trim_blocks=True,
+                                                lstrip_blocks=True)
+            src = self.chat_template or CHATML_TEMPLATE
+            self._template = env.from_string(src)
+            self._template.globals.update(raise_exception=raise_exception, strftime_now=strftime_now)
+        return self._template.render(messages=messages, add_generation_prompt=True,
+                                     bos_token=self.bos_token, eos_token=self.eos_token)
+
+    def prompt_tokens(self, text: str, chat: bool) -> list[int]:
+        """Tokens for a raw prompt or a rendered chat transcript (no doubled BOS)."""
+        add_bos = self.add_bos and not (chat and self.bos_token and text.startswith(self.bos_token))
+        toks = self.tokenize(text, add_special=False, parse_special=True)
+        if add_bos:
+            bos = C.llama_vocab_bos(self.vocab)
+            if bos >= 0 and (not toks or toks[0] != bos):
+                toks.insert(0, bos)
+        return toks
+
+    def close(self) -> None:
+        if self.ptr:
+            C.llama_model_free(self.ptr)
+            self.ptr = None
+
+    def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
+    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def create_context(model: LlamaModel, n_ctx: int, n_seq_max: int, n_batch: int,
+                   n_threads: int, kv_unified: bool = False) -> Any:
+    """A llama_context for `n_seq_max` sequences.
+
+    The KV cache is split into one stream per sequence (`kv_unified=False`) on purpose:
+    measured here, with a unified cache a sequence's logits depend on where its cells
+    sit among other sequences' cells, so a batched compare pane did not reproduce
+    `run` with the same seed; with one stream each, every sequence sees exactly the
+    layout of a single run, and attention skips other sequences' cells entirely.
+    """
+    params = C.llama_context_default_params()
+    params.n_ctx = n_ctx
+    params.n_batch = n_batch
+    params.n_ubatch = n_batch
+    params.n_seq_max = n_seq_max
+    params.n_threads = n_threads
+    params.n_threads_batch = n_threads
+    params.kv_unified = kv_unified
+    params.no_perf = True
+    _recent_errors.clear()
+    ctx = C.llama_init_from_model(model.ptr, params)
+    if not ctx:
+        detail = "; ".join(_recent_errors) or "llama.cpp refused the context parameters"
+        raise ModelLoadError(f"cannot create a context of {n_ctx} tokens: {detail}")
+    return ctx
+
+
+def free_context(ctx: Any) -> None:
+    C.llama_free(ctx)
+
+
+class Batch:
+    """A reusable llama_batch; `add` is on the hot path, so it writes the C arrays directly."""
+
+    def __init__(self, capacity: int, n_seq_max: int) -> None:
+        self.capacity = capacity
+        self.raw = C.llama_batch_init(capacity, 0, n_seq_max)
+        self._token = self.raw.token
+        self._pos = self.raw.pos
+        self._n_seq_id = self.raw.n_seq_id
+        self._seq_id = self.raw.seq_id
+        self._logits = self.raw.logits
+        self.n = 0
+
+    def clear(self) -> None:
+        self.n = 0
+
+    def add(self, token: int, pos: int, seq: int, logits: bool) -> int:
+        """Append one token; returns its index in the batch (where its logits will be)."""
+        i = self.n
+        self._token[i] = token
+        self._pos[i] = pos
+        self._n_seq_id[i] = 1
+        self._seq_id[i][0] = seq
+        self._logits[i] = logits
+        self.n = i + 1
+        return i
+
+    def free(self) -> None:
+        if self.raw is not None:
+            C.llama_batch_free(self.raw)
+            self.raw = None
+
+
+def decode(ctx: Any, batch: Batch) -> int:
+    """One llama_decode over the batch. 0 ok, 1 no KV room, 2 aborted, <0 error."""
+    batch.raw.n_tokens = batch.n
+    return C.llama_decode(ctx, batch.raw)
+
+
+class Memory:
+    """The context's KV cache, by sequence."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.mem = C.llama_get_memory(ctx)
+
+    def remove(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
+        return bool(C.llama_memory_seq_rm(self.mem, seq, p0, p1))
+
+    def copy_prefix(self, src: int, dst: int, n: int) -> None:
+        """Make `dst` hold the first `n` positions of `src`. Between KV streams llama.cpp
+        can only copy a whole stream (a partial range aborts the process), so copy it
+        all, then trim the tail off the copy."""
+        C.llama_memory_seq_rm(self.mem, dst, -1, -1)
+        C.llama_memory_seq_cp(self.mem, src, dst, -1, -1)
+        C.llama_memory_seq_rm(self.mem, dst, n, -1)
+
+    def clear(self) -> None:
+        C.llama_memory_clear(self.mem, True)
+
+
+class SamplerChain:
+    """llama.cpp's C sampler chain for one sequence: penalties, top-k, typical, top-p,
+    min-p, temperature, then a seeded draw (or greedy when temperature is 0)."""
+
+    def __init__(self, model: LlamaModel, params: SamplerParams, seed: int) -> None:
+        cp = C.llama_sampler_chain_default_params()
+        cp.no_perf = True
+        self.ptr = C.llama_sampler_chain_init(cp)
+        add = lambda s: C.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
+        if params.penalty_repeat != 1.0 or params.penalty_freq or params.penalty_present:
+            add(C.llama_sampler_init_penalties(model.n_vocab, params.penalty_last_n,
+                                               params.penalty_repeat, params.penalty_freq,
+                                               params.penalty_present))
+        if params.temperature <= 0:
+            add(C.llama_sampler_init_greedy())
+            return
+        if params.top_k > 0:
+            add(C.llama_sampler_init_top_k(params.top_k))
+        if params.typical_p < 1.0:
+            add(C.llama_sampler_init_typical(params.typical_p, 1))
+        if params.top_p < 1.0:
+            add(C.llama_sampler_init_top_p(params.top_p, 1))
+        if params.min_p > 0:
+            add(C.llama_sampler_init_min_p(params.min_p, 1))
+        add(C.llama_sampler_init_temp(params.temperature))
+        add(C.llama_sampler_init_dist(seed))
+
+    def sample(self, ctx: Any, idx: int) -> int:
+        """Sample (and accept) the next token from the logits at batch index `idx`."""
+        return C.llama_sampler_sample(self.ptr, ctx, idx)
+
+    def free(self) -> None:
+        if self.ptr:
+            C.llama_sampler_free(self.ptr)
+            self.ptr = None
+
+
+ABORT_CALLBACK = C.ggml_abort_callback
+
+
+def set_abort_callback(ctx: Any, callback: Any) -> None:
+    """Install (or, with None, remove) the callback ggml polls between graph nodes."""
+    C.llama_set_abort_callback(ctx, callback if callback is not None else ABORT_CALLBACK(), None)

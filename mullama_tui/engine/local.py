@@ -1,0 +1,75 @@
+"""The local backend: a loaded GGUF plus the scheduler thread that decodes it.
+
+`LocalEngine.submit(Request)` turns the request into prompt tokens (chat template or raw)
+in the caller's thread, so bad input raises a typed error right there, then hands the
+tokens to the scheduler and returns the `Generation` handle at once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import llama
+from .generation import DEFAULT_CAPACITY, Generation
+from .scheduler import Scheduler
+from .types import InvalidParamsError, Request
+
+
+class LocalEngine:
+    """One model, one context, many concurrent generations."""
+
+    def __init__(self, model: str | os.PathLike[str] | llama.LlamaModel, *, n_ctx: int = 4096,
+                 n_parallel: int = 4, n_threads: int | None = None, n_batch: int = 512,
+                 max_queue: int = 64, capacity: int = DEFAULT_CAPACITY,
+                 n_gpu_layers: int = 0) -> None:
+        self.model = model if isinstance(model, llama.LlamaModel) else llama.LlamaModel(
+            model, n_gpu_layers=n_gpu_layers)
+        self._owns_model = not isinstance(model, llama.LlamaModel)
+        self.scheduler = Scheduler(self.model, n_ctx=n_ctx, n_parallel=n_parallel,
+                                   n_batch=n_batch, n_threads=n_threads, max_queue=max_queue,
+                                   capacity=capacity)
+
+    @property
+    def path(self) -> Path:
+        return self.model.path
+
+    @property
+    def n_ctx(self) -> int:
+        return self.scheduler.n_ctx
+
+    @property
+    def n_parallel(self) -> int:
+        return self.scheduler.n_parallel
+
+    def prompt_tokens(self, request: Request) -> list[int]:
+        if request.mode == "chat":
+            try:
+                text = self.model.render_chat(request.chat_messages())
+            except Exception as e:  # a template that raises on this transcript
+                raise InvalidParamsError(f"the model's chat template rejected the messages: {e}") from e
+            return self.model.prompt_tokens(text, chat=True)
+        if request.prompt is None:
+            raise InvalidParamsError("raw mode needs a prompt, not messages")
+        return self.model.prompt_tokens(request.prompt, chat=False)
+
+    def submit(self, request: Request) -> Generation:
+        request.validate()
+        return self.scheduler.submit(request, self.prompt_tokens(request))
+
+    def count_tokens(self, request: Request) -> int:
+        return len(self.prompt_tokens(request))
+
+    def clear_cache(self) -> None:
+        self.scheduler.clear_cache()
+
+    def close(self) -> None:
+        self.scheduler.close()
+        if self._owns_model:
+            self.model.close()
+
+    def __enter__(self) -> LocalEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

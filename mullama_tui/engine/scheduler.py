@@ -1,0 +1,437 @@
+"""The thread that owns the llama context and decodes every active sequence in one batch.
+
+Why one thread: a llama context is not thread-safe, and batching many sequences into a
+single `llama_decode` is where CPU throughput comes from (three sequences batched run
+~1.3x the aggregate of one). So every front end submits a `Generation` here and reads
+events back; nothing else touches the context.
+
+One step of the loop:
+1. admit waiting requests into free sequence slots (reusing KV-cached prefixes, see below);
+2. drop cancelled sequences (their KV is trimmed back to what is known to be valid);
+3. build one batch: the last sampled token of each generating sequence whose event
+   channel has room (backpressure: a full channel just skips that sequence this step),
+   then prompt chunks of sequences still prefilling, up to `n_batch` tokens;
+4. one `llama_decode`; during prompt chunks an abort callback lets cancel() interrupt it;
+5. sample each sequence with its own C sampler chain at its own batch index, turn the
+   token into text (UTF-8 and stop strings), push an event, finish if done.
+
+KV reuse: each slot remembers the tokens whose KV it holds. A new request takes the free
+slot with the longest common prefix (a chat follow-up turn re-processes only the new
+part), or copies the prefix from another slot with `llama_memory_seq_cp`. Requests whose
+prompt is being prefilled by another sequence right now wait for it and then share it:
+N compare panes process their prompt once, not N times.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from . import llama
+from .generation import DEFAULT_CAPACITY, Generation
+from .text import TextAssembler
+from .types import (ContextOverflowError, EngineClosedError, FinishReason, InvalidParamsError,
+                    QueueFullError, Request, Stats, TokenEvent)
+
+log = logging.getLogger("mullama_tui.scheduler")
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass(eq=False)
+class Slot:
+    """One llama sequence id and what it is doing."""
+
+    seq: int
+    cached: list[int] = field(default_factory=list)  # tokens whose KV this sequence holds
+    gen: Generation | None = None
+    todo: list[int] = field(default_factory=list)  # prompt tokens still to prefill
+    sampler: llama.SamplerChain | None = None
+    text: TextAssembler | None = None
+    next_token: int = -1  # sampled, emitted, not yet decoded
+    n_gen: int = 0
+    logits_idx: int = -1  # batch index of this sequence's logits after the last decode
+    chunk: int = 0  # prompt tokens the current batch carries for this sequence
+    t_admit: float = 0.0
+    t_prompt_done: float = 0.0
+    t_first: float | None = None
+    t_last: float = 0.0
+    last_used: float = 0.0
+
+    @property
+    def prefilling(self) -> bool:
+        return self.gen is not None and bool(self.todo)
+
+
+class Scheduler:
+    """Owns one llama context with `n_parallel` sequences of up to `n_ctx` tokens each."""
+
+    def __init__(self, model: llama.LlamaModel, n_ctx: int = 4096, n_parallel: int = 4,
+                 n_batch: int = 512, n_threads: int | None = None, max_queue: int = 64,
+                 capacity: int = DEFAULT_CAPACITY) -> None:
+        import os
+
+        if n_ctx < 16:
+            raise InvalidParamsError(f"n_ctx={n_ctx}: must be at least 16")
+        if n_parallel < 1:
+            raise InvalidParamsError(f"n_parallel={n_parallel}: must be at least 1")
+        self.model = model
+        self.n_ctx = n_ctx
+        self.n_parallel = n_parallel
+        self.n_batch = n_batch
+        self.n_threads = n_threads or max(1, os.cpu_count() or 1)
+        self.max_queue = max_queue
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._wake_event = threading.Event()
+        self._pending: deque[Generation] = deque()
+        self._closing = False
+        self._slots = [Slot(seq=i) for i in range(n_parallel)]
+        self._batch_slots: list[Slot] = []
+        self._abort_cb = llama.ABORT_CALLBACK(self._should_abort)  # keep a reference!
+        self._clear_cache = False
+        self.prompt_tokens_processed = 0  # lifetime counter (benchmarks and tests read it)
+        self.tokens_generated = 0
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="mullama-scheduler", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    # -- public, any thread -------------------------------------------------------
+    def submit(self, request: Request, prompt_tokens: list[int]) -> Generation:
+        """Queue a request; returns at once. Raises on overflow, a full queue, or close."""
+        if len(prompt_tokens) >= self.n_ctx:
+            raise ContextOverflowError(
+                f"the prompt is {len(prompt_tokens)} tokens but the context holds {self.n_ctx} "
+                f"(leave room for the reply: shorten the prompt or raise --ctx)")
+        if not prompt_tokens:
+            raise InvalidParamsError("the prompt is empty after tokenization")
+        seed = request.params.seed or random.randrange(1, 2**32)
+        gen = Generation(request, prompt_tokens, seed, self.wake, self.capacity)
+        with self._lock:
+            if self._closing:
+                raise EngineClosedError("the engine is shut down")
+            if len(self._pending) >= self.max_queue:
+                raise QueueFullError(f"{len(self._pending)} requests are already waiting")
+            self._pending.append(gen)
+        self.wake()
+        return gen
+
+    def wake(self) -> None:
+        self._wake_event.set()
+
+    @property
+    def active(self) -> int:
+        return sum(1 for s in self._slots if s.gen is not None)
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    def clear_cache(self) -> None:
+        """Forget all cached prefixes (applied by the scheduler thread before its next step)."""
+        self._clear_cache = True
+        self.wake()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Cancel everything, stop the thread and free the context."""
+        with self._lock:
+            self._closing = True
+        self.wake()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    # -- the scheduler thread -----------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._ctx = llama.create_context(self.model, self.n_ctx * self.n_parallel,
+                                             self.n_parallel, self.n_batch, self.n_threads)
+            self._mem = llama.Memory(self._ctx)
+            self._batch = llama.Batch(self.n_batch, self.n_parallel)
+        except BaseException as e:  # reported to the constructor
+            self._startup_error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while self._step():
+                pass
+        except BaseException as e:  # never leave consumers hanging
+            log.exception("scheduler crashed")
+            self._fail_all(f"engine error: {e}")
+        finally:
+            self._shutdown()
+
+    def _step(self) -> bool:
+        """One admit/decode/sample round. Returns False when the engine is closing."""
+        self._wake_event.clear()
+        if self._closing:
+            return False
+        if self._clear_cache:
+            self._clear_cache = False
+            for s in self._slots:
+                if s.gen is None:
+                    self._mem.remove(s.seq)
+                    s.cached = []
+        self._admit()
+        for s in self._slots:
+            if s.gen is not None and s.gen.cancelled:
+                self._finish(s, FinishReason.CANCELLED)
+        if not self._build_batch():
+            self._wake_event.wait(0.5)
+            return True
+        prefill = any(s.todo or s.logits_idx < 0 for s in self._batch_slots)
+        if prefill:
+            llama.set_abort_callback(self._ctx, self._abort_cb)
+        rc = llama.decode(self._ctx, self._batch)
+        if prefill:
+            llama.set_abort_callback(self._ctx, None)
+        if rc != 0:
+            self._decode_failed(rc)
+            return True
+        self._after_decode()
+        return True
+
+    def _should_abort(self, _data: object) -> bool:
+        """Polled by ggml between graph nodes during prompt chunks: stop if every
+        sequence in this batch was cancelled, or the engine is closing."""
+        if self._closing:
+            return True
+        return all(s.gen is None or s.gen.cancelled for s in self._batch_slots)
+
+    def _admit(self) -> None:
+        if not self._pending:
+            return
+        with self._lock:
+            waiting = list(self._pending)
+        for gen in waiting:
+            if gen.cancelled:
+                self._remove_pending(gen)
+                self._end_pending(gen, FinishReason.CANCELLED)
+                continue
+            free = [s for s in self._slots if s.gen is None]
+            if not free:
+                break
+            prompt = gen.prompt_tokens
+            # Best prefix already in some sequence's KV.
+            src, best = None, 0
+            for s in self._slots:
+                n = common_prefix(s.cached, prompt)
+                if n > best:
+                    src, best = s, n
+            # Someone is prefilling a longer shared prefix right now: wait and share it.
+            if any(s.prefilling and common_prefix(s.gen.prompt_tokens, prompt) > best  # type: ignore[union-attr]
+                   for s in self._slots):
+                continue
+            own = max(free, key=lambda s: (common_prefix(s.cached, prompt), -s.last_used))
+            self._remove_pending(gen)
+            self._start(own, gen, src, best)
+
+    def _remove_pending(self, gen: Generation) -> None:
+        with self._lock:
+            try:
+                self._pending.remove(gen)
+            except ValueError:
+                pass
+
+    def _start(self, slot: Slot, gen: Generation, src: Slot | None, prefix: int,
+               shared_logits: int = -1) -> None:
+        """Put `gen` into `slot`, reusing `prefix` tokens of KV from `src` (or itself)."""
+        prompt = gen.prompt_tokens
+        keep = min(prefix, len(prompt) - (0 if shared_logits >= 0 else 1))
+        own = common_prefix(slot.cached, prompt)
+        if src is None or src is slot or own >= keep:
+            keep = min(keep, own)
+            self._mem.remove(slot.seq, keep, -1)
+        else:
+            self._mem.copy_prefix(src.seq, slot.seq, keep)
+        slot.cached = prompt[:keep]
+        slot.todo = prompt[keep:]
+        slot.gen = gen
+        slot.sampler = llama.SamplerChain(self.model, gen.request.params, gen.seed)
+        slot.text = TextAssembler(gen.request.params.stop)
+        slot.n_gen = 0
+        slot.next_token = -1
+        slot.logits_idx = shared_logits
+        slot.t_admit = time.perf_counter()
+        slot.t_first = None
+        slot.t_prompt_done = slot.t_admit if shared_logits >= 0 else 0.0
+        gen.cached_tokens = keep
+
+    def _build_batch(self) -> bool:
+        batch = self._batch
+        batch.clear()
+        self._batch_slots = []
+        for s in self._slots:  # generating sequences first: one token each
+            if s.gen is not None and not s.todo and s.next_token >= 0 and s.gen.has_room():
+                s.logits_idx = batch.add(s.next_token, len(s.cached), s.seq, True)
+                self._batch_slots.append(s)
+        for s in self._slots:  # then prompt chunks with the room that is left
+            if s.gen is None or not s.todo:
+                continue
+            room = batch.capacity - batch.n
+            if room <= 0:
+                break
+            chunk = s.todo[:room]
+            pos = len(s.cached)
+            last = len(chunk) == len(s.todo)
+            for i, tok in enumerate(chunk):
+                idx = batch.add(tok, pos + i, s.seq, last and i == len(chunk) - 1)
+            s.logits_idx = idx if last else -1
+            s.chunk = len(chunk)
+            self._batch_slots.append(s)
+        return batch.n > 0
+
+    def _after_decode(self) -> None:
+        now = time.perf_counter()
+        sampling: list[Slot] = []
+        for s in self._batch_slots:
+            if s.todo:
+                s.cached.extend(s.todo[:s.chunk])
+                del s.todo[:s.chunk]
+                self.prompt_tokens_processed += s.chunk
+                if s.todo:
+                    continue
+                s.t_prompt_done = now
+                sampling.append(s)
+                sampling.extend(self._attach_followers(s))
+            else:
+                s.cached.append(s.next_token)
+                sampling.append(s)
+        for s in sampling:
+            self._sample(s)
+
+    def _attach_followers(self, leader: Slot) -> list[Slot]:
+        """Requests waiting on this exact prompt start now, on the logits just computed."""
+        started: list[Slot] = []
+        if not self._pending:
+            return started
+        prompt = leader.gen.prompt_tokens  # type: ignore[union-attr]
+        with self._lock:
+            same = [g for g in self._pending if g.prompt_tokens == prompt and not g.cancelled]
+        for gen in same:
+            free = [s for s in self._slots if s.gen is None]
+            if not free:
+                break
+            self._remove_pending(gen)
+            slot = free[0]
+            self._start(slot, gen, leader, len(prompt), shared_logits=leader.logits_idx)
+            slot.t_prompt_done = leader.t_prompt_done
+            started.append(slot)
+        return started
+
+    def _sample(self, s: Slot) -> None:
+        gen = s.gen
+        assert gen is not None and s.sampler is not None and s.text is not None
+        tok = s.sampler.sample(self._ctx, s.logits_idx)
+        now = time.perf_counter()
+        s.t_last = now
+        model = self.model
+        if model.is_eog(tok) and not gen.request.ignore_eos:
+            self._finish(s, FinishReason.EOS)
+            return
+        text = s.text.push(model.piece(tok))
+        index = s.n_gen
+        s.n_gen += 1
+        self.tokens_generated += 1
+        if s.t_first is None and text:
+            s.t_first = now
+        gen.push(TokenEvent(text, tok, index))
+        if s.text.stopped:
+            self._finish(s, FinishReason.STOP)
+        elif s.n_gen >= gen.request.max_tokens or len(s.cached) + 1 >= self.n_ctx:
+            self._finish(s, FinishReason.LENGTH)
+        else:
+            s.next_token = tok
+
+    def _stats(self, s: Slot | None, gen: Generation, reason: FinishReason,
+               error: str | None = None) -> Stats:
+        now = time.perf_counter()
+        st = Stats(finish_reason=reason, seed=gen.seed, n_ctx=self.n_ctx, error=error,
+                   prompt_tokens=len(gen.prompt_tokens), total_time=now - gen.t_submit)
+        if s is not None:
+            st.cached_tokens = gen.cached_tokens
+            st.queue_time = s.t_admit - gen.t_submit
+            st.generated_tokens = s.n_gen
+            if s.t_prompt_done:
+                st.prompt_time = s.t_prompt_done - s.t_admit
+                st.gen_time = max(0.0, s.t_last - s.t_prompt_done) if s.n_gen else 0.0
+            if s.t_first is not None:
+                st.ttft = s.t_first - gen.t_submit
+        else:
+            st.queue_time = st.total_time
+        return st
+
+    def _end_pending(self, gen: Generation, reason: FinishReason) -> None:
+        """Final event for a request that never got a slot."""
+        gen.push(TokenEvent("", -1, 0, reason, self._stats(None, gen, reason)))
+
+    def _finish(self, s: Slot, reason: FinishReason, error: str | None = None) -> None:
+        """End the sequence in `s`; its KV stays cached for prefix reuse."""
+        gen = s.gen
+        assert gen is not None
+        tail = s.text.flush() if s.text is not None else ""
+        stats = self._stats(s, gen, reason, error)
+        if tail and s.t_first is None:
+            stats.ttft = time.perf_counter() - gen.t_submit
+        if s.todo or len(s.cached) >= self.n_ctx:
+            self._mem.remove(s.seq, len(s.cached), -1)
+        if s.sampler is not None:
+            s.sampler.free()
+        s.gen = None
+        s.sampler = None
+        s.text = None
+        s.todo = []
+        s.next_token = -1
+        s.last_used = time.perf_counter()
+        # the slot is free before the consumer can see the end (so `active` agrees with it)
+        gen.push(TokenEvent(tail, -1, s.n_gen, reason, stats))
+
+    def _decode_failed(self, rc: int) -> None:
+        if rc == 2:
+            reason, error = FinishReason.CANCELLED, None
+        elif rc == 1:
+            reason, error = FinishReason.ERROR, "no room left in the KV cache"
+        else:
+            reason, error = FinishReason.ERROR, f"llama_decode failed ({rc})"
+        for s in self._batch_slots:
+            # Whatever this batch may have written is not trusted: trim to the known prefix.
+            self._mem.remove(s.seq, len(s.cached), -1)
+            if s.gen is not None:
+                r = FinishReason.CANCELLED if s.gen.cancelled else reason
+                self._finish(s, r, None if r is FinishReason.CANCELLED else error)
+
+    def _fail_all(self, error: str) -> None:
+        for s in self._slots:
+            if s.gen is not None:
+                try:
+                    self._finish(s, FinishReason.ERROR, error)
+                except Exception:
+                    s.gen.push(TokenEvent("", -1, 0, FinishReason.ERROR,
+                                          Stats(finish_reason=FinishReason.ERROR, error=error)))
+                    s.gen = None
+
+    def _shutdown(self) -> None:
+        for s in self._slots:
+            if s.gen is not None:
+                self._finish(s, FinishReason.CANCELLED)
+        with self._lock:
+            self._closing = True
+            pending, self._pending = list(self._pending), deque()
+        for gen in pending:
+            self._end_pending(gen, FinishReason.CANCELLED)
+        self._batch.free()
+        llama.free_context(self._ctx)

@@ -1,0 +1,286 @@
+"""The engine's vocabulary: requests, sampler parameters, token events, stats and errors.
+
+Everything here is plain data with no llama.cpp in it, so front ends (TUI, CLI,
+server) can import it cheaply and the tests can check it without a model.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+
+class MullamaError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class ModelNotFoundError(MullamaError):
+    """No model file at the given path, or no model configured at all."""
+
+
+class ModelLoadError(MullamaError):
+    """The file exists but llama.cpp cannot load it (not a GGUF, truncated, ...)."""
+
+
+class ContextOverflowError(MullamaError):
+    """The prompt does not fit in the context window."""
+
+
+class InvalidParamsError(MullamaError, ValueError):
+    """A sampler or request parameter is out of range."""
+
+
+class EngineClosedError(MullamaError):
+    """The engine was shut down; no more requests are accepted."""
+
+
+class QueueFullError(MullamaError):
+    """Too many requests are waiting already (the server turns this into a 503)."""
+
+
+class GenerationError(MullamaError):
+    """llama.cpp failed in the middle of a generation."""
+
+
+class FinishReason(str, enum.Enum):
+    """Why a generation ended."""
+
+    EOS = "eos"
+    LENGTH = "length"
+    STOP = "stop"
+    CANCELLED = "cancelled"
+    ERROR = "error"
+
+    def __str__(self) -> str:  # so f"{reason}" prints "eos", not "FinishReason.EOS"
+        return self.value
+
+
+@dataclass
+class SamplerParams:
+    """Sampling settings, with the field names and defaults of the streaming tutorial.
+
+    `seed=0` means "pick a random seed"; the seed actually used is reported in `Stats.seed`,
+    so any run can be reproduced. `temperature=0` means greedy decoding.
+    """
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    typical_p: float = 1.0
+    penalty_repeat: float = 1.1
+    penalty_freq: float = 0.0
+    penalty_present: float = 0.0
+    penalty_last_n: int = 64
+    seed: int = 0
+    stop: list[str] = field(default_factory=list)
+
+    @classmethod
+    def greedy(cls) -> SamplerParams:
+        """Always the most likely token: deterministic, good for facts and tests."""
+        return cls(temperature=0.0, top_k=1, top_p=1.0, min_p=0.0, penalty_repeat=1.0)
+
+    @classmethod
+    def creative(cls) -> SamplerParams:
+        """Hotter and wider: stories and brainstorming."""
+        return cls(temperature=1.1, top_k=100, top_p=0.98, min_p=0.02, penalty_repeat=1.15)
+
+    @classmethod
+    def precise(cls) -> SamplerParams:
+        """Cool and narrow: answers that should not wander."""
+        return cls(temperature=0.2, top_k=20, top_p=0.8, min_p=0.1, penalty_repeat=1.05)
+
+    def with_(self, **changes: Any) -> SamplerParams:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def validate(self) -> SamplerParams:
+        """Raise InvalidParamsError naming the first bad field; return self when all is well."""
+
+        def bad(name: str, why: str) -> InvalidParamsError:
+            return InvalidParamsError(f"{name}={getattr(self, name)!r}: {why}")
+
+        for name in ("temperature", "top_p", "min_p", "typical_p", "penalty_repeat",
+                     "penalty_freq", "penalty_present"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise bad(name, "must be a number")
+            if not math.isfinite(value):
+                raise bad(name, "must be a finite number")
+        for name in ("top_k", "penalty_last_n", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad(name, "must be a whole number")
+        if self.temperature < 0:
+            raise bad("temperature", "must be >= 0 (0 means greedy)")
+        if self.top_k < 0:
+            raise bad("top_k", "must be >= 0 (0 disables it)")
+        if not 0 < self.top_p <= 1:
+            raise bad("top_p", "must be in (0, 1]")
+        if not 0 <= self.min_p <= 1:
+            raise bad("min_p", "must be in [0, 1]")
+        if not 0 < self.typical_p <= 1:
+            raise bad("typical_p", "must be in (0, 1]")
+        if self.penalty_repeat <= 0:
+            raise bad("penalty_repeat", "must be > 0 (1.0 disables it)")
+        if self.penalty_last_n < -1:
+            raise bad("penalty_last_n", "must be >= -1 (-1 means the whole context)")
+        if not 0 <= self.seed < 2**32:
+            raise bad("seed", "must be in [0, 2**32) (0 means random)")
+        if not isinstance(self.stop, (list, tuple)) or not all(isinstance(s, str) for s in self.stop):
+            raise InvalidParamsError(f"stop={self.stop!r}: must be a list of strings")
+        if any(s == "" for s in self.stop):
+            raise InvalidParamsError("stop: empty stop strings are not allowed")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Mode = Literal["chat", "raw"]
+
+
+@dataclass
+class Request:
+    """One generation asked of a backend.
+
+    Exactly one of `prompt` (raw text, or a single user turn in chat mode) and `messages`
+    (a chat transcript of {"role", "content"} dicts) is used. In chat mode a `prompt` is
+    wrapped as one user message, after `system` if given.
+    """
+
+    prompt: str | None = None
+    messages: list[dict[str, str]] | None = None
+    mode: Mode = "raw"
+    system: str | None = None
+    params: SamplerParams = field(default_factory=SamplerParams)
+    max_tokens: int = 256
+    ignore_eos: bool = False  # benchmarks only: generate exactly max_tokens
+
+    def validate(self) -> Request:
+        if self.mode not in ("chat", "raw"):
+            raise InvalidParamsError(f"mode={self.mode!r}: must be 'chat' or 'raw'")
+        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise InvalidParamsError(f"max_tokens={self.max_tokens!r}: must be a whole number >= 1")
+        if self.prompt is None and not self.messages:
+            raise InvalidParamsError("a request needs a prompt or messages")
+        if self.prompt is not None and not isinstance(self.prompt, str):
+            raise InvalidParamsError("prompt must be a string")
+        if self.messages is not None:
+            for m in self.messages:
+                if not isinstance(m, dict) or not isinstance(m.get("role"), str) \
+                        or not isinstance(m.get("content"), str):
+                    raise InvalidParamsError(
+                        "messages must be a list of {\"role\": str, \"content\": str} objects")
+        self.params.validate()
+        return self
+
+    def chat_messages(self) -> list[dict[str, str]]:
+        """The transcript to render with the chat template."""
+        if self.messages:
+            msgs = list(self.messages)
+            if self.system and not any(m["role"] == "system" for m in msgs):
+                msgs.insert(0, {"role": "system", "content": self.system})
+            return msgs
+        msgs = [{"role": "system", "content": self.system}] if self.system else []
+        return msgs + [{"role": "user", "content": self.prompt or ""}]
+
+
+@dataclass
+class Stats:
+    """What a finished generation measured, like `ollama run --verbose`.
+
+    Intervals (all from `time.perf_counter()`, seconds):
+    - prompt_time: from the scheduler admitting the request to the logits of the last
+      prompt token (tokens reused from the KV cache are not processed and not counted);
+    - ttft: from submission to the first emitted text piece (includes any queueing);
+    - gen_time: from the end of prompt processing to the sampling of the last token, so
+      `gen_tps = generated_tokens / gen_time` is the pure decode rate;
+    - total_time: from submission to the final event.
+    """
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    prompt_time: float = 0.0
+    ttft: float | None = None
+    generated_tokens: int = 0
+    gen_time: float = 0.0
+    total_time: float = 0.0
+    queue_time: float = 0.0
+    finish_reason: FinishReason | None = None
+    seed: int = 0
+    n_ctx: int = 0
+    error: str | None = None
+
+    @property
+    def prompt_processed(self) -> int:
+        """Prompt tokens actually evaluated (the rest came from the cache)."""
+        return self.prompt_tokens - self.cached_tokens
+
+    @property
+    def prompt_tps(self) -> float:
+        return self.prompt_processed / self.prompt_time if self.prompt_time > 0 else 0.0
+
+    @property
+    def gen_tps(self) -> float:
+        return self.generated_tokens / self.gen_time if self.gen_time > 0 else 0.0
+
+    @property
+    def context_used(self) -> int:
+        return self.prompt_tokens + self.generated_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["finish_reason"] = str(self.finish_reason) if self.finish_reason else None
+        d["prompt_tps"] = round(self.prompt_tps, 2)
+        d["gen_tps"] = round(self.gen_tps, 2)
+        d["prompt_processed"] = self.prompt_processed
+        return d
+
+    def summary_lines(self) -> list[str]:
+        """The human-readable block printed by `run --stats` and shown in the TUI."""
+        ttft = f"{self.ttft * 1000:.0f} ms" if self.ttft is not None else "-"
+        lines = [
+            f"prompt tokens:   {self.prompt_tokens}"
+            + (f" ({self.cached_tokens} cached)" if self.cached_tokens else ""),
+            f"prompt eval:     {self.prompt_time * 1000:.0f} ms ({self.prompt_tps:.1f} tok/s)",
+            f"first token:     {ttft}",
+            f"generated:       {self.generated_tokens} tokens",
+            f"generation rate: {self.gen_tps:.1f} tok/s",
+            f"total time:      {self.total_time:.2f} s",
+            f"finish reason:   {self.finish_reason}",
+        ]
+        if self.error:
+            lines.append(f"error:           {self.error}")
+        return lines
+
+
+@dataclass(slots=True)
+class TokenEvent:
+    """One step of a generation as seen by a consumer.
+
+    `text` is only whole characters (never half of a UTF-8 sequence) and never part of a
+    stop string. It may be empty when a token only completed a held-back sequence that
+    turned out to be a stop string, or on the final event. The last event of every
+    generation has `finish_reason` and `stats` set.
+    """
+
+    text: str
+    token_id: int
+    index: int
+    finish_reason: FinishReason | None = None
+    stats: Stats | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"text": self.text, "token_id": self.token_id, "index": self.index,
+                             "done": self.done}
+        if self.done:
+            d["finish_reason"] = str(self.finish_reason)
+            d["stats"] = self.stats.to_dict() if self.stats else None
+        return d

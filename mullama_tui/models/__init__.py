@@ -1,0 +1,1 @@
+"""Finding model files: paths, the configured default, the bundled SmolLM2."""

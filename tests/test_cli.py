@@ -1,0 +1,83 @@
+"""`mullama-tui run` and friends as a user runs them: a real subprocess on the real model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+CLI = [sys.executable, "-m", "mullama_tui.cli"]
+
+
+def run_cli(*args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, input=input,
+                          timeout=timeout, env=os.environ.copy())
+
+
+def test_run_streams_text_and_stats_to_stderr():
+    r = run_cli("run", "--seed", "3", "-n", "24", "--raw", "The capital of France is")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.strip()) > 0
+    assert "--- Stats ---" in r.stderr and "generation rate:" in r.stderr
+    assert "Stats" not in r.stdout
+
+
+def test_run_json_is_one_event_per_line():
+    r = run_cli("run", "--json", "--seed", "3", "-n", "12", "--raw", "Hello")
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert events[-1]["done"] and events[-1]["finish_reason"] in ("eos", "length")
+    assert events[-1]["stats"]["generated_tokens"] == len(events) - 1
+    assert [e["index"] for e in events[:-1]] == list(range(len(events) - 1))
+
+
+def test_run_reads_prompt_from_stdin_and_honours_stop():
+    r = run_cli("run", "--raw", "-t", "0", "-n", "40", "--no-stats", "--stop", ",", "-",
+                input="One, two, three, four")
+    assert r.returncode == 0, r.stderr
+    assert "," not in r.stdout and r.stderr == ""
+
+
+def test_ctrl_c_mid_stream_keeps_partial_output_and_exits_130():
+    p = subprocess.Popen(CLI + ["run", "-n", "2000", "--seed", "5",
+                                "Write a very long story about a lighthouse keeper."],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    got = ""
+    deadline = time.monotonic() + 60
+    while len(got) < 40:  # wait until text is really streaming
+        assert time.monotonic() < deadline, "no output"
+        chunk = os.read(p.stdout.fileno(), 64)
+        assert chunk, f"the run ended before Ctrl+C: {got!r}"
+        got += chunk.decode(errors="replace")
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=15)
+    assert p.returncode == 130
+    assert "[Generation cancelled]" in err
+    assert "finish reason:   cancelled" in err
+    assert len(got + out) > 40
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "/no/such/model.gguf", "hi"], "model file not found"),
+    (["run", "--temperature", "-1", "hi"], "temperature"),
+    (["run", "--top-p", "0", "hi"], "top_p"),
+    (["run", "-n", "0", "hi"], "max_tokens"),
+    (["run", "--ctx", "64", "--raw", "word " * 200], "context holds 64"),
+])
+def test_bad_input_is_one_readable_line(args, message):
+    r = run_cli(*args)
+    assert r.returncode == 1
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_not_a_gguf_file(tmp_path):
+    bad = tmp_path / "x.gguf"
+    bad.write_bytes(b"nope")
+    r = run_cli("run", str(bad), "hi")
+    assert r.returncode == 1 and "not a GGUF file" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,293 @@
+"""The engine on the real bundled model: streaming, determinism, UTF-8, stops, limits,
+cancellation, batching, backpressure, stats and bad input. No mock of llama.cpp."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mullama_tui.engine.local import LocalEngine
+from mullama_tui.engine.llama import LlamaModel
+from mullama_tui.engine.types import (ContextOverflowError, FinishReason, InvalidParamsError,
+                                      ModelLoadError, ModelNotFoundError, Request, SamplerParams)
+
+STORY = "Once upon a time, in a small village by the sea, there lived"
+
+
+def raw(prompt: str = STORY, max_tokens: int = 48, ignore_eos: bool = False, **params) -> Request:
+    return Request(prompt=prompt, mode="raw", max_tokens=max_tokens, ignore_eos=ignore_eos,
+                   params=SamplerParams(**{"seed": 7, **params}))
+
+
+def collect(gen):
+    return list(gen)
+
+
+def wait_until(cond, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.002)
+
+
+def test_events_arrive_while_decoding_not_after(engine):
+    gen = engine.submit(raw(max_tokens=96, ignore_eos=True))
+    stamps = [(time.perf_counter(), e) for e in gen]
+    first, last = stamps[0][0], stamps[-1][0]
+    assert len(stamps) == 97  # 96 tokens and the final event
+    # the first piece arrives well before the last token is decoded
+    assert first - gen.t_submit < 0.5 * (last - gen.t_submit)
+    # and arrivals are spread out, not delivered in one burst at the end
+    mid = stamps[48][0]
+    assert first < mid < last
+
+
+def test_streamed_text_equals_non_streamed_text_for_same_seed(engine):
+    engine.clear_cache()
+    pieces = [e.text for e in engine.submit(raw(temperature=0.9, seed=1234))]
+    engine.clear_cache()
+    whole = engine.submit(raw(temperature=0.9, seed=1234)).text()
+    assert "".join(pieces) == whole and len(whole) > 20
+
+
+def test_greedy_is_deterministic_and_cache_reuse_does_not_change_it(engine):
+    engine.clear_cache()
+    a = engine.submit(raw(temperature=0.0)).text()
+    b = engine.submit(raw(temperature=0.0))  # reuses the cached prompt
+    assert b.text() == a
+    assert b.stats.cached_tokens > 0
+
+
+def test_random_seed_is_reported_and_reproduces_the_run(engine):
+    gen = engine.submit(raw(temperature=1.0, seed=0))
+    text = gen.text()
+    assert gen.stats.seed != 0
+    assert engine.submit(raw(temperature=1.0, seed=gen.stats.seed)).text() == text
+
+
+def test_utf8_japanese_and_emoji_pieces_are_whole_characters(engine, model_path):
+    prompt = "日本語の文: 東京は日本の首都です。🍣🍜🗾 次の文: 大阪は"
+    gen = engine.submit(raw(prompt, max_tokens=64, temperature=0.0))
+    events = collect(gen)
+    tokens = [e.token_id for e in events if not e.done]
+    text = "".join(e.text for e in events)
+    assert all("\ufffd" not in e.text for e in events)
+    assert any(ord(c) > 0x2E80 for c in text), text  # the model did write CJK/emoji
+    model = engine.model
+    # some character really was split across tokens (so the test means something) ...
+    assert any(not _is_utf8(model.piece(t)) for t in tokens)
+    # ... and nothing was lost: the pieces join to the decoding of all the tokens
+    assert text == model.detokenize(tokens)
+
+
+def _is_utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def test_stop_string_spanning_two_tokens_is_cut_and_never_emitted(engine):
+    engine.clear_cache()
+    events = collect(engine.submit(raw(max_tokens=60, temperature=0.0)))
+    pieces = [e.text for e in events if not e.done]
+    full = "".join(pieces)
+    # pick a stop string made of the end of one piece and the start of the next
+    for i in range(5, len(pieces) - 1):
+        if len(pieces[i]) >= 2 and len(pieces[i + 1]) >= 2:
+            stop = pieces[i][-2:] + pieces[i + 1][:2]
+            break
+    else:
+        pytest.fail("no two long enough neighbouring pieces")
+    expected = full[:full.index(stop)]
+    engine.clear_cache()
+    gen = engine.submit(raw(max_tokens=60, temperature=0.0, stop=[stop]))
+    out = [e.text for e in gen]
+    assert "".join(out) == expected
+    assert all(stop not in p for p in out)
+    assert gen.finish_reason is FinishReason.STOP
+
+
+def test_max_tokens_is_honoured(engine):
+    gen = engine.submit(raw(max_tokens=5, ignore_eos=True))
+    events = collect(gen)
+    assert [e.index for e in events] == [0, 1, 2, 3, 4, 5]
+    assert gen.stats.generated_tokens == 5
+    assert gen.finish_reason is FinishReason.LENGTH
+
+
+def test_break_out_cancels_and_next_generation_works(engine):
+    gen = engine.submit(raw(max_tokens=500, ignore_eos=True))
+    for i, _event in enumerate(gen):
+        if i == 3:
+            break
+    assert gen.cancelled
+    assert gen.wait(2.0)
+    assert gen.finish_reason is FinishReason.CANCELLED
+    assert gen.stats.generated_tokens < 20
+    wait_until(lambda: engine.scheduler.active == 0, 2, "the slot to be freed")
+    nxt = engine.submit(raw(max_tokens=8, ignore_eos=True))
+    assert len(nxt.text()) > 0 and nxt.finish_reason is FinishReason.LENGTH
+
+
+def test_cancel_during_a_long_prompt_returns_quickly(engine):
+    long_prompt = "The quick brown fox jumps over the lazy dog. " * 170  # ~1700 tokens
+    engine.clear_cache()
+    gen = engine.submit(raw(long_prompt, max_tokens=16))
+    assert len(gen.prompt_tokens) > 1500
+    wait_until(lambda: engine.scheduler.active == 1, 5, "the prompt to start")
+    time.sleep(0.05)  # let llama.cpp get into the prompt chunks
+    t0 = time.perf_counter()
+    gen.cancel()
+    assert gen.wait(2.0)
+    latency = time.perf_counter() - t0
+    assert gen.finish_reason is FinishReason.CANCELLED
+    assert gen.stats.generated_tokens == 0
+    assert latency < 0.25, f"cancel took {latency * 1000:.0f} ms"
+
+
+def test_stats_are_consistent_with_the_events(engine):
+    engine.clear_cache()
+    gen = engine.submit(raw(max_tokens=32, ignore_eos=True))
+    events = collect(gen)
+    st = gen.stats
+    assert st is events[-1].stats
+    assert st.generated_tokens == len(events) - 1 == 32
+    assert st.prompt_tokens == len(gen.prompt_tokens) and st.cached_tokens == 0
+    assert st.prompt_tps > 0 and st.gen_tps > 0
+    assert 0 < st.ttft <= st.total_time
+    assert st.prompt_time < st.ttft
+    assert st.gen_tps == pytest.approx(st.generated_tokens / st.gen_time)
+
+
+def test_chat_mode_uses_the_models_chat_template(engine):
+    req = Request(prompt="Say hi", mode="chat", system="Be brief.")
+    toks = engine.prompt_tokens(req)
+    text = engine.model.detokenize(toks)
+    assert "Be brief." in text and "<|im_start|>" not in text  # specials are tokens, not text
+    assert engine.model.render_chat(req.chat_messages()).startswith("<|im_start|>system\nBe brief.")
+    gen = engine.submit(Request(prompt="What is 2+2?", mode="chat", max_tokens=30,
+                                params=SamplerParams.greedy()))
+    assert gen.text().strip() and gen.finish_reason in (FinishReason.EOS, FinishReason.LENGTH)
+
+
+def test_concurrent_generations_batch_and_match_single_runs(engine):
+    temps = (0.1, 0.7, 1.2)
+    singles = []
+    for t in temps:
+        engine.clear_cache()
+        singles.append(engine.submit(raw(max_tokens=40, temperature=t, seed=99, ignore_eos=True)).text())
+    engine.clear_cache()
+    before = engine.scheduler.prompt_tokens_processed
+    gens = [engine.submit(raw(max_tokens=40, temperature=t, seed=99, ignore_eos=True)) for t in temps]
+    texts: dict[int, str] = {}
+    threads = [threading.Thread(target=lambda i=i, g=g: texts.__setitem__(i, g.text()))
+               for i, g in enumerate(gens)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert [texts[i] for i in range(3)] == singles
+    assert len(set(singles)) == 3
+    # the shared prompt was processed once, not three times
+    assert engine.scheduler.prompt_tokens_processed - before == len(gens[0].prompt_tokens)
+
+
+def test_a_slow_consumer_pauses_only_its_own_sequence(model_path):
+    with LocalEngine(model_path, n_ctx=512, n_parallel=2, capacity=4) as eng:
+        slow = eng.submit(raw(max_tokens=200, ignore_eos=True))
+        fast = eng.submit(raw(STORY + " a dragon", max_tokens=60, ignore_eos=True))
+        assert len(fast.text()) > 0 and fast.finish_reason is FinishReason.LENGTH
+        # the unread generation stopped at its buffer size instead of running ahead
+        assert not slow.finished and len(slow._events) == 4
+        rest = collect(slow)
+        assert len(rest) == 201 and slow.finish_reason is FinishReason.LENGTH
+
+
+def test_async_iteration_does_not_block_the_event_loop(engine):
+    async def main():
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker():
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        t = asyncio.create_task(ticker())
+        gen = engine.submit(raw(max_tokens=48, ignore_eos=True))
+        events = [e async for e in gen]
+        stop.set()
+        await t
+        return events, ticks
+
+    events, ticks = asyncio.run(main())
+    assert len(events) == 49 and events[-1].done
+    assert ticks > 20  # the loop kept running while we waited for tokens
+
+
+def test_queue_of_more_requests_than_slots_all_complete(engine):
+    gens = [engine.submit(raw(max_tokens=6, ignore_eos=True, seed=s + 1)) for s in range(7)]
+    for g in gens:
+        assert g.wait(30)
+    assert all(g.finish_reason is FinishReason.LENGTH for g in gens)
+
+
+# -- bad input ------------------------------------------------------------------
+
+def test_missing_model_path():
+    with pytest.raises(ModelNotFoundError, match="not found"):
+        LlamaModel("/no/such/model.gguf")
+
+
+def test_directory_instead_of_model(tmp_path):
+    with pytest.raises(ModelLoadError, match="directory"):
+        LlamaModel(tmp_path)
+
+
+def test_file_that_is_not_gguf(tmp_path):
+    p = tmp_path / "notes.gguf"
+    p.write_text("this is not a model")
+    with pytest.raises(ModelLoadError, match="not a GGUF"):
+        LlamaModel(p)
+
+
+@pytest.mark.parametrize("keep", [100, 1_000_000, 90_000_000])
+def test_truncated_gguf(tmp_path, model_path, keep):
+    p = tmp_path / "cut.gguf"
+    with model_path.open("rb") as src, p.open("wb") as dst:
+        dst.write(src.read(keep))
+    with pytest.raises(ModelLoadError, match="cannot load"):
+        LlamaModel(p)
+
+
+def test_prompt_longer_than_context(engine):
+    with pytest.raises(ContextOverflowError, match="context holds 2048"):
+        engine.submit(raw("word " * 3000))
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"temperature": -0.5}, "temperature"),
+    ({"top_p": 0.0}, "top_p"),
+    ({"top_p": 1.5}, "top_p"),
+    ({"top_k": -1}, "top_k"),
+    ({"min_p": 2.0}, "min_p"),
+    ({"temperature": float("nan")}, "temperature"),
+])
+def test_invalid_sampler_values(engine, params, match):
+    with pytest.raises(InvalidParamsError, match=match):
+        engine.submit(raw(**params))
+
+
+@pytest.mark.parametrize("max_tokens", [0, -3])
+def test_invalid_max_tokens(engine, max_tokens):
+    with pytest.raises(InvalidParamsError, match="max_tokens"):
+        engine.submit(raw(max_tokens=max_tokens))
