@@ -1,0 +1,103 @@
+"""SQLite store of finished runs (prompt or messages, parameters, model, output, stats).
+
+One row per generation, written when it finishes or is cancelled, so a crash loses at
+most the run in progress. Lives under the data dir (see config.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import data_dir
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'chat',
+    model TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    messages TEXT NOT NULL,
+    params TEXT NOT NULL,
+    output TEXT NOT NULL,
+    finish_reason TEXT,
+    stats TEXT NOT NULL
+);
+"""
+
+
+@dataclass
+class RunRecord:
+    model: str
+    mode: str
+    prompt: str
+    output: str
+    messages: list[dict[str, str]] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str | None = None
+    kind: str = "chat"
+    created: float = field(default_factory=time.time)
+    id: int | None = None
+
+    def to_markdown(self) -> str:
+        lines = [f"# mullama-tui run {self.id or ''}".rstrip(), "",
+                 f"- model: `{self.model}`", f"- mode: {self.mode}",
+                 f"- finish reason: {self.finish_reason}",
+                 f"- params: `{json.dumps(self.params)}`", ""]
+        for m in self.messages or [{"role": "user", "content": self.prompt}]:
+            lines += [f"## {m['role']}", "", m["content"], ""]
+        lines += ["## assistant", "", self.output, ""]
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2, ensure_ascii=False)
+
+
+class History:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or data_dir() / "history.sqlite3"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.executescript(SCHEMA)
+
+    def add(self, r: RunRecord) -> int:
+        with self._db:
+            cur = self._db.execute(
+                "INSERT INTO runs (created, kind, model, mode, prompt, messages, params, output,"
+                " finish_reason, stats) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (r.created, r.kind, r.model, r.mode, r.prompt, json.dumps(r.messages),
+                 json.dumps(r.params), r.output, r.finish_reason, json.dumps(r.stats)))
+        r.id = int(cur.lastrowid or 0)
+        return r.id
+
+    def _record(self, row: sqlite3.Row) -> RunRecord:
+        return RunRecord(id=row["id"], created=row["created"], kind=row["kind"], model=row["model"],
+                         mode=row["mode"], prompt=row["prompt"], messages=json.loads(row["messages"]),
+                         params=json.loads(row["params"]), output=row["output"],
+                         finish_reason=row["finish_reason"], stats=json.loads(row["stats"]))
+
+    def list(self, search: str = "", limit: int = 500) -> list[RunRecord]:
+        like = f"%{search}%"
+        rows = self._db.execute(
+            "SELECT * FROM runs WHERE prompt LIKE ? OR output LIKE ? OR messages LIKE ?"
+            " ORDER BY id DESC LIMIT ?", (like, like, like, limit)).fetchall()
+        return [self._record(r) for r in rows]
+
+    def get(self, run_id: int) -> RunRecord | None:
+        row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return self._record(row) if row else None
+
+    def delete(self, run_id: int) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,419 @@
+"""The Textual app: prompt, streaming output pane, live gauge, cancel keys, history, themes.
+
+Message flow (why it is shaped this way):
+- the model loads in a thread worker, so the screen is interactive at once; a prompt sent
+  before it is ready waits for it (the generation worker blocks on `_engine_ready`);
+- a generation's tokens are decoded by the engine's scheduler thread; a thread worker
+  here drains the generation's channel and posts one `TokenBatch` every ~30 ms with
+  `post_message` (which never blocks), so the UI gets a few dozen updates a second
+  whatever the token rate, and decoding never waits for the screen to draw;
+- Esc / Ctrl+C are priority bindings enabled only while generating (`check_action`), so
+  they win over the inputs' own Ctrl+C (copy) and the app's quit hint; they call the
+  generation's `cancel()`, which the scheduler honours before its next decode step.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.command import Hit, Hits, Provider
+from textual.containers import VerticalScroll
+from textual.reactive import reactive
+from textual.widgets import Footer, Header, Markdown, Static
+from textual.worker import get_current_worker
+
+from ..config import Settings
+from ..engine.generation import Generation
+from ..engine.types import MullamaError, Request, Stats
+from ..history import History, RunRecord
+from .messages import GenerationFinished, GenerationStarted, ModelFailed, ModelLoaded, TokenBatch
+from .screens.help import HelpScreen
+from .screens.history import HistoryScreen
+from .screens.params import ParamsScreen, sampler_params
+from .themes import load_themes
+from .widgets.gauge import Gauge
+from .widgets.prompt import PromptInput
+
+BATCH_INTERVAL = 0.03  # seconds between TokenBatch messages
+GAUGE_INTERVAL = 0.2  # gauge refreshes 5 times a second while generating
+
+
+class AppCommands(Provider):
+    """Every app action in the command palette."""
+
+    COMMANDS = [
+        ("Parameters", "params", "Edit temperature, max tokens, stop strings, system prompt"),
+        ("History", "history", "Browse, search, reopen and delete past runs"),
+        ("New conversation", "new_conversation", "Clear the conversation and the KV cache"),
+        ("Toggle chat / raw mode", "toggle_mode", "Chat template or raw prompt"),
+        ("Cancel generation", "cancel", "Stop the running generation"),
+        ("Help", "help", "List every key"),
+    ]
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, action, help_text in self.COMMANDS:
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name),
+                          lambda a=action: self.app.run_action(a), help=help_text)
+
+
+class MullamaApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "mullama-tui"
+    COMMANDS = App.COMMANDS | {AppCommands}
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", priority=True, id="cancel"),
+        Binding("ctrl+c", "cancel", "Cancel", priority=True, show=False, id="cancel-ctrl-c"),
+        Binding("f1", "help", "Help", id="help"),
+        Binding("f2", "params", "Params", id="params"),
+        Binding("f3", "history", "History", id="history"),
+        Binding("ctrl+n", "new_conversation", "New chat", id="new-conversation"),
+        Binding("ctrl+r", "toggle_mode", "Chat/Raw", id="toggle-mode"),
+        Binding("ctrl+q", "quit", "Quit", id="quit"),
+    ]
+
+    state: reactive[str] = reactive("loading")
+
+    def __init__(self, model: str | None = None, theme_name: str | None = None,
+                 engine_factory=None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.model_arg = model
+        self._theme_arg = theme_name
+        self._engine_factory = engine_factory
+        try:
+            self.settings = Settings.load()
+            self._config_problem: str | None = None
+        except ValueError as e:
+            self.settings = Settings()
+            self._config_problem = f"config file ignored: {e}"
+        self.engine = None
+        self._engine_ready = threading.Event()
+        self._engine_error: str | None = None
+        self.history = History()
+        self.messages: list[dict[str, str]] = []
+        self.current: Generation | None = None
+        self._cancel_requested = False
+        self._output_text = ""
+        self._output_widget: Markdown | Static | None = None
+        self._md_stream = None
+        self._run_request: Request | None = None
+        self.last_stats: Stats | None = None
+        self.model_name = "loading..."
+
+    # -- layout ----------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="status", markup=False)
+        yield VerticalScroll(id="output")
+        yield Gauge(id="gauge")
+        yield PromptInput(id="prompt")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        themes, problems = load_themes()
+        for t in themes:
+            self.register_theme(t)
+        for p in problems + ([self._config_problem] if self._config_problem else []):
+            self.notify(p, severity="warning", timeout=8)
+        wanted = self._theme_arg or self.settings.theme
+        if wanted in self.available_themes:
+            self.theme = wanted
+        else:
+            self.notify(f"unknown theme {wanted!r}; using the default", severity="warning")
+            self.theme = "mullama-dark" if "mullama-dark" in self.available_themes else "textual-dark"
+        if self.settings.keymap:
+            self.set_keymap(self.settings.keymap)
+        self.query_one("#output", VerticalScroll).anchor()
+        self._gauge_timer = self.set_interval(GAUGE_INTERVAL, self._tick, pause=True)
+        self.query_one(PromptInput).focus()
+        self._update_status()
+        self._load_model()
+
+    def watch_theme(self, theme: str) -> None:
+        if theme and getattr(self, "settings", None) is not None and theme != self.settings.theme:
+            self.settings.theme = theme
+            self._save_settings()
+
+    def watch_state(self, state: str) -> None:
+        self.sub_title = state
+        self._update_status()
+
+    def _save_settings(self) -> None:
+        try:
+            self.settings.save()
+        except OSError as e:
+            self.notify(f"could not save settings: {e}", severity="error")
+
+    def _update_status(self) -> None:
+        if not self.is_mounted:
+            return
+        s = self.settings
+        text = (f"{self.model_name} · {s.mode} · temp {s.temperature} · top-k {s.top_k} · "
+                f"top-p {s.top_p} · min-p {s.min_p} · max {s.max_tokens} · seed {s.seed or 'random'}"
+                f" · {self.state}")
+        self.query_one("#status", Static).update(Text(text))
+
+    # -- model loading -----------------------------------------------------------------
+    @work(thread=True, group="load", exclusive=True, exit_on_error=False)
+    def _load_model(self) -> None:
+        try:
+            if self._engine_factory is not None:
+                engine = self._engine_factory()
+            else:
+                from ..engine.local import LocalEngine
+                from ..models.resolve import resolve_model
+
+                path = resolve_model(self.model_arg, self.settings.default_model)
+                engine = LocalEngine(path, n_ctx=self.settings.n_ctx, n_parallel=4,
+                                     n_threads=self.settings.threads or None)
+        except MullamaError as e:
+            self._engine_error = str(e)
+            self._engine_ready.set()
+            self.post_message(ModelFailed(str(e)))
+            return
+        except Exception as e:  # an unexpected failure must still reach the UI, not crash it
+            self._engine_error = f"{type(e).__name__}: {e}"
+            self._engine_ready.set()
+            self.post_message(ModelFailed(self._engine_error))
+            return
+        self.engine = engine
+        self._engine_ready.set()
+        info = engine.model.info
+        self.post_message(ModelLoaded(info.name, f"{info.file_bytes / 1e6:.0f} MB, {info.description}"))
+
+    def on_model_loaded(self, msg: ModelLoaded) -> None:
+        self.model_name = f"{msg.name} ({msg.detail})"
+        self.title = f"mullama-tui · {msg.name}"
+        if self.state == "loading":
+            self.state = "ready"
+        self._update_status()
+
+    def on_model_failed(self, msg: ModelFailed) -> None:
+        self.model_name = "no model"
+        self.state = "error"
+        self.notify(msg.error, title="Model failed to load", severity="error", timeout=15)
+
+    # -- sending -----------------------------------------------------------------------
+    @on(PromptInput.Submitted)
+    async def send(self, event: PromptInput.Submitted) -> None:
+        if self.current is not None or self.state in ("generating", "cancelling", "waiting for model"):
+            self.notify("a generation is running: Esc cancels it", severity="warning")
+            return
+        if self._engine_error:
+            self.notify(self._engine_error, title="No model", severity="error")
+            return
+        s = self.settings
+        prompt = event.text
+        if s.mode == "chat":
+            self.messages.append({"role": "user", "content": prompt})
+            request = Request(messages=list(self.messages), mode="chat", system=s.system or None,
+                              params=sampler_params(s), max_tokens=s.max_tokens)
+        else:
+            request = Request(prompt=prompt, mode="raw", params=sampler_params(s),
+                              max_tokens=s.max_tokens)
+        self._run_request = request
+        out = self.query_one("#output", VerticalScroll)
+        await out.mount(Static(Text(prompt), classes="user-turn", markup=False))
+        if s.mode == "chat":
+            widget: Markdown | Static = Markdown("", classes="assistant-turn")
+            await out.mount(widget)
+            self._md_stream = Markdown.get_stream(widget)
+        else:
+            widget = Static("", classes="assistant-turn raw", markup=False)
+            await out.mount(widget)
+            self._md_stream = None
+        self._output_widget = widget
+        self._output_text = ""
+        self._cancel_requested = False
+        gauge = self.query_one(Gauge)
+        gauge.start(s.max_tokens, self.engine.n_ctx if self.engine else s.n_ctx)
+        self.state = "generating" if self._engine_ready.is_set() else "waiting for model"
+        self._gauge_timer.resume()
+        out.anchor()
+        self._generate(request)
+
+    @work(thread=True, group="generate", exit_on_error=False)
+    def _generate(self, request: Request) -> None:
+        """Drain the generation and post batched tokens; never one message per token."""
+        worker = get_current_worker()
+        while not self._engine_ready.wait(0.05):
+            if self._cancel_requested or worker.is_cancelled:
+                self.post_message(GenerationFinished(None, None))
+                return
+        if self.engine is None:
+            self.post_message(GenerationFinished(None, self._engine_error or "no model"))
+            return
+        try:
+            gen = self.engine.submit(request)
+        except MullamaError as e:
+            self.post_message(GenerationFinished(None, str(e)))
+            return
+        self.current = gen
+        if self._cancel_requested:
+            gen.cancel()
+        self.post_message(GenerationStarted(len(gen.prompt_tokens)))
+        pending: list[str] = []
+        count = 0
+        last_post = time.perf_counter()
+        while True:
+            if worker.is_cancelled:
+                gen.cancel()
+            events = gen.take(timeout=BATCH_INTERVAL)
+            final = None
+            for ev in events:
+                if ev.text:
+                    pending.append(ev.text)
+                if ev.done:
+                    final = ev
+                else:
+                    count += 1
+            now = time.perf_counter()
+            if (pending or count) and (final is not None or now - last_post >= BATCH_INTERVAL):
+                self.post_message(TokenBatch("".join(pending), count))
+                pending, count, last_post = [], 0, now
+            if final is not None:
+                self.post_message(GenerationFinished(final.stats, final.stats.error if final.stats else None))
+                return
+
+    def on_generation_started(self, msg: GenerationStarted) -> None:
+        if self.state == "waiting for model":
+            self.state = "generating"
+        gauge = self.query_one(Gauge)
+        gauge.prompt_tokens = msg.prompt_tokens
+
+    async def on_token_batch(self, msg: TokenBatch) -> None:
+        self.query_one(Gauge).add_tokens(msg.n_tokens)
+        if not msg.text or self._output_widget is None:
+            return
+        self._output_text += msg.text
+        if self._md_stream is not None:
+            await self._md_stream.write(msg.text)
+        else:
+            self._output_widget.update(Text(self._output_text))  # type: ignore[union-attr]
+
+    async def on_generation_finished(self, msg: GenerationFinished) -> None:
+        self._gauge_timer.pause()
+        stats = msg.stats
+        reason = str(stats.finish_reason) if stats and stats.finish_reason else (
+            "error" if msg.error else "cancelled")
+        if self._md_stream is not None:
+            await self._md_stream.stop()
+            self._md_stream = None
+            if isinstance(self._output_widget, Markdown):
+                await self._output_widget.update(self._output_text)  # one final full render
+        if reason == "cancelled" and self._output_widget is not None:
+            self._output_widget.add_class("cancelled")
+            await self.query_one("#output", VerticalScroll).mount(
+                Static(Text("[Generation cancelled]"), classes="cancel-mark", markup=False))
+        self.query_one(Gauge).done(stats, reason)
+        self.last_stats = stats
+        self.current = None
+        if msg.error:
+            self.notify(msg.error, title="Generation failed", severity="error", timeout=10)
+            if self.settings.mode == "chat" and self.messages and self.messages[-1]["role"] == "user" \
+                    and not self._output_text:
+                self.messages.pop()  # nothing to answer; keep the conversation consistent
+        elif self.settings.mode == "chat":
+            self.messages.append({"role": "assistant", "content": self._output_text})
+        self.state = reason if reason in ("cancelled", "error") else "ready"
+        self._save_run(stats, reason)
+
+    def _save_run(self, stats: Stats | None, reason: str) -> None:
+        req = self._run_request
+        if req is None or stats is None:
+            return
+        try:
+            self.history.add(RunRecord(
+                model=self.model_name, mode=req.mode, prompt=req.prompt or "",
+                messages=list(req.messages or []), params=req.params.to_dict() | {"max_tokens": req.max_tokens},
+                output=self._output_text, stats=stats.to_dict(), finish_reason=reason))
+        except Exception as e:  # history must never break generation
+            self.notify(f"could not save history: {e}", severity="warning")
+
+    def _tick(self) -> None:
+        self.query_one(Gauge).tick()
+
+    # -- actions -------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return self.state in ("generating", "waiting for model")
+        return True
+
+    def action_cancel(self) -> None:
+        self._cancel_requested = True
+        if self.current is not None:
+            self.current.cancel()
+        self.state = "cancelling"
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_params(self) -> None:
+        def done(new: Settings | None) -> None:
+            if new is not None:
+                self.settings = new
+                self._save_settings()
+                self._update_status()
+                self.notify("parameters saved")
+
+        self.push_screen(ParamsScreen(self.settings), done)
+
+    def action_history(self) -> None:
+        def done(rec: RunRecord | None) -> None:
+            if rec is not None:
+                self.call_later(self.reopen, rec)
+
+        self.push_screen(HistoryScreen(self.history), done)
+
+    async def reopen(self, rec: RunRecord) -> None:
+        """Show a past run and continue its conversation."""
+        await self.action_new_conversation()
+        out = self.query_one("#output", VerticalScroll)
+        turns = rec.messages or [{"role": "user", "content": rec.prompt}]
+        for m in turns:
+            if m["role"] == "user":
+                await out.mount(Static(Text(m["content"]), classes="user-turn", markup=False))
+            elif m["role"] == "assistant":
+                await out.mount(Markdown(m["content"], classes="assistant-turn"))
+        await out.mount(Markdown(rec.output, classes="assistant-turn") if rec.mode == "chat"
+                        else Static(Text(rec.output), classes="assistant-turn raw", markup=False))
+        if rec.mode == "chat":
+            self.messages = [m for m in turns if m["role"] in ("user", "assistant")]
+            self.messages.append({"role": "assistant", "content": rec.output})
+        self.notify(f"reopened run {rec.id}")
+
+    async def action_new_conversation(self) -> None:
+        if self.current is not None:
+            self.current.cancel()
+        self.messages = []
+        await self.query_one("#output", VerticalScroll).remove_children()
+        if self.engine is not None:
+            self.engine.clear_cache()
+        if self.state in ("cancelled", "error") and self.engine is not None:
+            self.state = "ready"
+
+    def action_toggle_mode(self) -> None:
+        self.settings.mode = "raw" if self.settings.mode == "chat" else "chat"
+        self._save_settings()
+        self._update_status()
+        self.notify(f"{self.settings.mode} mode")
+
+    async def action_quit(self) -> None:
+        if self.current is not None:
+            self.current.cancel()
+        self.exit()
+
+    def on_unmount(self) -> None:
+        if self.current is not None:
+            self.current.cancel()
+        if self.engine is not None:
+            self.engine.close()
+        self.history.close()
+

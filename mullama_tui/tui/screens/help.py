@@ -1,0 +1,36 @@
+"""F1: every key of the app and of the screen below, from the live bindings."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+PROMPT_KEYS = [("enter", "Send the prompt"), ("ctrl+j", "Insert a newline in the prompt"),
+               ("up / down", "Earlier prompts (on the first / last line)")]
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen VerticalScroll { width: 76; height: 80%; border: thick $primary; background: $surface; padding: 1 2; }
+    """
+
+    def compose(self) -> ComposeResult:
+        table = Table(title="mullama-tui keys", expand=True)
+        table.add_column("key", style="bold")
+        table.add_column("action")
+        for key, what in PROMPT_KEYS:
+            table.add_row(key, what)
+        seen = set()
+        for binding in self.app.BINDINGS:
+            if isinstance(binding, Binding) and binding.description and binding.key not in seen:
+                seen.add(binding.key)
+                table.add_row(self.app.get_key_display(binding), binding.description)
+        table.add_row("ctrl+p", "Command palette (every action is there too)")
+        with VerticalScroll():
+            yield Static(table)

@@ -1,0 +1,86 @@
+"""A modal to edit sampler and generation settings; returns the new Settings or None."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Switch
+
+from ...config import Settings
+from ...engine.types import InvalidParamsError, SamplerParams
+
+FIELDS = [  # (settings field, label, type)
+    ("temperature", "Temperature", float), ("max_tokens", "Max tokens", int),
+    ("top_k", "Top-k", int), ("top_p", "Top-p", float), ("min_p", "Min-p", float),
+    ("repeat_penalty", "Repeat penalty", float), ("seed", "Seed (0 = random)", int),
+]
+
+
+class ParamsScreen(ModalScreen[Settings | None]):
+    BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("ctrl+s", "save", "Save")]
+    DEFAULT_CSS = """
+    ParamsScreen { align: center middle; }
+    ParamsScreen > Vertical { width: 72; height: auto; border: thick $primary; background: $surface; padding: 1 2; }
+    ParamsScreen Grid { grid-size: 2; grid-columns: 22 1fr; grid-rows: 3; height: auto; }
+    ParamsScreen Label { padding: 1 0 0 0; }
+    ParamsScreen #buttons { height: 3; align-horizontal: right; }
+    ParamsScreen #error { color: $error; height: auto; }
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+
+    def compose(self) -> ComposeResult:
+        s = self.settings
+        with Vertical():
+            yield Label("Generation parameters (saved to the config file)")
+            with Grid():
+                for name, label, _ in FIELDS:
+                    yield Label(label)
+                    yield Input(str(getattr(s, name)), id=name)
+                yield Label("Stop strings (|-separated)")
+                yield Input("|".join(s.stop), id="stop")
+                yield Label("System prompt")
+                yield Input(s.system, id="system")
+                yield Label("Chat mode")
+                yield Switch(s.mode == "chat", id="chat")
+            yield Label("", id="error")
+            with Horizontal(id="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Save", variant="primary", id="save")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "save":
+            self.action_save()
+        else:
+            self.dismiss(None)
+
+    def action_save(self) -> None:
+        try:
+            values = {}
+            for name, label, typ in FIELDS:
+                raw = self.query_one(f"#{name}", Input).value.strip()
+                try:
+                    values[name] = typ(raw)
+                except ValueError:
+                    raise InvalidParamsError(f"{label}: {raw!r} is not a {typ.__name__}") from None
+            stop = [x for x in self.query_one("#stop", Input).value.split("|") if x]
+            new = replace(self.settings, stop=stop, system=self.query_one("#system", Input).value,
+                          mode="chat" if self.query_one("#chat", Switch).value else "raw", **values)
+            sampler_params(new).validate()
+            if new.max_tokens < 1:
+                raise InvalidParamsError("Max tokens must be at least 1")
+        except InvalidParamsError as e:
+            self.query_one("#error", Label).update(str(e))
+            return
+        self.dismiss(new)
+
+
+def sampler_params(s: Settings) -> SamplerParams:
+    return SamplerParams(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
+                         penalty_repeat=s.repeat_penalty, seed=s.seed, stop=list(s.stop))

@@ -1,0 +1,103 @@
+"""The live generation gauge: current tok/s, a sparkline of it, progress against
+max_tokens, time to first token, elapsed time, prompt tokens and context use."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widget import Widget
+from textual.widgets import ProgressBar, Sparkline, Static
+
+from ...engine.types import Stats
+
+WINDOW = 1.0  # seconds over which "current tok/s" is measured
+
+
+class Gauge(Widget):
+    DEFAULT_CSS = """
+    Gauge { height: 3; border-top: solid $panel; padding: 0 1; }
+    Gauge Horizontal { height: 1; }
+    Gauge #rate { width: 16; text-style: bold; color: $accent; }
+    Gauge Sparkline { width: 1fr; height: 1; margin: 0 1; }
+    Gauge ProgressBar { width: 36; }
+    Gauge #details { height: 1; color: $text-muted; }
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._arrivals: deque[tuple[float, int]] = deque()
+        self.tokens = 0
+        self.max_tokens = 1
+        self.n_ctx = 0
+        self.prompt_tokens = 0
+        self.t_start = 0.0
+        self.t_first: float | None = None
+        self.rate = 0.0
+        self.rates: list[float] = []
+        self.finish: str | None = None
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield Static("idle", id="rate", markup=False)
+            yield Sparkline([0.0], id="spark")
+            yield ProgressBar(total=1, show_eta=False, id="progress")
+        yield Static("", id="details", markup=False)
+
+    def start(self, max_tokens: int, n_ctx: int) -> None:
+        self._arrivals.clear()
+        self.tokens, self.max_tokens, self.n_ctx = 0, max(1, max_tokens), n_ctx
+        self.prompt_tokens = 0
+        self.t_start, self.t_first = time.perf_counter(), None
+        self.rate, self.rates, self.finish, self.running = 0.0, [], None, True
+        self.query_one(ProgressBar).update(total=self.max_tokens, progress=0)
+        self.refresh_view()
+
+    def add_tokens(self, n: int) -> None:
+        now = time.perf_counter()
+        if self.t_first is None and n:
+            self.t_first = now
+        self.tokens += n
+        self._arrivals.append((now, n))
+
+    def tick(self) -> None:
+        """Called a few times a second while generating: recompute the current rate."""
+        now = time.perf_counter()
+        while self._arrivals and self._arrivals[0][0] < now - WINDOW:
+            self._arrivals.popleft()
+        if self.t_first is not None:
+            span = min(WINDOW, now - self.t_first)
+            self.rate = sum(n for _, n in self._arrivals) / span if span > 0.05 else 0.0
+            self.rates.append(self.rate)
+        self.refresh_view()
+
+    def done(self, stats: Stats | None, finish: str) -> None:
+        self.running = False
+        self.finish = finish
+        if stats is not None:
+            self.tokens = stats.generated_tokens
+            self.prompt_tokens = stats.prompt_tokens
+            self.rate = stats.gen_tps
+        self.refresh_view(stats)
+
+    def refresh_view(self, stats: Stats | None = None) -> None:
+        label = f"{self.rate:6.1f} tok/s" if (self.running or self.finish) else "idle"
+        self.query_one("#rate", Static).update(Text(label))
+        self.query_one(Sparkline).data = self.rates[-120:] or [0.0]
+        self.query_one(ProgressBar).update(total=self.max_tokens, progress=min(self.tokens, self.max_tokens))
+        now = time.perf_counter()
+        ttft = "-" if self.t_first is None else f"{(self.t_first - self.t_start) * 1000:.0f} ms"
+        if stats is not None and stats.ttft is not None:
+            ttft = f"{stats.ttft * 1000:.0f} ms"
+        elapsed = (stats.total_time if stats else (now - self.t_start if self.t_start else 0.0))
+        parts = [f"tokens {self.tokens}/{self.max_tokens}", f"first token {ttft}",
+                 f"elapsed {elapsed:.1f}s", f"prompt {self.prompt_tokens} tok"]
+        if self.n_ctx:
+            parts.append(f"context {self.prompt_tokens + self.tokens}/{self.n_ctx}")
+        if self.finish:
+            parts.append(f"finish: {self.finish}")
+        self.query_one("#details", Static).update(Text("  ·  ".join(parts)))

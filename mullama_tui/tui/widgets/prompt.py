@@ -1,0 +1,52 @@
+"""The multi-line prompt: Enter sends, Ctrl+J inserts a newline, Up on the first line and
+Down on the last line walk through earlier prompts."""
+
+from __future__ import annotations
+
+from textual import events
+from textual.message import Message
+from textual.widgets import TextArea
+
+
+class PromptInput(TextArea):
+    class Submitted(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(soft_wrap=True, show_line_numbers=False, **kwargs)  # type: ignore[arg-type]
+        self.past: list[str] = []
+        self._recall = 0
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":
+            event.prevent_default()
+            event.stop()
+            text = self.text.strip()
+            if text:
+                if not self.past or self.past[-1] != text:
+                    self.past.append(text)
+                self._recall = len(self.past)
+                self.post_message(self.Submitted(text))
+                self.clear()
+            return
+        if event.key == "ctrl+j":
+            event.prevent_default()
+            event.stop()
+            self.insert("\n")
+            return
+        row = self.cursor_location[0]
+        if event.key == "up" and row == 0 and self.past:
+            event.prevent_default()
+            event.stop()
+            self._recall = max(0, self._recall - 1)
+            self.load_text(self.past[self._recall])
+            return
+        if event.key == "down" and row == self.document.line_count - 1 and self.past:
+            event.prevent_default()
+            event.stop()
+            self._recall = min(len(self.past), self._recall + 1)
+            self.load_text(self.past[self._recall] if self._recall < len(self.past) else "")
+            return
+        await super()._on_key(event)
