@@ -11,7 +11,6 @@ consumer's side for both contenders:
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,11 +184,222 @@ def format_engine_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def drain_concurrently(gens: list[Any]) -> None:
-    """Read several generations at once (reading one after another would let
-    backpressure pause the unread ones)."""
-    threads = [threading.Thread(target=lambda g=g: [None for _ in g]) for g in gens]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+# -- batched decoding (compare panes, concurrent clients) ------------------------------
+
+BATCH_PROMPT = "Tell me a story about a robot who learns to paint."
+
+
+def bench_batched(path: Path, *, pane_counts: tuple[int, ...] = (3, 4), n_tokens: int = 256,
+                  seed: int = 42, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """N panes of `n_tokens` each in one batch, against the same N runs one after another
+    (same engine, same seeds, cache cleared before each run)."""
+    from .engine.generation import drain_together
+
+    temps = [0.1, 0.5, 0.9, 1.3, 0.3, 0.7]
+    rows = []
+    with LocalEngine(path, n_ctx=1024, n_parallel=max(pane_counts)) as engine:
+        def request(t: float) -> Request:
+            return Request(prompt=BATCH_PROMPT, mode="chat", max_tokens=n_tokens, ignore_eos=True,
+                           params=SamplerParams(temperature=t, seed=seed))
+
+        engine_run(engine, BATCH_PROMPT, 8, SamplerParams(seed=seed))  # warm-up
+        for n in pane_counts:
+            progress(f"{n} panes one after another")
+            t0 = time.perf_counter()
+            for t in temps[:n]:
+                engine.clear_cache()
+                for _ in engine.submit(request(t)):
+                    pass
+            seq = time.perf_counter() - t0
+            progress(f"{n} panes in one batch")
+            engine.clear_cache()
+            before = engine.scheduler.prompt_tokens_processed
+            t0 = time.perf_counter()
+            gens = [engine.submit(request(t)) for t in temps[:n]]
+            drain_together(gens, interval=0.05)
+            bat = time.perf_counter() - t0
+            processed = engine.scheduler.prompt_tokens_processed - before
+            rows.append({"panes": n, "tokens_per_pane": n_tokens,
+                         "sequential_s": round(seq, 2), "batched_s": round(bat, 2),
+                         "sequential_tps": round(n * n_tokens / seq, 1),
+                         "batched_tps": round(n * n_tokens / bat, 1),
+                         "ratio": round(seq / bat, 2), "wall_ratio": round(bat / seq, 2),
+                         "prompt_tokens": len(gens[0].prompt_tokens),
+                         "prompt_tokens_processed": processed})
+    return {"benchmark": "batched", "model": str(path), "seed": seed, "rows": rows,
+            "targets": {"3": 1.25, "4": 1.45}}
+
+
+def format_batched_report(r: dict[str, Any]) -> str:
+    lines = [f"model: {r['model']}  seed: {r['seed']}",
+             f"{'panes':>5} {'sequential':>16} {'batched':>16} {'ratio':>6} {'target':>7}  prompt tokens processed"]
+    for row in r["rows"]:
+        target = r["targets"].get(str(row["panes"]))
+        ok = "" if target is None else ("ok" if row["ratio"] >= target else "BELOW")
+        lines.append(f"{row['panes']:>5} {row['sequential_tps']:>8} tok/s {row['sequential_s']:>4}s"
+                     f" {row['batched_tps']:>8} tok/s {row['batched_s']:>4}s {row['ratio']:>5}x"
+                     f" {('>= ' + str(target)) if target else '':>7} {ok}  {row['prompt_tokens_processed']}"
+                     f" (prompt is {row['prompt_tokens']})")
+    return "\n".join(lines)
+
+
+# -- the TUI ------------------------------------------------------------------------
+
+UI_PROMPT = "Write a very long story about a lighthouse keeper and the sea, with many chapters."
+
+
+def _rate_between(stamps: list[tuple[float, int]], lo: int, hi: int) -> float:
+    """tok/s between the arrival of token `lo` and token `hi` (cumulative counts)."""
+    total, t_lo, t_hi = 0, None, None
+    for t, n in stamps:
+        total += n
+        if t_lo is None and total >= lo:
+            t_lo, n_lo = t, total
+        if total >= hi:
+            t_hi, n_hi = t, total
+            break
+    if t_lo is None or t_hi is None or t_hi <= t_lo:
+        return 0.0
+    return (n_hi - n_lo) / (t_hi - t_lo)
+
+
+def _headless(path: Path, n_tokens: int, n_ctx: int, mode: str) -> tuple[float, list[tuple[float, int]]]:
+    with LocalEngine(path, n_ctx=n_ctx, n_parallel=4) as engine:
+        req = Request(prompt=UI_PROMPT, mode=mode, max_tokens=n_tokens, ignore_eos=True,  # type: ignore[arg-type]
+                      params=SamplerParams(seed=5))
+        gen = engine.submit(req)
+        stamps = [(time.perf_counter(), 0 if e.done else 1) for e in gen]
+        return n_tokens / (stamps[-1][0] - gen.t_submit), stamps
+
+
+def bench_ui(path: Path, *, n_tokens: int = 1000, long_tokens: int = 4000, esc_trials: int = 20,
+             mode: str = "chat", progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Headless engine vs the same generation through the real TUI (run_test, headless)."""
+    import asyncio
+    import os
+    import tempfile
+
+    os.environ.setdefault("MULLAMA_TUI_HOME", tempfile.mkdtemp(prefix="mullama-bench-"))
+    from .config import Settings
+    from .tui.app import MullamaApp
+    from .tui.messages import TokenBatch
+    from .tui.widgets.prompt import PromptInput
+
+    n_ctx = max(4096, long_tokens + 512)
+    Settings(mode=mode, seed=5, max_tokens=n_tokens, n_ctx=n_ctx).save()
+
+    class TimedApp(MullamaApp):
+        """Records when token batches reach the UI, when Esc is handled, and when the
+        end of a generation has been shown; the harness waits on events, never polls
+        (polling would itself steal CPU from decoding on a 2-core machine)."""
+
+        def __init__(self) -> None:
+            super().__init__(ignore_eos=True)
+            self.stamps: list[tuple[float, int]] = []
+            self.finished = asyncio.Event()
+            self.tokens_seen = asyncio.Event()
+            self.t_cancel = 0.0
+            self.t_done = 0.0
+
+        async def on_token_batch(self, msg: TokenBatch) -> None:
+            self.stamps.append((time.perf_counter(), msg.n_tokens))
+            await super().on_token_batch(msg)
+            if sum(n for _, n in self.stamps) > 10:
+                self.tokens_seen.set()
+
+        def action_cancel(self) -> None:
+            self.t_cancel = time.perf_counter()
+            super().action_cancel()
+
+        def watch_state(self, state: str) -> None:
+            super().watch_state(state)
+            if state in ("cancelled", "ready", "error") and not self.t_done:
+                self.t_done = time.perf_counter()  # the moment the UI shows it stopped
+
+        async def on_generation_finished(self, msg: Any) -> None:
+            await super().on_generation_finished(msg)
+            self.finished.set()
+
+    async def start(app: TimedApp, pilot: Any) -> float:
+        while app.engine is None:
+            await asyncio.sleep(0.05)
+        app.stamps, app.t_done = [], 0.0
+        app.finished.clear()
+        app.tokens_seen.clear()
+        app.query_one(PromptInput).load_text(UI_PROMPT)
+        t0 = time.perf_counter()
+        await pilot.press("enter")
+        return t0
+
+    async def tui_run(max_tokens: int) -> tuple[float, list[tuple[float, int]]]:
+        s = Settings.load()
+        s.max_tokens = max_tokens
+        s.save()
+        app = TimedApp()
+        async with app.run_test(size=(120, 40)) as pilot:
+            t0 = await start(app, pilot)
+            await asyncio.wait_for(app.finished.wait(), 900)
+            return app.last_stats.generated_tokens / (app.t_done - t0), app.stamps  # type: ignore[union-attr]
+
+    async def esc_latencies() -> list[float]:
+        s = Settings.load()
+        s.max_tokens = 2000
+        s.save()
+        app = TimedApp()
+        out = []
+        async with app.run_test(size=(120, 40)) as pilot:
+            for _ in range(esc_trials):
+                await start(app, pilot)
+                await asyncio.wait_for(app.tokens_seen.wait(), 60)
+                await pilot.press("escape")
+                await asyncio.wait_for(app.finished.wait(), 10)
+                out.append(app.t_done - app.t_cancel)
+                await app.action_new_conversation()
+        return out
+
+    progress(f"headless engine, {n_tokens} tokens")
+    head_tps, _ = _headless(path, n_tokens, n_ctx, mode)
+    progress(f"TUI, {n_tokens} tokens")
+    tui_tps, _ = asyncio.run(tui_run(n_tokens))
+    progress(f"headless engine, {long_tokens} tokens")
+    _, head_stamps = _headless(path, long_tokens, n_ctx, mode)
+    progress(f"TUI, {long_tokens} tokens")
+    _, tui_stamps = asyncio.run(tui_run(long_tokens))
+    progress(f"Esc latency, {esc_trials} trials")
+    lat = sorted(asyncio.run(esc_latencies()))
+    p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
+
+    def growth(stamps: list[tuple[float, int]]) -> dict[str, float]:
+        first = _rate_between(stamps, 1, 500)
+        last = _rate_between(stamps, long_tokens - 500, long_tokens)
+        return {"first_500_tps": round(first, 1), "last_500_tps": round(last, 1),
+                "ratio": round(last / first, 3) if first else 0.0}
+
+    return {"benchmark": "ui", "model": str(path), "mode": mode, "n_tokens": n_tokens,
+            "headless_tps": round(head_tps, 1), "tui_tps": round(tui_tps, 1),
+            "ratio_e2e": round(tui_tps / head_tps, 3), "target_e2e": 0.95,
+            "long_tokens": long_tokens, "tui_growth": growth(tui_stamps),
+            "headless_growth": growth(head_stamps), "target_growth": 0.9,
+            "esc_ms": {"median": round(statistics.median(lat) * 1000, 1),
+                       "p95": round(p95 * 1000, 1), "max": round(lat[-1] * 1000, 1),
+                       "trials": len(lat)}, "target_esc_p95_ms": 50}
+
+
+def format_ui_report(r: dict[str, Any]) -> str:
+    def ok(good: bool) -> str:
+        return "ok" if good else "BELOW TARGET"
+
+    tg, hg, esc = r["tui_growth"], r["headless_growth"], r["esc_ms"]
+    return "\n".join([
+        f"model: {r['model']}  mode: {r['mode']}",
+        f"end-to-end, {r['n_tokens']} tokens: headless engine {r['headless_tps']} tok/s, "
+        f"through the TUI {r['tui_tps']} tok/s -> {r['ratio_e2e']}x "
+        f"(target >= {r['target_e2e']}x: {ok(r['ratio_e2e'] >= r['target_e2e'])})",
+        f"{r['long_tokens']}-token run, last 500 vs first 500 tokens: TUI {tg['last_500_tps']} / "
+        f"{tg['first_500_tps']} tok/s = {tg['ratio']}x (target >= {r['target_growth']}x: "
+        f"{ok(tg['ratio'] >= r['target_growth'])}); headless engine for scale: "
+        f"{hg['last_500_tps']} / {hg['first_500_tps']} = {hg['ratio']}x",
+        f"Esc to stopped over {esc['trials']} trials: median {esc['median']} ms, p95 {esc['p95']} ms, "
+        f"max {esc['max']} ms (target p95 <= {r['target_esc_p95_ms']} ms: "
+        f"{ok(esc['p95'] <= r['target_esc_p95_ms'])})",
+    ])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -21,9 +20,6 @@ from .engine.types import MullamaError, Request, SamplerParams
 app = typer.Typer(add_completion=False, no_args_is_help=False,
                   help="Watch local GGUF models generate, token by token.",
                   context_settings={"help_option_names": ["-h", "--help"]})
-
-EXIT_CANCELLED = 130
-
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
@@ -80,6 +76,8 @@ def run(
     threads: int = typer.Option(0, "--threads", help="CPU threads (0 = all cores)."),
     stats: bool = typer.Option(True, "--stats/--no-stats", help="Print stats to stderr at the end."),
     as_json: bool = typer.Option(False, "--json", help="One JSON event per line (NDJSON)."),
+    temps: Optional[str] = typer.Option(None, "--temps",
+                                        help="Compare temperatures in one batch, e.g. 0.1,0.7,1.2."),
 ) -> None:
     """Stream a completion to stdout as the tokens arrive. Ctrl+C stops it (exit 130)."""
     model_arg, prompt = _split_model_prompt(args)
@@ -90,68 +88,38 @@ def run(
                            penalty_repeat=repeat_penalty, seed=seed, stop=list(stop or []))
     request = Request(prompt=prompt, mode="chat" if chat else "raw", system=system,
                       params=params, max_tokens=max_tokens)
+    raise typer.Exit(_run(model_arg, request, temps, n_ctx, threads, as_json, stats, settings))
+
+
+def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int, threads: int,
+         as_json: bool, stats: bool, settings: Settings) -> int:
+    """`run` and `compare --no-tui`: one stream, or one batch of temperature panes."""
+    from .console import compare_requests, parse_temps, print_compare, stream_to_stdout
+
     try:
         request.validate()
+        temp_list = parse_temps(temps) if temps else None
         from .engine.local import LocalEngine
         from .models.resolve import resolve_model
 
         path = resolve_model(model_arg, settings.default_model)
-        engine = LocalEngine(path, n_ctx=n_ctx, n_parallel=1, n_threads=threads or None)
+        engine = LocalEngine(path, n_ctx=n_ctx, n_parallel=len(temp_list or [1]),
+                             n_threads=threads or None)
     except MullamaError as e:
         raise _fail(str(e)) from None
     try:
         try:
-            gen = engine.submit(request)
+            if temp_list:
+                gens = [engine.submit(r) for r in compare_requests(request, temp_list)]
+            else:
+                gen = engine.submit(request)
         except MullamaError as e:
             raise _fail(str(e)) from None
-        code = _stream_to_stdout(gen, as_json, stats)
+        if temp_list:
+            return print_compare(gens, temp_list, as_json, stats)
+        return stream_to_stdout(gen, as_json, stats)
     finally:
         engine.close()
-    raise typer.Exit(code)
-
-
-def _stream_to_stdout(gen, as_json: bool, show_stats: bool) -> int:  # type: ignore[no-untyped-def]
-    """Print pieces as they come; the first Ctrl+C cancels (and we still print what was
-    produced and its stats), a second one exits at once."""
-    interrupted = []
-
-    def on_sigint(signum: int, frame: object) -> None:
-        if interrupted:
-            raise KeyboardInterrupt
-        interrupted.append(True)
-        gen.cancel()
-
-    old = signal.signal(signal.SIGINT, on_sigint)
-    out = sys.stdout
-    final = None
-    try:
-        for event in gen:
-            if as_json:
-                out.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
-            elif event.text:
-                out.write(event.text)
-            out.flush()
-            if event.done:
-                final = event
-    except KeyboardInterrupt:
-        return EXIT_CANCELLED
-    finally:
-        signal.signal(signal.SIGINT, old)
-    if not as_json:
-        out.write("\n")
-        out.flush()
-    cancelled = final is not None and str(final.finish_reason) == "cancelled"
-    if cancelled and not as_json:
-        typer.echo("[Generation cancelled]", err=True)
-    if final is not None and final.stats is not None:
-        if show_stats and not as_json:
-            typer.echo("--- Stats ---", err=True)
-            for line in final.stats.summary_lines():
-                typer.echo(line, err=True)
-        if final.stats.error:
-            typer.echo(f"error: {final.stats.error}", err=True)
-            return 1
-    return EXIT_CANCELLED if cancelled else 0
 
 
 @app.command()
@@ -162,19 +130,70 @@ def bench(
     seed: int = typer.Option(42, "--seed"),
     threads: int = typer.Option(0, "--threads", help="CPU threads (0 = all cores)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ui: bool = typer.Option(False, "--ui", help="The TUI: end-to-end tok/s, cost growth, Esc latency."),
+    ui_mode: str = typer.Option("chat", "--ui-mode", help="chat (Markdown pane) or raw (plain text)."),
+    batched: bool = typer.Option(False, "--batched", help="Compare panes: batched vs one after another."),
 ) -> None:
-    """Engine vs llama-cpp-python's create_completion(stream=True), side by side."""
-    from .bench import bench_engine_vs_llama_cpp_python, format_engine_report
+    """Benchmarks, measured side by side in one run. Default: the engine vs
+    llama-cpp-python's create_completion(stream=True)."""
+    from . import bench as b
     from .models.resolve import resolve_model
 
     try:
         path = resolve_model(model, _settings().default_model)
         progress = (lambda s: None) if as_json else (lambda s: typer.echo(f"  {s}", err=True))
-        report = bench_engine_vs_llama_cpp_python(path, n_tokens=n_tokens, reps=reps, seed=seed,
-                                                  n_threads=threads, progress=progress)
+        if ui:
+            report = b.bench_ui(path, mode=ui_mode, progress=progress)
+            text = b.format_ui_report(report)
+        elif batched:
+            report = b.bench_batched(path, n_tokens=n_tokens, seed=seed, progress=progress)
+            text = b.format_batched_report(report)
+        else:
+            report = b.bench_engine_vs_llama_cpp_python(path, n_tokens=n_tokens, reps=reps, seed=seed,
+                                                        n_threads=threads, progress=progress)
+            text = b.format_engine_report(report)
     except MullamaError as e:
         raise _fail(str(e)) from None
-    typer.echo(json.dumps(report, indent=2) if as_json else format_engine_report(report))
+    typer.echo(json.dumps(report, indent=2) if as_json else text)
+
+
+@app.command()
+def compare(
+    args: List[str] = typer.Argument(None, metavar="[MODEL] [PROMPT]",
+                                     help="Optional model path, then an optional prompt."),
+    temps: str = typer.Option("0.1,0.7,1.2", "--temps", help="2 to 6 temperatures."),
+    seed: int = typer.Option(0, "--seed", help="One seed for every pane (0 = random)."),
+    max_tokens: int = typer.Option(256, "--max-tokens", "-n"),
+    chat: bool = typer.Option(True, "--chat/--raw"),
+    no_tui: bool = typer.Option(False, "--no-tui", help="Print the panes to the console instead."),
+    as_json: bool = typer.Option(False, "--json", help="With --no-tui: one JSON object per pane."),
+    stats: bool = typer.Option(True, "--stats/--no-stats"),
+) -> None:
+    """The same prompt at several temperatures, side by side, generated in one batch."""
+    from .console import parse_temps
+
+    args = list(args or [])
+    if len(args) > 2:
+        raise _fail("expected [MODEL] [PROMPT]", 2)
+    if len(args) == 1 and args[0].endswith(".gguf"):
+        args.append("")
+    model_arg = args[0] if len(args) == 2 else None
+    prompt = (args[-1] if args else None) or None
+    try:
+        temp_list = parse_temps(temps)
+    except MullamaError as e:
+        raise _fail(str(e), 2) from None
+    settings = _settings()
+    if no_tui:
+        if not prompt:
+            raise _fail("--no-tui needs a PROMPT", 2)
+        request = Request(prompt=prompt, mode="chat" if chat else "raw", max_tokens=max_tokens,
+                          params=SamplerParams(seed=seed))
+        raise typer.Exit(_run(model_arg, request, temps, settings.n_ctx, settings.threads, as_json,
+                              stats, settings))
+    from .tui.app import MullamaApp
+
+    MullamaApp(model=model_arg, compare=(temp_list, prompt)).run()
 
 
 @app.command()

@@ -68,7 +68,11 @@ class Generation:
             self._wake()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the final event has been produced; True if it was."""
+        """Block until the final event has been produced; True if it was.
+
+        This does not read events: with nobody reading, a generation pauses once its
+        buffer is full (backpressure), so call it while another thread consumes, or after
+        cancel()."""
         return self._finished.wait(timeout)
 
     # -- producer side (scheduler thread only) -----------------------------------
@@ -161,3 +165,31 @@ class Generation:
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def drain_together(gens: list[Generation], interval: float = 0.05,
+                   on_events: Callable[[int, list[TokenEvent]], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> None:
+    """Read several generations at once, from one thread, until all have finished.
+
+    Reading them one after another would not work: backpressure pauses every generation
+    nobody is reading. Wakes every `interval` seconds (not per token), hands each
+    generation's new events to `on_events(i, events)`, and cancels all of them if
+    `should_stop()` says so.
+    """
+    done = [False] * len(gens)
+    while not all(done):
+        if should_stop is not None and should_stop():
+            for g in gens:
+                g.cancel()
+        # wake when the first unfinished generation ends, or at the next interval
+        next(g for g, d in zip(gens, done) if not d).wait(interval)
+        for i, g in enumerate(gens):
+            if done[i]:
+                continue
+            events = g.take(timeout=0)
+            if events:
+                if events[-1].done:
+                    done[i] = True
+                if on_events is not None:
+                    on_events(i, events)

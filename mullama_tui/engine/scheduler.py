@@ -329,7 +329,7 @@ class Scheduler:
             self._remove_pending(gen)
             slot = free[0]
             self._start(slot, gen, leader, len(prompt), shared_logits=leader.logits_idx)
-            slot.t_prompt_done = leader.t_prompt_done
+            slot.t_admit, slot.t_prompt_done = leader.t_admit, leader.t_prompt_done
             started.append(slot)
         return started
 

@@ -15,6 +15,7 @@ Message flow (why it is shaped this way):
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 import time
 
 from rich.text import Text
@@ -32,15 +33,18 @@ from ..engine.generation import Generation
 from ..engine.types import MullamaError, Request, Stats
 from ..history import History, RunRecord
 from .messages import GenerationFinished, GenerationStarted, ModelFailed, ModelLoaded, TokenBatch
+from .screens.compare import CompareScreen
 from .screens.help import HelpScreen
 from .screens.history import HistoryScreen
 from .screens.params import ParamsScreen, sampler_params
 from .themes import load_themes
 from .widgets.gauge import Gauge
+from .widgets.output import RawOutput
 from .widgets.prompt import PromptInput
 
-BATCH_INTERVAL = 0.03  # seconds between TokenBatch messages
-GAUGE_INTERVAL = 0.2  # gauge refreshes 5 times a second while generating
+BATCH_INTERVAL = 0.1  # seconds between TokenBatch messages
+MAX_PANES = 6  # the engine decodes up to this many sequences in one batch (compare panes)
+GAUGE_INTERVAL = 0.25  # the gauge refreshes 4 times a second while generating
 
 
 class AppCommands(Provider):
@@ -49,6 +53,7 @@ class AppCommands(Provider):
     COMMANDS = [
         ("Parameters", "params", "Edit temperature, max tokens, stop strings, system prompt"),
         ("History", "history", "Browse, search, reopen and delete past runs"),
+        ("Compare temperatures", "compare", "One prompt, several temperatures side by side"),
         ("New conversation", "new_conversation", "Clear the conversation and the KV cache"),
         ("Toggle chat / raw mode", "toggle_mode", "Chat template or raw prompt"),
         ("Cancel generation", "cancel", "Stop the running generation"),
@@ -65,7 +70,7 @@ class AppCommands(Provider):
 
 
 class MullamaApp(App[None]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).parent / "app.tcss"
     TITLE = "mullama-tui"
     COMMANDS = App.COMMANDS | {AppCommands}
     BINDINGS = [
@@ -74,6 +79,7 @@ class MullamaApp(App[None]):
         Binding("f1", "help", "Help", id="help"),
         Binding("f2", "params", "Params", id="params"),
         Binding("f3", "history", "History", id="history"),
+        Binding("f4", "compare", "Compare", id="compare"),
         Binding("ctrl+n", "new_conversation", "New chat", id="new-conversation"),
         Binding("ctrl+r", "toggle_mode", "Chat/Raw", id="toggle-mode"),
         Binding("ctrl+q", "quit", "Quit", id="quit"),
@@ -82,11 +88,14 @@ class MullamaApp(App[None]):
     state: reactive[str] = reactive("loading")
 
     def __init__(self, model: str | None = None, theme_name: str | None = None,
-                 engine_factory=None) -> None:  # type: ignore[no-untyped-def]
+                 ignore_eos: bool = False, compare: tuple[list[float], str | None] | None = None) -> None:
+        """`compare=(temps, prompt)` opens the compare screen at start (and runs the prompt).
+        `ignore_eos` is for benchmarks only: every run generates exactly max_tokens."""
         super().__init__()
+        self._start_compare = compare
+        self._ignore_eos = ignore_eos
         self.model_arg = model
         self._theme_arg = theme_name
-        self._engine_factory = engine_factory
         try:
             self.settings = Settings.load()
             self._config_problem: str | None = None
@@ -101,7 +110,7 @@ class MullamaApp(App[None]):
         self.current: Generation | None = None
         self._cancel_requested = False
         self._output_text = ""
-        self._output_widget: Markdown | Static | None = None
+        self._output_widget: Markdown | RawOutput | None = None
         self._md_stream = None
         self._run_request: Request | None = None
         self.last_stats: Stats | None = None
@@ -135,6 +144,9 @@ class MullamaApp(App[None]):
         self.query_one(PromptInput).focus()
         self._update_status()
         self._load_model()
+        if self._start_compare is not None:
+            temps, prompt = self._start_compare
+            self.push_screen(CompareScreen(temps, prompt))
 
     def watch_theme(self, theme: str) -> None:
         if theme and getattr(self, "settings", None) is not None and theme != self.settings.theme:
@@ -155,24 +167,21 @@ class MullamaApp(App[None]):
         if not self.is_mounted:
             return
         s = self.settings
-        text = (f"{self.model_name} · {s.mode} · temp {s.temperature} · top-k {s.top_k} · "
-                f"top-p {s.top_p} · min-p {s.min_p} · max {s.max_tokens} · seed {s.seed or 'random'}"
-                f" · {self.state}")
+        text = (f"{self.state} · {s.mode} · temp {s.temperature} · top-k {s.top_k} · "
+                f"top-p {s.top_p} · min-p {s.min_p} · rep {s.repeat_penalty} · max {s.max_tokens}"
+                f" · seed {s.seed or 'random'} · {self.model_name}")
         self.query_one("#status", Static).update(Text(text))
 
     # -- model loading -----------------------------------------------------------------
     @work(thread=True, group="load", exclusive=True, exit_on_error=False)
     def _load_model(self) -> None:
         try:
-            if self._engine_factory is not None:
-                engine = self._engine_factory()
-            else:
-                from ..engine.local import LocalEngine
-                from ..models.resolve import resolve_model
+            from ..engine.local import LocalEngine
+            from ..models.resolve import resolve_model
 
-                path = resolve_model(self.model_arg, self.settings.default_model)
-                engine = LocalEngine(path, n_ctx=self.settings.n_ctx, n_parallel=4,
-                                     n_threads=self.settings.threads or None)
+            path = resolve_model(self.model_arg, self.settings.default_model)
+            engine = LocalEngine(path, n_ctx=self.settings.n_ctx, n_parallel=MAX_PANES,
+                                 n_threads=self.settings.threads or None)
         except MullamaError as e:
             self._engine_error = str(e)
             self._engine_ready.set()
@@ -214,19 +223,20 @@ class MullamaApp(App[None]):
         if s.mode == "chat":
             self.messages.append({"role": "user", "content": prompt})
             request = Request(messages=list(self.messages), mode="chat", system=s.system or None,
-                              params=sampler_params(s), max_tokens=s.max_tokens)
+                              params=sampler_params(s), max_tokens=s.max_tokens,
+                              ignore_eos=self._ignore_eos)
         else:
             request = Request(prompt=prompt, mode="raw", params=sampler_params(s),
-                              max_tokens=s.max_tokens)
+                              max_tokens=s.max_tokens, ignore_eos=self._ignore_eos)
         self._run_request = request
         out = self.query_one("#output", VerticalScroll)
         await out.mount(Static(Text(prompt), classes="user-turn", markup=False))
         if s.mode == "chat":
-            widget: Markdown | Static = Markdown("", classes="assistant-turn")
+            widget: Markdown | RawOutput = Markdown("", classes="assistant-turn")
             await out.mount(widget)
             self._md_stream = Markdown.get_stream(widget)
         else:
-            widget = Static("", classes="assistant-turn raw", markup=False)
+            widget = RawOutput(classes="assistant-turn raw")
             await out.mount(widget)
             self._md_stream = None
         self._output_widget = widget
@@ -261,22 +271,28 @@ class MullamaApp(App[None]):
         self.post_message(GenerationStarted(len(gen.prompt_tokens)))
         pending: list[str] = []
         count = 0
+        ttft: float | None = None
         last_post = time.perf_counter()
         while True:
             if worker.is_cancelled:
                 gen.cancel()
-            events = gen.take(timeout=BATCH_INTERVAL)
+            # Sleep until the next batch is due (or the generation ends) rather than wake
+            # on every token: on 2 cores each wake-up preempts one of llama.cpp's threads.
+            gen.wait(max(0.0, last_post + BATCH_INTERVAL - time.perf_counter()))
+            events = gen.take(timeout=0)
             final = None
             for ev in events:
                 if ev.text:
                     pending.append(ev.text)
+                    if ttft is None:
+                        ttft = time.perf_counter() - gen.t_submit
                 if ev.done:
                     final = ev
                 else:
                     count += 1
             now = time.perf_counter()
             if (pending or count) and (final is not None or now - last_post >= BATCH_INTERVAL):
-                self.post_message(TokenBatch("".join(pending), count))
+                self.post_message(TokenBatch("".join(pending), count, ttft))
                 pending, count, last_post = [], 0, now
             if final is not None:
                 self.post_message(GenerationFinished(final.stats, final.stats.error if final.stats else None))
@@ -289,40 +305,43 @@ class MullamaApp(App[None]):
         gauge.prompt_tokens = msg.prompt_tokens
 
     async def on_token_batch(self, msg: TokenBatch) -> None:
-        self.query_one(Gauge).add_tokens(msg.n_tokens)
+        self.query_one(Gauge).add_tokens(msg.n_tokens, msg.ttft)
         if not msg.text or self._output_widget is None:
             return
         self._output_text += msg.text
         if self._md_stream is not None:
             await self._md_stream.write(msg.text)
-        else:
-            self._output_widget.update(Text(self._output_text))  # type: ignore[union-attr]
+        elif isinstance(self._output_widget, RawOutput):
+            self._output_widget.append(msg.text)
 
     async def on_generation_finished(self, msg: GenerationFinished) -> None:
+        """Show that it stopped first (state, gauge, mark), then do the slower work: the
+        final full Markdown render, the conversation and the history row."""
         self._gauge_timer.pause()
         stats = msg.stats
         reason = str(stats.finish_reason) if stats and stats.finish_reason else (
             "error" if msg.error else "cancelled")
+        self.current = None
+        self.last_stats = stats
+        self.query_one(Gauge).done(stats, reason)
+        self.state = reason if reason in ("cancelled", "error") else "ready"
+        if reason == "cancelled" and self._output_widget is not None:
+            self._output_widget.add_class("cancelled")
+            await self.query_one("#output", VerticalScroll).mount(
+                Static(Text("[Generation cancelled]"), classes="cancel-mark", markup=False))
+        if msg.error:
+            self.notify(msg.error, title="Generation failed", severity="error", timeout=10)
         if self._md_stream is not None:
             await self._md_stream.stop()
             self._md_stream = None
             if isinstance(self._output_widget, Markdown):
                 await self._output_widget.update(self._output_text)  # one final full render
-        if reason == "cancelled" and self._output_widget is not None:
-            self._output_widget.add_class("cancelled")
-            await self.query_one("#output", VerticalScroll).mount(
-                Static(Text("[Generation cancelled]"), classes="cancel-mark", markup=False))
-        self.query_one(Gauge).done(stats, reason)
-        self.last_stats = stats
-        self.current = None
         if msg.error:
-            self.notify(msg.error, title="Generation failed", severity="error", timeout=10)
             if self.settings.mode == "chat" and self.messages and self.messages[-1]["role"] == "user" \
                     and not self._output_text:
                 self.messages.pop()  # nothing to answer; keep the conversation consistent
         elif self.settings.mode == "chat":
             self.messages.append({"role": "assistant", "content": self._output_text})
-        self.state = reason if reason in ("cancelled", "error") else "ready"
         self._save_run(stats, reason)
 
     def _save_run(self, stats: Stats | None, reason: str) -> None:
@@ -367,7 +386,9 @@ class MullamaApp(App[None]):
 
     def action_history(self) -> None:
         def done(rec: RunRecord | None) -> None:
-            if rec is not None:
+            if rec is not None and rec.kind == "compare":
+                self.push_screen(CompareScreen(record=rec))
+            elif rec is not None:
                 self.call_later(self.reopen, rec)
 
         self.push_screen(HistoryScreen(self.history), done)
@@ -383,7 +404,7 @@ class MullamaApp(App[None]):
             elif m["role"] == "assistant":
                 await out.mount(Markdown(m["content"], classes="assistant-turn"))
         await out.mount(Markdown(rec.output, classes="assistant-turn") if rec.mode == "chat"
-                        else Static(Text(rec.output), classes="assistant-turn raw", markup=False))
+                        else RawOutput(rec.output, classes="assistant-turn raw"))
         if rec.mode == "chat":
             self.messages = [m for m in turns if m["role"] in ("user", "assistant")]
             self.messages.append({"role": "assistant", "content": rec.output})
@@ -398,6 +419,9 @@ class MullamaApp(App[None]):
             self.engine.clear_cache()
         if self.state in ("cancelled", "error") and self.engine is not None:
             self.state = "ready"
+
+    def action_compare(self) -> None:
+        self.push_screen(CompareScreen())
 
     def action_toggle_mode(self) -> None:
         self.settings.mode = "raw" if self.settings.mode == "chat" else "chat"

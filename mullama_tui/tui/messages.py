@@ -29,10 +29,11 @@ class GenerationStarted(Message):
 class TokenBatch(Message):
     """The text of all tokens decoded since the last batch (posted every ~30 ms)."""
 
-    def __init__(self, text: str, n_tokens: int) -> None:
+    def __init__(self, text: str, n_tokens: int, ttft: float | None = None) -> None:
         super().__init__()
         self.text = text
         self.n_tokens = n_tokens
+        self.ttft = ttft  # engine-side time to first token, once known
 
 
 class GenerationFinished(Message):

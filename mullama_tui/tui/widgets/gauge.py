@@ -21,9 +21,10 @@ class Gauge(Widget):
     DEFAULT_CSS = """
     Gauge { height: 3; border-top: solid $panel; padding: 0 1; }
     Gauge Horizontal { height: 1; }
-    Gauge #rate { width: 16; text-style: bold; color: $accent; }
+    Gauge #rate { width: 28; text-style: bold; color: $accent; }
     Gauge Sparkline { width: 1fr; height: 1; margin: 0 1; }
-    Gauge ProgressBar { width: 36; }
+    Gauge ProgressBar { width: 32; }
+    Gauge ProgressBar Bar { width: 24; }
     Gauge #details { height: 1; color: $text-muted; }
     """
 
@@ -36,6 +37,7 @@ class Gauge(Widget):
         self.prompt_tokens = 0
         self.t_start = 0.0
         self.t_first: float | None = None
+        self.ttft: float | None = None
         self.rate = 0.0
         self.rates: list[float] = []
         self.finish: str | None = None
@@ -45,22 +47,24 @@ class Gauge(Widget):
         with Horizontal():
             yield Static("idle", id="rate", markup=False)
             yield Sparkline([0.0], id="spark")
-            yield ProgressBar(total=1, show_eta=False, id="progress")
+            yield ProgressBar(total=1, show_eta=False, show_percentage=True, id="progress")
         yield Static("", id="details", markup=False)
 
     def start(self, max_tokens: int, n_ctx: int) -> None:
         self._arrivals.clear()
         self.tokens, self.max_tokens, self.n_ctx = 0, max(1, max_tokens), n_ctx
         self.prompt_tokens = 0
-        self.t_start, self.t_first = time.perf_counter(), None
+        self.t_start, self.t_first, self.ttft = time.perf_counter(), None, None
         self.rate, self.rates, self.finish, self.running = 0.0, [], None, True
         self.query_one(ProgressBar).update(total=self.max_tokens, progress=0)
         self.refresh_view()
 
-    def add_tokens(self, n: int) -> None:
+    def add_tokens(self, n: int, ttft: float | None = None) -> None:
+        """`ttft` is the engine-side time to first token (the UI may see it later)."""
         now = time.perf_counter()
         if self.t_first is None and n:
             self.t_first = now
+            self.ttft = ttft
         self.tokens += n
         self._arrivals.append((now, n))
 
@@ -86,18 +90,17 @@ class Gauge(Widget):
 
     def refresh_view(self, stats: Stats | None = None) -> None:
         label = f"{self.rate:6.1f} tok/s" if (self.running or self.finish) else "idle"
+        if self.finish:
+            label += f" · {self.finish}"
         self.query_one("#rate", Static).update(Text(label))
         self.query_one(Sparkline).data = self.rates[-120:] or [0.0]
         self.query_one(ProgressBar).update(total=self.max_tokens, progress=min(self.tokens, self.max_tokens))
         now = time.perf_counter()
-        ttft = "-" if self.t_first is None else f"{(self.t_first - self.t_start) * 1000:.0f} ms"
-        if stats is not None and stats.ttft is not None:
-            ttft = f"{stats.ttft * 1000:.0f} ms"
+        first = stats.ttft if stats is not None and stats.ttft is not None else self.ttft
+        ttft = "-" if first is None else f"{first * 1000:.0f} ms"
         elapsed = (stats.total_time if stats else (now - self.t_start if self.t_start else 0.0))
         parts = [f"tokens {self.tokens}/{self.max_tokens}", f"first token {ttft}",
                  f"elapsed {elapsed:.1f}s", f"prompt {self.prompt_tokens} tok"]
         if self.n_ctx:
             parts.append(f"context {self.prompt_tokens + self.tokens}/{self.n_ctx}")
-        if self.finish:
-            parts.append(f"finish: {self.finish}")
         self.query_one("#details", Static).update(Text("  ·  ".join(parts)))

@@ -1,0 +1,135 @@
+"""Console output for `run`: one stream to stdout as it arrives, or several temperature
+panes generated in one batch and printed one after another with their stats."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sys
+from dataclasses import replace
+from typing import Any, TextIO
+
+from .engine.generation import Generation, drain_together
+from .engine.types import FinishReason, InvalidParamsError, Request, TokenEvent
+
+EXIT_CANCELLED = 130
+
+
+def parse_temps(text: str) -> list[float]:
+    """'0.1,0.7,1.2' -> [0.1, 0.7, 1.2]; 2 to 6 values, each >= 0."""
+    try:
+        temps = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise InvalidParamsError(f"--temps {text!r}: expected numbers like 0.1,0.7,1.2") from None
+    if not 2 <= len(temps) <= 6:
+        raise InvalidParamsError(f"--temps {text!r}: give 2 to 6 temperatures")
+    if any(t < 0 for t in temps):
+        raise InvalidParamsError(f"--temps {text!r}: temperatures must be >= 0")
+    return temps
+
+
+def compare_requests(base: Request, temps: list[float]) -> list[Request]:
+    """One request per temperature, all with one seed (a random one if the base has 0),
+    so the panes differ by temperature only."""
+    seed = base.params.seed or random.randrange(1, 2**32)
+    return [replace(base, params=base.params.with_(temperature=t, seed=seed)) for t in temps]
+
+
+class _SigintCancels:
+    """While active, the first Ctrl+C cancels the given generations; a second one exits."""
+
+    def __init__(self, gens: list[Generation]) -> None:
+        self.gens = gens
+        self.hit = False
+
+    def __enter__(self) -> _SigintCancels:
+        self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+        for g in self.gens:
+            g.cancel()
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._old)
+
+
+def _print_stats(final: TokenEvent, err: TextIO) -> None:
+    if final.stats is None:
+        return
+    print("--- Stats ---", file=err)
+    for line in final.stats.summary_lines():
+        print(line, file=err)
+
+
+def stream_to_stdout(gen: Generation, as_json: bool, show_stats: bool,
+                     out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Print pieces as they come (flushed per piece). The first Ctrl+C cancels; what was
+    produced and its stats are still printed. Returns the exit code."""
+    final = None
+    try:
+        with _SigintCancels([gen]):
+            for event in gen:
+                if as_json:
+                    out.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+                elif event.text:
+                    out.write(event.text)
+                out.flush()
+                if event.done:
+                    final = event
+    except KeyboardInterrupt:
+        return EXIT_CANCELLED
+    if not as_json:
+        out.write("\n")
+        out.flush()
+    if final is None:
+        return 1
+    cancelled = final.finish_reason is FinishReason.CANCELLED
+    if cancelled and not as_json:
+        print("[Generation cancelled]", file=err)
+    if show_stats and not as_json:
+        _print_stats(final, err)
+    if final.stats is not None and final.stats.error:
+        print(f"error: {final.stats.error}", file=err)
+        return 1
+    return EXIT_CANCELLED if cancelled else 0
+
+
+def print_compare(gens: list[Generation], temps: list[float], as_json: bool, show_stats: bool,
+                  out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Generate all panes in one batch, then print them one after another."""
+    texts = [""] * len(gens)
+    finals: list[Any] = [None] * len(gens)
+
+    def collect(i: int, events: list[TokenEvent]) -> None:
+        texts[i] += "".join(e.text for e in events)
+        if events[-1].done:
+            finals[i] = events[-1]
+
+    try:
+        with _SigintCancels(gens):
+            drain_together(gens, on_events=collect)
+    except KeyboardInterrupt:
+        return EXIT_CANCELLED
+    cancelled = False
+    for i, (gen, temp) in enumerate(zip(gens, temps)):
+        final = finals[i]
+        cancelled |= final.finish_reason is FinishReason.CANCELLED
+        if as_json:
+            row = {**final.to_dict(), "pane": i, "temperature": temp, "seed": gen.seed, "text": texts[i]}
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            continue
+        print(f"=== temperature {temp} · seed {gen.seed} ===", file=out)
+        print(texts[i].strip("\n"), file=out)
+        print(file=out)
+        if show_stats:
+            _print_stats(final, err)
+            err.flush()
+        out.flush()
+    if cancelled and not as_json:
+        print("[Generation cancelled]", file=err)
+    return EXIT_CANCELLED if cancelled else 0

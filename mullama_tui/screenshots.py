@@ -1,0 +1,73 @@
+"""Regenerate the SVG screenshots in `screenshots/` from the real app on the bundled model
+with a fixed seed:  python -m mullama_tui.screenshots [OUT_DIR]"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+async def _wait(cond, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(int(timeout / 0.05)):
+        if cond():
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("the app did not get there in time")
+
+
+async def capture(out: Path) -> list[Path]:
+    from .config import Settings
+    from .tui.app import MullamaApp
+    from .tui.screens.compare import CompareScreen, ComparePane
+    from .tui.widgets.gauge import Gauge
+    from .tui.widgets.prompt import PromptInput
+
+    Settings(seed=7, max_tokens=400).save()
+    saved: list[Path] = []
+
+    def shot(app: MullamaApp, name: str) -> None:
+        saved.append(Path(app.save_screenshot(filename=f"{name}.svg", path=str(out))))
+
+    app = MullamaApp()
+    async with app.run_test(size=(110, 34)) as pilot:
+        await _wait(lambda: app.state == "ready")
+        app.query_one(PromptInput).load_text("Write a short guide to brewing green tea, with a list of steps.")
+        await pilot.press("enter")
+        gauge = app.query_one(Gauge)
+        await _wait(lambda: gauge.tokens >= 120 or not gauge.running)
+        shot(app, "main-streaming")
+        await pilot.press("escape")
+        await _wait(lambda: app.state in ("cancelled", "ready"))
+        await pilot.pause(0.3)
+        shot(app, "cancelled")
+        await pilot.press("f3")
+        await pilot.pause(0.3)
+        shot(app, "history")
+        await pilot.press("escape")
+        await pilot.press("f1")
+        await pilot.pause(0.3)
+        shot(app, "help")
+        await pilot.press("escape")
+        await pilot.press("f4")
+        await _wait(lambda: isinstance(app.screen, CompareScreen))
+        screen = app.screen
+        await screen.run_prompt("Describe a sunrise over the sea in two sentences.")  # type: ignore[attr-defined]
+        await _wait(lambda: not screen.running and all(p.done for p in screen.query(ComparePane)))  # type: ignore[attr-defined]
+        await pilot.pause(0.3)
+        shot(app, "compare")
+    return saved
+
+
+def main() -> None:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "screenshots").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ["MULLAMA_TUI_HOME"] = tempfile.mkdtemp(prefix="mullama-shots-")
+    for p in asyncio.run(capture(out)):
+        print(p)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Side-by-side temperatures: batched panes on the real model, in the engine, the
+console and the TUI."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from mullama_tui.engine.generation import drain_together
+from mullama_tui.engine.types import FinishReason, Request, SamplerParams
+from mullama_tui.history import History
+from mullama_tui.tui.app import MullamaApp
+from mullama_tui.tui.screens.compare import CompareScreen, ComparePane
+from test_cli import run_cli
+from test_tui import configure, until
+
+PROMPT = "Tell me a story about a robot who learns to paint."
+
+
+def pane(t: float, n: int = 60) -> Request:
+    return Request(prompt=PROMPT, mode="chat", max_tokens=n, ignore_eos=True,
+                   params=SamplerParams(temperature=t, seed=4))
+
+
+def test_cancelling_one_pane_leaves_the_others_running_to_completion(engine):
+    engine.clear_cache()
+    gens = [engine.submit(pane(t, 80)) for t in (0.2, 0.8, 1.4)]
+    seen = [0, 0, 0]
+
+    def on_events(i, events):
+        seen[i] += sum(1 for e in events if not e.done)
+        if i == 1 and seen[1] >= 5:
+            gens[1].cancel()
+
+    drain_together(gens, interval=0.02, on_events=on_events)
+    assert gens[1].finish_reason is FinishReason.CANCELLED
+    assert gens[1].stats.generated_tokens < 80
+    assert [gens[i].finish_reason for i in (0, 2)] == [FinishReason.LENGTH] * 2
+    assert [gens[i].stats.generated_tokens for i in (0, 2)] == [80, 80]
+
+
+def test_compare_console_pane_equals_run_with_same_temperature_and_seed():
+    r = run_cli("compare", "--no-tui", "--json", "--seed", "9", "--temps", "0.1,1.0,1.5", "-n", "30",
+                "--raw", "The old lighthouse keeper")
+    assert r.returncode == 0, r.stderr
+    panes = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [p["temperature"] for p in panes] == [0.1, 1.0, 1.5]
+    assert len({p["text"] for p in panes}) == 3
+    for p in panes[1:]:
+        single = run_cli("run", "--json", "--seed", "9", "--temperature", str(p["temperature"]),
+                         "-n", "30", "--raw", "The old lighthouse keeper")
+        events = [json.loads(line) for line in single.stdout.splitlines()]
+        assert "".join(e["text"] for e in events) == p["text"]
+
+
+def test_run_temps_prints_each_pane_with_its_stats():
+    r = run_cli("run", "--temps", "0.2,0.9", "--seed", "3", "-n", "20", "Hi")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("=== temperature") == 2
+    assert "temperature 0.2 · seed 3" in r.stdout and "temperature 0.9 · seed 3" in r.stdout
+    assert r.stderr.count("--- Stats ---") == 2
+
+
+def test_bad_temps_are_one_line():
+    r = run_cli("run", "--temps", "0.1,abc", "Hi")
+    assert r.returncode == 1 and "--temps" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("compare", "--no-tui", "--temps", "0.5", "Hi")
+    assert r.returncode == 2 and "2 to 6" in r.stderr
+
+
+async def test_compare_screen_streams_all_panes_and_esc_cancels_all(home):
+    configure(max_tokens=1500, mode="raw")
+    app = MullamaApp()
+    async with app.run_test(size=(130, 40)) as pilot:
+        await pilot.press("f4")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the compare screen")
+        screen = app.screen
+        await screen.run_prompt("Chapter one. The robot opened its eyes and")
+        panes = list(screen.query(ComparePane))
+        assert len(panes) == 3
+        await until(pilot, lambda: all(p.tokens > 10 for p in panes), what="all panes to stream")
+        assert len({p.text for p in panes}) == 3
+        await pilot.press("escape")
+        await until(pilot, lambda: not screen.running, 10, "all panes to stop")
+        assert all(p.stats.finish_reason is FinishReason.CANCELLED for p in panes)
+        assert all("cancelled" in str(p.query_one(".pane-stats").render()) for p in panes)
+        assert isinstance(app.screen, CompareScreen)  # Esc while running does not leave
+    runs = History().list()
+    assert runs and runs[0].kind == "compare" and len(runs[0].stats["panes"]) == 3
+
+
+async def test_per_pane_key_cancels_one_and_summary_rows_show(home):
+    configure(max_tokens=300)
+    app = MullamaApp(compare=([0.3, 0.9], None), ignore_eos=True)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the compare screen")
+        screen = app.screen
+        await screen.run_prompt("Describe the sea.")
+        first, second = screen.query(ComparePane)
+        await until(pilot, lambda: second.tokens > 3, what="streaming")
+        await pilot.press("f6")
+        await until(pilot, lambda: not screen.running, 60, "the comparison to end")
+        assert second.stats.finish_reason is FinishReason.CANCELLED
+        assert first.stats.finish_reason is FinishReason.LENGTH
+        assert first.stats.generated_tokens == 300 > second.stats.generated_tokens
+        summary = str(first.query_one(".pane-stats").render())
+        assert "tok/s" in summary and "first" in summary and "chars" in summary
+        # reopen the saved comparison side by side
+        await pilot.press("escape")
+        await pilot.press("f3")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "HistoryScreen", 5, "history")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the reopened comparison")
+        reopened = list(app.screen.query(ComparePane))
+        await until(pilot, lambda: reopened[0].text == first.text, 5, "the pane text")

@@ -1,0 +1,57 @@
+"""Snapshot tests of the stable screens (pytest-textual-snapshot). Regenerate after an
+intended change with:  pytest tests/test_snapshots.py --snapshot-update"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mullama_tui.tui.app import MullamaApp
+
+
+async def loaded(pilot) -> None:
+    app = pilot.app
+    for _ in range(600):
+        if app.state == "ready":
+            break
+        await asyncio.sleep(0.05)
+    assert app.state == "ready"
+    await pilot.pause()
+
+
+@pytest.fixture(autouse=True)
+def fresh_home(home):
+    return home
+
+
+def test_main_screen_ready(snap_compare):
+    assert snap_compare(MullamaApp(), terminal_size=(100, 30), run_before=loaded)
+
+
+def test_help_screen(snap_compare):
+    async def before(pilot):
+        await loaded(pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+
+    assert snap_compare(MullamaApp(), terminal_size=(100, 34), run_before=before)
+
+
+def test_params_screen(snap_compare):
+    async def before(pilot):
+        await loaded(pilot)
+        await pilot.press("f2")
+        await pilot.pause()
+
+    assert snap_compare(MullamaApp(), terminal_size=(100, 40), run_before=before)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 40)], ids=["narrow", "wide"])
+def test_compare_screen(snap_compare, size):
+    async def before(pilot):
+        await loaded(pilot)
+        await pilot.press("f4")
+        await pilot.pause()
+
+    assert snap_compare(MullamaApp(), terminal_size=size, run_before=before)

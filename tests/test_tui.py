@@ -1,0 +1,199 @@
+"""The real app, driven with Pilot on the real bundled model (MULLAMA_TUI_HOME is a
+fresh temporary folder per test, so settings and history start empty)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from textual.widgets import Markdown, Static
+
+from mullama_tui.config import Settings
+from mullama_tui.history import History, RunRecord
+from mullama_tui.tui.app import MullamaApp
+from mullama_tui.tui.widgets.gauge import Gauge
+from mullama_tui.tui.widgets.output import RawOutput
+from mullama_tui.tui.widgets.prompt import PromptInput
+
+LONG = "Write a very long story about a lighthouse keeper and the sea, with many chapters."
+
+
+async def until(pilot, cond, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
+
+
+async def send(pilot, app: MullamaApp, text: str) -> None:
+    app.query_one(PromptInput).load_text(text)
+    app.query_one(PromptInput).focus()
+    await pilot.press("enter")
+
+
+def configure(**values) -> None:
+    s = Settings(**{"seed": 5, **values})
+    s.save()
+
+
+@pytest.mark.parametrize("key", ["escape", "ctrl+c"])
+async def test_prompt_streams_and_cancel_key_stops_it(home, key):
+    configure(max_tokens=1000)
+    app = MullamaApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, app, LONG)
+        gauge = app.query_one(Gauge)
+        await until(pilot, lambda: gauge.tokens > 15, what="tokens to stream in")
+        assert app.state == "generating"
+        await until(pilot, lambda: gauge.rate > 0, what="a live tok/s")
+        assert len(app._output_text) > 20
+        await pilot.press(key)
+        await app.workers.wait_for_complete()
+        await until(pilot, lambda: app.state == "cancelled", 5, "the cancelled state")
+        text = app._output_text
+        await pilot.pause(0.3)
+        assert app._output_text == text  # the text stopped growing
+        assert gauge.finish == "cancelled" and app.last_stats.generated_tokens < 1000
+        assert app.query(".cancel-mark")
+        assert app.current is None
+        # the partial answer stays in the pane and in the conversation
+        assert app.messages[-1] == {"role": "assistant", "content": text}
+
+
+async def test_chat_reply_renders_markdown_and_follow_up_reuses_the_cache(home):
+    configure(max_tokens=40, temperature=0.0)
+    app = MullamaApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, app, "What is the capital of France?")
+        await until(pilot, lambda: app.state == "ready" and app.last_stats is not None, what="reply")
+        assert app.query(Markdown) and app._output_text
+        first = app.last_stats
+        await send(pilot, app, "And of Germany?")
+        await until(pilot, lambda: app.last_stats is not first and app.state == "ready", what="follow-up")
+        assert app.last_stats.cached_tokens >= first.prompt_tokens
+        assert [m["role"] for m in app.messages] == ["user", "assistant", "user", "assistant"]
+
+
+async def test_changed_parameters_reach_the_engine_and_persist(home):
+    app = MullamaApp()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await until(pilot, lambda: app.state == "ready", what="model")
+        await pilot.press("f2")
+        screen = app.screen
+        screen.query_one("#max_tokens").value = "7"
+        screen.query_one("#temperature").value = "0"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: app.screen is not screen, 5, "the modal to close")
+        await send(pilot, app, LONG)
+        await until(pilot, lambda: app.last_stats is not None, what="the run")
+        assert app._run_request.params.temperature == 0.0
+        assert app.last_stats.generated_tokens <= 7
+    saved = Settings.load()
+    assert saved.max_tokens == 7 and saved.temperature == 0.0
+
+
+async def test_bad_parameter_is_refused_with_a_message(home):
+    app = MullamaApp()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("f2")
+        screen = app.screen
+        screen.query_one("#top_p").value = "1.5"
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+        assert app.screen is screen
+        assert "top_p" in str(screen.query_one("#error").render())
+
+
+async def test_history_survives_a_restart_and_reopens(home):
+    configure(max_tokens=12)
+    app = MullamaApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, app, "Name a colour.")
+        await until(pilot, lambda: app.last_stats is not None and app.state == "ready", what="run")
+        output = app._output_text
+    runs = History().list()
+    assert len(runs) == 1 and runs[0].output == output
+    app2 = MullamaApp()
+    async with app2.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f3")
+        await until(pilot, lambda: app2.screen.__class__.__name__ == "HistoryScreen", 5, "history")
+        await pilot.press("enter")
+        await until(pilot, lambda: len(app2.messages) == 2, 5, "the reopened conversation")
+        assert app2.messages[-1]["content"] == output
+
+
+async def test_theme_choice_persists(home):
+    app = MullamaApp()
+    async with app.run_test() as pilot:
+        assert app.theme == "mullama-dark"
+        app.theme = "mullama-light"
+        await pilot.pause()
+    assert Settings.load().theme == "mullama-light"
+    app2 = MullamaApp()
+    async with app2.run_test():
+        assert app2.theme == "mullama-light"
+
+
+async def test_broken_theme_file_is_reported_not_fatal(home):
+    (home / "config" / "themes").mkdir(parents=True)
+    (home / "config" / "themes" / "bad.toml").write_text("name = [broken")
+    app = MullamaApp()
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert any("bad.toml" in n.message for n in app._notifications)
+        assert app.theme == "mullama-dark"
+
+
+async def test_markup_like_text_shows_literally(home):
+    History().add(RunRecord(model="m", mode="raw", prompt="[bold]p", output="[red]x[/red] [bold"))
+    app = MullamaApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f3")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "HistoryScreen", 5, "history")
+        await pilot.press("enter")
+        await until(pilot, lambda: len(app.query(".assistant-turn")) == 1, 5, "the reopened run")
+        user = str(app.query_one(".user-turn", Static).render())
+        assert user == "[bold]p"
+        raw = app.query_one(RawOutput)
+        assert raw.text == "[red]x[/red] [bold"
+        assert "[red]x[/red] [bold" in "".join(str(s.render()) for s in raw.query(Static))
+
+
+async def test_missing_model_shows_an_error_instead_of_crashing(home):
+    app = MullamaApp(model="/no/such/model.gguf")
+    async with app.run_test() as pilot:
+        await until(pilot, lambda: app.state == "error", 10, "the error state")
+        assert any("not found" in n.message for n in app._notifications)
+        await send(pilot, app, "hello")
+        await pilot.pause(0.1)
+        assert app.current is None and app.is_running
+
+
+async def test_prompt_history_recall_and_newline_key(home):
+    app = MullamaApp(model="/no/such/model.gguf")
+    async with app.run_test() as pilot:
+        prompt = app.query_one(PromptInput)
+        prompt.focus()
+        for text in ("first", "second"):
+            prompt.load_text(text)
+            await pilot.press("enter")
+        await pilot.press("up")
+        assert prompt.text == "second"
+        await pilot.press("up")
+        assert prompt.text == "first"
+        await pilot.press("down", "down")
+        assert prompt.text == ""
+        await pilot.press("a", "ctrl+j", "b")
+        assert prompt.text == "a\nb"
+
+
+async def test_raw_mode_streams_plain_text_in_bounded_chunks(home):
+    configure(max_tokens=400, mode="raw")
+    app = MullamaApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, app, "Chapter one. The lighthouse keeper woke before dawn, and")
+        await until(pilot, lambda: app.last_stats is not None, 60, "the run")
+        raw = app.query_one(RawOutput)
+        assert raw.text == app._output_text and len(raw.text) > 100
+        assert not app.query(Markdown)
