@@ -197,6 +197,45 @@ def compare(
 
 
 @app.command()
+def serve(
+    model: Optional[str] = typer.Argument(None, help="Model path (default: configured or bundled)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told)."),
+    port: int = typer.Option(3000, "--port"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MULLAMA_TUI_API_KEY",
+                                          help="Require Authorization: Bearer KEY (not on /health)."),
+    max_concurrency: int = typer.Option(4, "--max-concurrency", help="Sequences decoded in one batch."),
+    queue: int = typer.Option(16, "--queue", help="Requests that may wait; more get a 503."),
+    cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allowed origin (repeatable)."),
+    n_ctx: int = typer.Option(4096, "--ctx", help="Context size per sequence."),
+    threads: int = typer.Option(0, "--threads"),
+) -> None:
+    """Serve SSE (/stream), WebSocket (/ws) and OpenAI-compatible (/v1) streaming."""
+    try:
+        import uvicorn
+
+        from .server.app import create_app
+    except ImportError:
+        raise _fail("the server needs its extra:  pip install 'mullama-tui[server]'") from None
+    from .engine.local import LocalEngine
+    from .models.resolve import resolve_model
+
+    try:
+        path = resolve_model(model, _settings().default_model)
+        engine = LocalEngine(path, n_ctx=n_ctx, n_parallel=max_concurrency, max_queue=queue,
+                             n_threads=threads or None)
+    except MullamaError as e:
+        raise _fail(str(e)) from None
+    name = engine.model.info.name
+    api = create_app(engine, name, api_key=api_key, cors_origins=list(cors_origin or []))
+    typer.echo(f"mullama-tui serving {name} ({path}) on http://{host}:{port}  (Ctrl+C stops)", err=True)
+    try:
+        uvicorn.run(api, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+    finally:
+        engine.close()  # cancels whatever is still running
+    typer.echo("stopped", err=True)
+
+
+@app.command()
 def tui(model: Optional[str] = typer.Argument(None, help="Model path (default: configured or bundled)."),
         theme: Optional[str] = typer.Option(None, "--theme", help="Theme name.")) -> None:
     """Open the terminal UI."""

@@ -124,8 +124,11 @@ class Scheduler:
         with self._lock:
             if self._closing:
                 raise EngineClosedError("the engine is shut down")
-            if len(self._pending) >= self.max_queue:
-                raise QueueFullError(f"{len(self._pending)} requests are already waiting")
+            # slots being freed or filled right now count too: active + waiting is what
+            # matters, so a burst into an idle engine is not refused
+            if len(self._pending) + self.active >= self.n_parallel + self.max_queue:
+                raise QueueFullError(f"{self.n_parallel} requests are running and "
+                                     f"{len(self._pending)} waiting")
             self._pending.append(gen)
         self.wake()
         return gen

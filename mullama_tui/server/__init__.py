@@ -1,0 +1,1 @@
+"""`mullama-tui serve`: SSE, WebSocket and OpenAI-compatible streaming on the engine."""

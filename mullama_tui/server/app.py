@@ -1,0 +1,317 @@
+"""The FastAPI app: routes turn HTTP into engine requests and events into bytes, nothing else.
+
+Why it cannot block and cannot leak:
+- generations run on the engine's scheduler thread; routes only await `Generation.atake()`,
+  which parks on an asyncio future, so the event loop never blocks on decoding;
+- concurrent requests share the scheduler's batch (up to `max_concurrency` sequences);
+  more wait in its bounded queue; beyond that `QueueFullError` becomes a 503 with
+  Retry-After;
+- backpressure: a response body is produced only as fast as the client reads it, and a
+  generation's event channel is bounded, so a slow reader pauses its own sequence;
+- a client that goes away (SSE disconnect, WebSocket close, an aborted fetch) cancels its
+  generation: the async generator is closed and its `finally` calls `cancel()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+from fastapi import FastAPI, Request as HTTPRequest, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from ..engine.generation import Generation
+from ..engine.local import LocalEngine
+from ..engine.types import (EngineClosedError, FinishReason, MullamaError, QueueFullError, Request,
+                            TokenEvent)
+from .schemas import ChatCompletionRequest, CompletionRequest, StreamRequest
+
+STATIC = Path(__file__).parent / "static"
+MAX_BODY = 1_000_000  # bytes
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+def error_body(message: str, kind: str = "invalid_request_error") -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind}}
+
+
+def engine_error(e: MullamaError) -> APIError:
+    if isinstance(e, QueueFullError):
+        return APIError(503, f"server busy: {e}; try again shortly", {"Retry-After": "1"})
+    if isinstance(e, EngineClosedError):
+        return APIError(503, "the server is shutting down", {"Retry-After": "5"})
+    return APIError(400, str(e))
+
+
+def validation_message(e: ValidationError | RequestValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def finish_for_openai(reason: FinishReason | None) -> str:
+    return "length" if reason is FinishReason.LENGTH else "stop"
+
+
+def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
+               cors_origins: list[str] | None = None, max_body: int = MAX_BODY) -> FastAPI:
+    app = FastAPI(title="mullama-tui", version="0.1.0", docs_url="/docs", redoc_url=None)
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["*"],
+                           allow_headers=["*"])
+    started = int(time.time())
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: HTTPRequest, exc: APIError) -> JSONResponse:
+        return JSONResponse(error_body(exc.message), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: HTTPRequest, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(error_body(validation_message(exc)), status_code=400)
+
+    def authorized(header: str | None, token: str | None = None) -> bool:
+        if not api_key:
+            return True
+        given = token or ""
+        if header and header.lower().startswith("bearer "):
+            given = header[7:].strip()
+        return hmac.compare_digest(given.encode(), api_key.encode())
+
+    @app.middleware("http")
+    async def _auth_and_size(request: HTTPRequest, call_next: Callable[..., Any]) -> Any:
+        if request.url.path != "/health" and request.method != "OPTIONS" \
+                and not authorized(request.headers.get("authorization")):
+            return JSONResponse(error_body("missing or wrong API key (Authorization: Bearer KEY)",
+                                           "authentication_error"), status_code=401)
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            return JSONResponse(error_body(f"request body over {max_body} bytes"), status_code=413)
+        return await call_next(request)
+
+    async def parse(request: HTTPRequest, model: type[BaseModel]) -> Any:
+        body = await request.body()
+        if len(body) > max_body:
+            raise APIError(413, f"request body over {max_body} bytes")
+        try:
+            data = json.loads(body or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise APIError(400, f"invalid JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise APIError(400, "the body must be a JSON object")
+        try:
+            return model.model_validate(data)
+        except ValidationError as e:
+            raise APIError(400, validation_message(e)) from None
+
+    async def submit(req: Request) -> Generation:
+        if req.max_tokens >= engine.n_ctx:
+            raise APIError(400, f"max_tokens={req.max_tokens} is beyond the context size {engine.n_ctx}")
+        try:
+            return await run_in_threadpool(engine.submit, req)
+        except MullamaError as e:
+            raise engine_error(e) from None
+
+    async def events(gen: Generation) -> AsyncIterator[TokenEvent]:
+        """Every event of `gen`; if the consumer goes away first, cancel it."""
+        try:
+            async for ev in gen.aiter():
+                yield ev
+        finally:
+            gen.cancel()
+
+    # -- health and the page ---------------------------------------------------------
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        sched = engine.scheduler
+        return {"status": "ok", "model": model_name, "state": "ready", "active": sched.active,
+                "queued": sched.queued, "max_concurrency": sched.n_parallel,
+                "queue": sched.max_queue, "n_ctx": engine.n_ctx}
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    # -- the tutorial's SSE format -----------------------------------------------------
+    @app.post("/stream")
+    async def stream(request: HTTPRequest) -> StreamingResponse:
+        body: StreamRequest = await parse(request, StreamRequest)
+        if body.prompt is None and not body.messages:
+            raise APIError(400, "give a prompt or messages")
+        gen = await submit(body.to_request())
+
+        async def sse() -> AsyncIterator[str]:
+            i = 0
+            async for ev in events(gen):
+                if ev.done:
+                    if ev.text:
+                        yield _sse({"token": ev.text, "index": i, "done": False})
+                        i += 1
+                    yield _sse({"token": "", "index": i, "done": True,
+                                "finish_reason": str(ev.finish_reason),
+                                "stats": ev.stats.to_dict() if ev.stats else None})
+                elif ev.text:
+                    yield _sse({"token": ev.text, "index": i, "done": False})
+                    i += 1
+
+        return StreamingResponse(sse(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    # -- WebSocket -----------------------------------------------------------------------
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        if not authorized(websocket.headers.get("authorization"), websocket.query_params.get("token")):
+            await websocket.close(code=4401, reason="missing or wrong API key")
+            return
+        await websocket.accept()
+        running: dict[str, Any] = {"gen": None, "task": None}
+
+        async def send_tokens(gen: Generation) -> None:
+            async for ev in events(gen):
+                if ev.text:
+                    await websocket.send_json({"type": "token", "content": ev.text})
+                if ev.done:
+                    await websocket.send_json({"type": "done", "finish_reason": str(ev.finish_reason),
+                                               "stats": ev.stats.to_dict() if ev.stats else None})
+
+        async def error(message: str) -> None:
+            await websocket.send_json({"type": "error", "message": message})
+
+        try:
+            while True:
+                raw = await websocket.receive_text()
+                try:
+                    data = json.loads(raw)
+                except json.JSONDecodeError as e:
+                    await error(f"invalid JSON: {e}")
+                    continue
+                if not isinstance(data, dict):
+                    await error("messages must be JSON objects")
+                    continue
+                task = running["task"]
+                busy = task is not None and not task.done()
+                if data.get("type") == "cancel":
+                    if busy:
+                        running["gen"].cancel()
+                    else:
+                        await error("nothing to cancel")
+                    continue
+                if busy:
+                    await error("a generation is running on this connection: cancel it or wait for done")
+                    continue
+                try:
+                    body = StreamRequest.model_validate(data)
+                    if body.prompt is None and not body.messages:
+                        raise APIError(400, "give a prompt or messages")
+                    gen = await submit(body.to_request())
+                except ValidationError as e:
+                    await error(validation_message(e))
+                    continue
+                except APIError as e:
+                    await error(e.message)
+                    continue
+                running["gen"] = gen
+                running["task"] = asyncio.create_task(send_tokens(gen))
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if running["gen"] is not None:
+                running["gen"].cancel()
+            if running["task"] is not None:
+                running["task"].cancel()
+
+    # -- OpenAI-compatible ----------------------------------------------------------------
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": started,
+                                            "owned_by": "mullama-tui"}]}
+
+    def usage(ev: TokenEvent) -> dict[str, int]:
+        st = ev.stats
+        p, c = (st.prompt_tokens, st.generated_tokens) if st else (0, 0)
+        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+    async def openai(request: HTTPRequest, schema: type[BaseModel], chat: bool) -> Any:
+        body = await parse(request, schema)
+        gen = await submit(body.to_request())
+        rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        created = int(time.time())
+        obj = "chat.completion" if chat else "text_completion"
+        if not body.stream:
+            text, final = [], None
+            async for ev in events(gen):
+                text.append(ev.text)
+                if ev.done:
+                    final = ev
+            assert final is not None
+            if final.finish_reason is FinishReason.ERROR:
+                raise APIError(500, final.stats.error if final.stats else "generation failed")
+            choice: dict[str, Any] = {"index": 0, "finish_reason": finish_for_openai(final.finish_reason)}
+            if chat:
+                choice["message"] = {"role": "assistant", "content": "".join(text)}
+            else:
+                choice.update(text="".join(text), logprobs=None)
+            return {"id": rid, "object": obj, "created": created, "model": model_name,
+                    "choices": [choice], "usage": usage(final)}
+
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        chunk_obj = "chat.completion.chunk" if chat else "text_completion"
+
+        def chunk(piece: str | None, finish: str | None, first: bool = False) -> str:
+            if chat:
+                delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else (
+                    {"content": piece} if piece is not None else {})
+                c: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
+            else:
+                c = {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": finish}
+            d: dict[str, Any] = {"id": rid, "object": chunk_obj, "created": created, "model": model_name,
+                                 "choices": [c]}
+            if include_usage:
+                d["usage"] = None
+            return _sse(d)
+
+        async def sse() -> AsyncIterator[str]:
+            if chat:
+                yield chunk(None, None, first=True)
+            async for ev in events(gen):
+                if ev.text:
+                    yield chunk(ev.text, None)
+                if ev.done:
+                    yield chunk(None, finish_for_openai(ev.finish_reason))
+                    if include_usage:
+                        yield _sse({"id": rid, "object": chunk_obj, "created": created, "model": model_name,
+                                    "choices": [], "usage": usage(ev)})
+                    yield "data: [DONE]\n\n"
+
+        return StreamingResponse(sse(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    @app.post("/v1/completions")
+    async def completions(request: HTTPRequest) -> Any:
+        return await openai(request, CompletionRequest, chat=False)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: HTTPRequest) -> Any:
+        return await openai(request, ChatCompletionRequest, chat=True)
+
+    app.state.engine = engine
+    return app
+
+
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+

@@ -1,0 +1,97 @@
+"""Request bodies: the tutorial's format (strict: unknown fields are errors) and
+OpenAI's (lenient on fields clients always send, strict on values we cannot honour)."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..engine.types import Request, SamplerParams
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str
+
+
+class SamplingFields(BaseModel):
+    temperature: Optional[float] = Field(None, ge=0, le=5)
+    top_p: Optional[float] = Field(None, gt=0, le=1)
+    top_k: Optional[int] = Field(None, ge=0)
+    min_p: Optional[float] = Field(None, ge=0, le=1)
+    seed: Optional[int] = Field(None, ge=0, lt=2**32)
+    repeat_penalty: Optional[float] = Field(None, gt=0)
+    presence_penalty: Optional[float] = Field(None, ge=-2, le=2)
+    frequency_penalty: Optional[float] = Field(None, ge=-2, le=2)
+
+    def sampler(self, stop: list[str], default_temperature: float) -> SamplerParams:
+        p = SamplerParams(temperature=default_temperature if self.temperature is None else self.temperature,
+                          stop=stop)
+        for ours, theirs in (("top_p", "top_p"), ("top_k", "top_k"), ("min_p", "min_p"), ("seed", "seed"),
+                             ("penalty_repeat", "repeat_penalty"), ("penalty_present", "presence_penalty"),
+                             ("penalty_freq", "frequency_penalty")):
+            value = getattr(self, theirs)
+            if value is not None:
+                setattr(p, ours, value)
+        return p
+
+
+class StreamRequest(SamplingFields):
+    """POST /stream and WebSocket prompts (the tutorial's body)."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt: Optional[str] = Field(None, max_length=200_000)
+    messages: Optional[list[ChatMessage]] = None
+    max_tokens: int = Field(200, ge=1)
+    stop: list[str] = Field(default_factory=list, max_length=8)
+    type: Optional[Literal["prompt"]] = None  # WebSocket messages may say {"type": "prompt", ...}
+
+    def to_request(self) -> Request:
+        stop = [s for s in self.stop if s]
+        if self.messages:
+            return Request(messages=[m.model_dump() for m in self.messages], mode="chat",
+                           max_tokens=self.max_tokens, params=self.sampler(stop, 0.7))
+        return Request(prompt=self.prompt, mode="raw", max_tokens=self.max_tokens,
+                       params=self.sampler(stop, 0.7))
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class OpenAIBase(SamplingFields):
+    model_config = ConfigDict(extra="ignore")
+    model: Optional[str] = None
+    max_tokens: Optional[int] = Field(None, ge=1)
+    max_completion_tokens: Optional[int] = Field(None, ge=1)
+    stop: Optional[Union[str, list[str]]] = None
+    stream: bool = False
+    stream_options: Optional[StreamOptions] = None
+    n: int = Field(1, ge=1, le=1)
+
+    def stops(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else [s for s in self.stop if s]
+
+    def limit(self, default: int) -> int:
+        return self.max_completion_tokens or self.max_tokens or default
+
+
+class CompletionRequest(OpenAIBase):
+    prompt: Union[str, list[str]]
+
+    def to_request(self) -> Request:
+        prompt = self.prompt if isinstance(self.prompt, str) else "".join(self.prompt)
+        return Request(prompt=prompt, mode="raw", max_tokens=self.limit(256),
+                       params=self.sampler(self.stops(), 1.0))
+
+
+class ChatCompletionRequest(OpenAIBase):
+    messages: list[ChatMessage] = Field(min_length=1)
+
+    def to_request(self) -> Request:
+        return Request(messages=[m.model_dump() for m in self.messages], mode="chat",
+                       max_tokens=self.limit(512), params=self.sampler(self.stops(), 1.0))

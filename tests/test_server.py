@@ -1,0 +1,341 @@
+"""`mullama-tui serve` against a real uvicorn on loopback, with the real bundled model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+import websockets
+from openai import OpenAI
+
+from mullama_tui.engine.local import LocalEngine
+from mullama_tui.server.app import create_app
+
+
+LONG = "Write a very long story about a lighthouse keeper and the sea, with many chapters."
+
+
+class Server:
+    """uvicorn on a loopback socket. `sndbuf` caps the kernel send buffer (accepted sockets
+    inherit it), as a real network would: on loopback it otherwise grows to megabytes and
+    hides a slow reader from the server for a long time."""
+
+    def __init__(self, app, sndbuf: int | None = None) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if sndbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def srv_engine(model_path):
+    e = LocalEngine(model_path, n_ctx=2048, n_parallel=4, max_queue=2)
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="module")
+def server(srv_engine):
+    s = Server(create_app(srv_engine, "smollm2", max_body=100_000))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def tight(srv_engine):
+    s = Server(create_app(srv_engine, "smollm2"), sndbuf=4096)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def secure(srv_engine):
+    s = Server(create_app(srv_engine, "smollm2", api_key="s3cret"))
+    yield s
+    s.stop()
+
+
+def wait_idle(server: Server, timeout: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        h = httpx.get(server.url + "/health").json()
+        if h["active"] == 0 and h["queued"] == 0:
+            return h
+        assert time.monotonic() < deadline, f"still busy: {h}"
+        time.sleep(0.02)
+
+
+def sse_events(response: httpx.Response) -> list[dict]:
+    out = []
+    for line in response.iter_lines():
+        if line.startswith("data: "):
+            payload = line[6:]
+            out.append(payload if payload == "[DONE]" else json.loads(payload))
+    return out
+
+
+def stream_text(server: Server, body: dict) -> tuple[str, dict]:
+    with httpx.stream("POST", server.url + "/stream", json=body, timeout=60) as r:
+        events = sse_events(r)
+    return "".join(e["token"] for e in events), events[-1]
+
+
+def test_sse_format_and_headers(server):
+    with httpx.stream("POST", server.url + "/stream", timeout=60,
+                      json={"prompt": "The sea is", "max_tokens": 12, "seed": 3}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers["cache-control"] == "no-cache" and r.headers["x-accel-buffering"] == "no"
+        events = sse_events(r)
+    tokens, done = events[:-1], events[-1]
+    assert tokens and all(e["done"] is False and e["token"] for e in tokens)
+    assert [e["index"] for e in tokens] == list(range(len(tokens)))
+    assert done["done"] is True and done["token"] == "" and done["index"] == len(tokens)
+    assert done["finish_reason"] in ("length", "eos") and done["stats"]["generated_tokens"] >= len(tokens)
+
+
+def test_chat_messages_body(server):
+    text, done = stream_text(server, {"messages": [{"role": "user", "content": "Say hello"}],
+                                      "max_tokens": 20, "temperature": 0})
+    assert text.strip() and done["finish_reason"] in ("eos", "length")
+
+
+def test_websocket_tokens_done_cancel_errors_and_several_prompts(server):
+    async def main():
+        async with websockets.connect(server.url.replace("http", "ws") + "/ws") as ws:
+            await ws.send(json.dumps({"prompt": "Once upon a time", "max_tokens": 10, "seed": 1}))
+            msgs = []
+            while True:
+                m = json.loads(await ws.recv())
+                msgs.append(m)
+                if m["type"] == "done":
+                    break
+            assert all(m["type"] == "token" and m["content"] for m in msgs[:-1]) and len(msgs) > 1
+            assert msgs[-1]["finish_reason"] in ("length", "eos") and msgs[-1]["stats"]
+            # bad messages get an error and the connection stays usable
+            await ws.send("{not json")
+            assert json.loads(await ws.recv())["type"] == "error"
+            await ws.send(json.dumps({"prompt": "x", "max_tokens": -1}))
+            err = json.loads(await ws.recv())
+            assert err["type"] == "error" and "max_tokens" in err["message"]
+            # a second prompt, cancelled mid-stream
+            await ws.send(json.dumps({"prompt": "Write a long story", "max_tokens": 1500, "seed": 2}))
+            tokens = 0
+            while tokens < 5:
+                m = json.loads(await ws.recv())
+                tokens += m["type"] == "token"
+            await ws.send(json.dumps({"type": "cancel"}))
+            while True:
+                m = json.loads(await ws.recv())
+                if m["type"] == "done":
+                    break
+            assert m["finish_reason"] == "cancelled" and m["stats"]["generated_tokens"] < 1500
+            # and a third one works normally
+            await ws.send(json.dumps({"prompt": "Hello", "max_tokens": 4, "seed": 1}))
+            while json.loads(await ws.recv())["type"] != "done":
+                pass
+
+    asyncio.run(main())
+    wait_idle(server)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_client_completions_and_chat(server, stream):
+    client = OpenAI(base_url=server.url + "/v1", api_key="unused")
+    assert [m.id for m in client.models.list().data] == ["smollm2"]
+    if stream:
+        chunks = list(client.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=12, seed=1,
+            stream=True, stream_options={"include_usage": True}))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text and chunks[-1].usage.completion_tokens > 0
+        assert any(c.choices and c.choices[0].finish_reason for c in chunks)
+        comp = list(client.completions.create(model="smollm2", prompt="The sky is", max_tokens=8,
+                                              seed=1, stream=True))
+        assert "".join(c.choices[0].text for c in comp)
+        assert comp[-1].choices[0].finish_reason in ("stop", "length")
+    else:
+        chat = client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hi"}],
+                                              max_tokens=12, seed=1, temperature=0)
+        assert chat.choices[0].message.content and chat.usage.completion_tokens > 0
+        comp = client.completions.create(model="smollm2", prompt="The sky is", max_tokens=8, seed=1,
+                                         stop=["\n"])
+        assert comp.choices[0].text and "\n" not in comp.choices[0].text
+        assert comp.choices[0].finish_reason in ("stop", "length")
+
+
+def test_openai_stream_is_same_text_as_sse_for_same_seed(server):
+    raw = httpx.post(server.url + "/v1/completions", timeout=60, json={
+        "prompt": "The sky is", "max_tokens": 16, "seed": 5, "temperature": 0.8, "stream": True})
+    events = [json.loads(line[6:]) for line in raw.text.splitlines()
+              if line.startswith("data: ") and line != "data: [DONE]"]
+    assert raw.text.rstrip().endswith("data: [DONE]")
+    openai_text = "".join(e["choices"][0]["text"] for e in events)
+    sse_text, _ = stream_text(server, {"prompt": "The sky is", "max_tokens": 16, "seed": 5,
+                                       "temperature": 0.8})
+    assert openai_text == sse_text
+
+
+def test_client_disconnect_cancels_generation(server):
+    with httpx.stream("POST", server.url + "/stream", timeout=60,
+                      json={"prompt": "Write a long story", "max_tokens": 1800}) as r:
+        lines = r.iter_lines()
+        got = 0
+        for line in lines:
+            got += line.startswith("data: ")
+            if got >= 5:
+                break
+        assert httpx.get(server.url + "/health").json()["active"] == 1
+    wait_idle(server, 5)
+
+
+def test_concurrent_clients_get_the_same_text_as_single_runs(server):
+    seeds = [11, 12, 13]
+    singles = [stream_text(server, {"prompt": "A robot who paints", "max_tokens": 30, "seed": s,
+                                    "temperature": 0.9})[0] for s in seeds]
+    results: dict[int, str] = {}
+
+    def one(i, s):
+        results[i] = stream_text(server, {"prompt": "A robot who paints", "max_tokens": 30, "seed": s,
+                                          "temperature": 0.9})[0]
+
+    threads = [threading.Thread(target=one, args=(i, s)) for i, s in enumerate(seeds)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [results[i] for i in range(3)] == singles and len(set(singles)) == 3
+
+
+def test_slow_reader_pauses_only_itself(tight, srv_engine):
+    server = tight
+    # A client with a tiny receive window that never reads.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    sock.connect(("127.0.0.1", server.port))
+    body = json.dumps({"messages": [{"role": "user", "content": LONG}], "max_tokens": 1900,
+                       "seed": 5}).encode()
+    sock.sendall(b"POST /stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    try:
+        deadline = time.monotonic() + 10
+        while httpx.get(server.url + "/health").json()["active"] == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        t0 = time.perf_counter()
+        text, done = stream_text(server, {"prompt": "Hello", "max_tokens": 100, "seed": 2,
+                                          "temperature": 0.9})
+        fast_tps = done["stats"]["gen_tps"]
+        assert done["stats"]["generated_tokens"] == 100 or done["finish_reason"] == "eos"
+        slow = next((s for s in srv_engine.scheduler._slots if s.gen is not None), None)
+        assert slow is not None, "the slow reader's generation ended before it could be held back"
+
+        def paused() -> bool:
+            before = slow.n_gen
+            time.sleep(0.3)
+            return slow.n_gen == before
+
+        deadline = time.monotonic() + 30
+        while not paused():
+            assert time.monotonic() < deadline, "the slow reader's generation never paused"
+        assert slow.n_gen < 1900  # stopped by backpressure, not by finishing
+        assert len(slow.gen._events) <= slow.gen.capacity  # server-side memory is bounded
+        assert fast_tps > 30, f"the fast client crawled at {fast_tps} tok/s"
+        assert time.perf_counter() - t0 < 60
+    finally:
+        sock.close()
+    wait_idle(server, 10)
+
+
+def test_queue_full_gives_503_with_retry_after(server):
+    streams = []
+    client = httpx.Client(timeout=30)
+    try:
+        for i in range(6):  # 4 decoding + 2 queued
+            r = client.send(client.build_request("POST", server.url + "/stream",
+                                                 json={"prompt": f"Story {i}", "max_tokens": 1900}),
+                            stream=True)
+            assert r.status_code == 200
+            streams.append(r)
+        r = client.post(server.url + "/stream", json={"prompt": "one too many", "max_tokens": 5})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert "busy" in r.json()["error"]["message"]
+    finally:
+        for r in streams:
+            r.close()
+        client.close()
+    wait_idle(server, 15)
+
+
+def test_auth(secure):
+    assert httpx.get(secure.url + "/health").status_code == 200
+    assert httpx.get(secure.url + "/v1/models").status_code == 401
+    bad = httpx.get(secure.url + "/v1/models", headers={"Authorization": "Bearer nope"})
+    assert bad.status_code == 401 and "API key" in bad.json()["error"]["message"]
+    ok = httpx.get(secure.url + "/v1/models", headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    assert httpx.post(secure.url + "/stream", json={"prompt": "x"}).status_code == 401
+    assert httpx.get(secure.url + "/").status_code == 401
+
+    async def ws():
+        base = secure.url.replace("http", "ws") + "/ws"
+        with pytest.raises(websockets.exceptions.InvalidStatus):
+            async with websockets.connect(base) as c:
+                await c.recv()
+        async with websockets.connect(base + "?token=s3cret") as c:
+            await c.send(json.dumps({"prompt": "Hi", "max_tokens": 3}))
+            while json.loads(await c.recv())["type"] != "done":
+                pass
+
+    asyncio.run(ws())
+
+
+@pytest.mark.parametrize("body, status, message", [
+    (b"{not json", 400, "invalid JSON"),
+    (b"[1, 2]", 400, "JSON object"),
+    (b'{"prompt": 5}', 400, "prompt"),
+    (b'{"max_tokens": 10}', 400, "prompt or messages"),
+    (b'{"prompt": "x", "tempreature": 1}', 400, "tempreature"),
+    (b'{"prompt": "x", "max_tokens": 0}', 400, "max_tokens"),
+    (b'{"prompt": "x", "max_tokens": 999999}', 400, "beyond the context"),
+    (b'{"prompt": "x", "temperature": -1}', 400, "temperature"),
+    (b'{"prompt": "x", "top_p": 0}', 400, "top_p"),
+    (b'{"prompt": "' + b"word " * 3000 + b'"}', 400, "context holds 2048"),
+    (b'{"prompt": "' + b"x" * 200_000 + b'"}', 413, "body over"),
+])
+def test_bad_input_is_a_4xx_json(server, body, status, message):
+    r = httpx.post(server.url + "/stream", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]["message"]
+
+
+def test_openai_bad_input(server):
+    r = httpx.post(server.url + "/v1/chat/completions", json={"messages": []})
+    assert r.status_code == 400 and "messages" in r.json()["error"]["message"]
+    r = httpx.post(server.url + "/v1/completions", json={"prompt": "x", "n": 3})
+    assert r.status_code == 400 and "n" in r.json()["error"]["message"]
+
+
+def test_web_page_is_served(server):
+    r = httpx.get(server.url + "/")
+    assert r.status_code == 200 and "getReader" in r.text and "AbortController" in r.text
