@@ -403,3 +403,90 @@ def format_ui_report(r: dict[str, Any]) -> str:
         f"max {esc['max']} ms (target p95 <= {r['target_esc_p95_ms']} ms: "
         f"{ok(esc['p95'] <= r['target_esc_p95_ms'])})",
     ])
+
+
+# -- the server -----------------------------------------------------------------------
+
+def bench_server(path: Path, *, clients: int = 8, n_tokens: int = 128, reps: int = 2,
+                 progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """`clients` concurrent streaming clients against one client alone, on a real
+    `mullama-tui serve` started as its own process (so the clients' Python does not share
+    a GIL or an OpenMP team with the server)."""
+    import asyncio
+    import json as _json
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "mullama_tui.cli", "serve", str(path), "--port", str(port),
+                             "--max-concurrency", str(clients), "--queue", str(clients), "--ctx", "1024"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.1)
+
+        async def one(client: httpx.AsyncClient, seed: int) -> tuple[int, float]:
+            body = {"prompt": "Write a long story about a dragon.", "max_tokens": n_tokens, "seed": seed,
+                    "temperature": 0.8, "ignore_eos": True}
+            t0 = time.perf_counter()
+            ttft = None
+            n = 0
+            async with client.stream("POST", url + "/stream", json=body) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("data: "):
+                        ev = _json.loads(line[6:])
+                        if not ev["done"]:
+                            n += 1
+                            if ttft is None:
+                                ttft = time.perf_counter() - t0
+                        else:
+                            n = ev["stats"]["generated_tokens"]
+            return n, ttft or 0.0
+
+        async def round_(k: int) -> tuple[float, list[float]]:
+            async with httpx.AsyncClient(timeout=300) as client:
+                t0 = time.perf_counter()
+                results = await asyncio.gather(*(one(client, 100 + i) for i in range(k)))
+                wall = time.perf_counter() - t0
+            return sum(n for n, _ in results) / wall, [t for _, t in results]
+
+        asyncio.run(round_(1))  # warm-up
+        single, loaded, ttfts = [], [], []
+        for i in range(reps):
+            progress(f"rep {i + 1}/{reps}: 1 client")
+            single.append(asyncio.run(round_(1))[0])
+            progress(f"rep {i + 1}/{reps}: {clients} clients")
+            tps, t = asyncio.run(round_(clients))
+            loaded.append(tps)
+            ttfts += t
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    ttfts.sort()
+    return {"benchmark": "server", "model": str(path), "clients": clients, "n_tokens": n_tokens,
+            "single_tps": round(statistics.median(single), 1), "loaded_tps": round(statistics.median(loaded), 1),
+            "ratio": round(statistics.median(loaded) / statistics.median(single), 2), "target": 1.5,
+            "ttft_ms": {"median": round(statistics.median(ttfts) * 1000, 1),
+                        "p95": round(ttfts[min(len(ttfts) - 1, int(round(0.95 * (len(ttfts) - 1))))] * 1000, 1)}}
+
+
+def format_server_report(r: dict[str, Any]) -> str:
+    ok = "ok" if r["ratio"] >= r["target"] else "BELOW TARGET"
+    return (f"model: {r['model']}\n"
+            f"1 client: {r['single_tps']} tok/s;  {r['clients']} concurrent clients x {r['n_tokens']} tokens: "
+            f"{r['loaded_tps']} tok/s aggregate -> {r['ratio']}x (target >= {r['target']}x: {ok})\n"
+            f"time to first token under load: median {r['ttft_ms']['median']} ms, p95 {r['ttft_ms']['p95']} ms")

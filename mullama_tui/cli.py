@@ -133,6 +133,7 @@ def bench(
     ui: bool = typer.Option(False, "--ui", help="The TUI: end-to-end tok/s, cost growth, Esc latency."),
     ui_mode: str = typer.Option("chat", "--ui-mode", help="chat (Markdown pane) or raw (plain text)."),
     batched: bool = typer.Option(False, "--batched", help="Compare panes: batched vs one after another."),
+    server: bool = typer.Option(False, "--server", help="8 concurrent streaming clients vs one."),
 ) -> None:
     """Benchmarks, measured side by side in one run. Default: the engine vs
     llama-cpp-python's create_completion(stream=True)."""
@@ -145,6 +146,9 @@ def bench(
         if ui:
             report = b.bench_ui(path, mode=ui_mode, progress=progress)
             text = b.format_ui_report(report)
+        elif server:
+            report = b.bench_server(path, progress=progress)
+            text = b.format_server_report(report)
         elif batched:
             report = b.bench_batched(path, n_tokens=n_tokens, seed=seed, progress=progress)
             text = b.format_batched_report(report)

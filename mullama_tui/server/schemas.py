@@ -47,14 +47,16 @@ class StreamRequest(SamplingFields):
     max_tokens: int = Field(200, ge=1)
     stop: list[str] = Field(default_factory=list, max_length=8)
     type: Optional[Literal["prompt"]] = None  # WebSocket messages may say {"type": "prompt", ...}
+    ignore_eos: bool = False  # as llama.cpp's server: always generate max_tokens (benchmarks)
 
     def to_request(self) -> Request:
         stop = [s for s in self.stop if s]
         if self.messages:
             return Request(messages=[m.model_dump() for m in self.messages], mode="chat",
-                           max_tokens=self.max_tokens, params=self.sampler(stop, 0.7))
+                           max_tokens=self.max_tokens, params=self.sampler(stop, 0.7),
+                           ignore_eos=self.ignore_eos)
         return Request(prompt=self.prompt, mode="raw", max_tokens=self.max_tokens,
-                       params=self.sampler(stop, 0.7))
+                       params=self.sampler(stop, 0.7), ignore_eos=self.ignore_eos)
 
 
 class StreamOptions(BaseModel):
