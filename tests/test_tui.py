@@ -197,3 +197,15 @@ async def test_raw_mode_streams_plain_text_in_bounded_chunks(home):
         raw = app.query_one(RawOutput)
         assert raw.text == app._output_text and len(raw.text) > 100
         assert not app.query(Markdown)
+
+
+async def test_keymap_from_config_rebinds_keys(home):
+    configure(keymap={"help": "f12"})
+    app = MullamaApp(model="/no/such/model.gguf")
+    async with app.run_test() as pilot:
+        await pilot.press("f12")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "HelpScreen", 5, "the help screen")
+        await pilot.press("escape")
+        await pilot.press("f1")  # the old key no longer opens it
+        await pilot.pause(0.1)
+        assert app.screen.__class__.__name__ != "HelpScreen"

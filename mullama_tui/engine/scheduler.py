@@ -11,7 +11,8 @@ One step of the loop:
 3. build one batch: the last sampled token of each generating sequence whose event
    channel has room (backpressure: a full channel just skips that sequence this step),
    then prompt chunks of sequences still prefilling, up to `n_batch` tokens;
-4. one `llama_decode`; during prompt chunks an abort callback lets cancel() interrupt it;
+4. one `llama_decode`, which cancel() can interrupt through an abort flag polled by
+   llama.cpp itself (see `llama.AbortFlag`: no Python, no GIL on that path);
 5. sample each sequence with its own C sampler chain at its own batch index, turn the
    token into text (UTF-8 and stop strings), push an event, finish if done.
 
@@ -98,7 +99,7 @@ class Scheduler:
         self._closing = False
         self._slots = [Slot(seq=i) for i in range(n_parallel)]
         self._batch_slots: list[Slot] = []
-        self._abort_cb = llama.ABORT_CALLBACK(self._should_abort)  # keep a reference!
+        self._abort: llama.AbortFlag | None = None
         self._clear_cache = False
         self.prompt_tokens_processed = 0  # lifetime counter (benchmarks and tests read it)
         self.tokens_generated = 0
@@ -120,7 +121,7 @@ class Scheduler:
         if not prompt_tokens:
             raise InvalidParamsError("the prompt is empty after tokenization")
         seed = request.params.seed or random.randrange(1, 2**32)
-        gen = Generation(request, prompt_tokens, seed, self.wake, self.capacity)
+        gen = Generation(request, prompt_tokens, seed, self.notify, self.capacity)
         with self._lock:
             if self._closing:
                 raise EngineClosedError("the engine is shut down")
@@ -153,6 +154,8 @@ class Scheduler:
         """Cancel everything, stop the thread and free the context."""
         with self._lock:
             self._closing = True
+        if self._abort is not None:
+            self._abort.set()
         self.wake()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
@@ -164,6 +167,7 @@ class Scheduler:
                                              self.n_parallel, self.n_batch, self.n_threads)
             self._mem = llama.Memory(self._ctx)
             self._batch = llama.Batch(self.n_batch, self.n_parallel)
+            self._abort = llama.AbortFlag(self._ctx)
         except BaseException as e:  # reported to the constructor
             self._startup_error = e
             self._ready.set()
@@ -196,24 +200,26 @@ class Scheduler:
         if not self._build_batch():
             self._wake_event.wait(0.5)
             return True
-        prefill = any(s.todo or s.logits_idx < 0 for s in self._batch_slots)
-        if prefill:
-            llama.set_abort_callback(self._ctx, self._abort_cb)
+        self._abort.clear()
+        if self._closing or self._all_cancelled():  # a cancel() that raced the line above
+            self._abort.set()
         rc = llama.decode(self._ctx, self._batch)
-        if prefill:
-            llama.set_abort_callback(self._ctx, None)
         if rc != 0:
             self._decode_failed(rc)
             return True
         self._after_decode()
         return True
 
-    def _should_abort(self, _data: object) -> bool:
-        """Polled by ggml between graph nodes during prompt chunks: stop if every
-        sequence in this batch was cancelled, or the engine is closing."""
-        if self._closing:
-            return True
+    def _all_cancelled(self) -> bool:
         return all(s.gen is None or s.gen.cancelled for s in self._batch_slots)
+
+    def notify(self) -> None:
+        """From any thread, when a consumer cancelled or drained a full channel. If every
+        sequence in the running decode is now cancelled, abort that decode at once rather
+        than when it ends (a long prompt chunk); in any case wake the loop."""
+        if self._abort is not None and self._batch_slots and self._all_cancelled():
+            self._abort.set()
+        self.wake()
 
     def _admit(self) -> None:
         if not self._pending:
