@@ -339,3 +339,58 @@ def test_openai_bad_input(server):
 def test_web_page_is_served(server):
     r = httpx.get(server.url + "/")
     assert r.status_code == 200 and "getReader" in r.text and "AbortController" in r.text
+
+
+def test_cors_is_off_by_default_and_on_when_asked(server, srv_engine):
+    pre = {"Origin": "http://example.test", "Access-Control-Request-Method": "POST"}
+    r = httpx.options(server.url + "/stream", headers=pre)
+    assert "access-control-allow-origin" not in r.headers
+    s = Server(create_app(srv_engine, "smollm2", cors_origins=["http://example.test"]))
+    try:
+        r = httpx.options(s.url + "/stream", headers=pre)
+        assert r.headers["access-control-allow-origin"] == "http://example.test"
+    finally:
+        s.stop()
+
+
+def test_serve_command_prints_url_and_ctrl_c_stops_cleanly_mid_stream(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "mullama_tui.cli", "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MULLAMA_TUI_HOME": str(tmp_path)})
+    try:
+        line = proc.stderr.readline()
+        assert f"http://127.0.0.1:{port}" in line and "Smollm2" in line
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with httpx.stream("POST", url + "/stream", timeout=30,
+                          json={"messages": [{"role": "user", "content": LONG}], "max_tokens": 1500}) as r:
+            lines = r.iter_lines()
+            for _ in range(6):
+                next(lines)
+            proc.send_signal(signal.SIGINT)
+            try:
+                for _ in lines:  # the stream ends (cancelled), it does not hang
+                    pass
+            except httpx.HTTPError:
+                pass
+        assert proc.wait(15) == 0
+        assert "stopped" in proc.stderr.read() and "Traceback" not in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
