@@ -10,11 +10,14 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from .config import Settings
+
+if TYPE_CHECKING:
+    from .engine.backends import BackendChoice
 from .engine.types import MullamaError, Request, SamplerParams
 
 app = typer.Typer(add_completion=False, no_args_is_help=False,
@@ -38,6 +41,24 @@ def _settings() -> Settings:
     except ValueError as e:
         typer.echo(f"warning: ignoring a broken config file: {e}", err=True)
         return Settings()
+
+
+# The backend options shared by tui, run, compare and bench (defaults come from the config).
+BACKEND = typer.Option(None, "--backend", help="local (a GGUF here) or openai (a remote server).")
+BASE_URL = typer.Option(None, "--base-url", help="The OpenAI-compatible server, e.g. http://host:8080/v1.")
+API_KEY = typer.Option(None, "--api-key", envvar="MULLAMA_TUI_REMOTE_API_KEY", help="Key for the remote server.")
+REMOTE_MODEL = typer.Option(None, "--remote-model", help="Model name to ask the remote server for.")
+TIMEOUT = typer.Option(None, "--timeout", help="Seconds to wait for a remote server's first byte.")
+
+
+def _backend(settings: Settings, backend: str | None, base_url: str | None, api_key: str | None,
+             remote_model: str | None, timeout: float | None) -> "BackendChoice":
+    from .engine.backends import BackendChoice
+
+    return BackendChoice(backend=backend or settings.backend, base_url=base_url or settings.base_url,
+                         api_key=api_key or settings.api_key,
+                         remote_model=remote_model or settings.remote_model,
+                         timeout=timeout or settings.timeout)
 
 
 def _split_model_prompt(args: list[str]) -> tuple[str | None, str]:
@@ -78,6 +99,8 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="One JSON event per line (NDJSON)."),
     temps: Optional[str] = typer.Option(None, "--temps",
                                         help="Compare temperatures in one batch, e.g. 0.1,0.7,1.2."),
+    backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
+    remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,
 ) -> None:
     """Stream a completion to stdout as the tokens arrive. Ctrl+C stops it (exit 130)."""
     model_arg, prompt = _split_model_prompt(args)
@@ -88,23 +111,21 @@ def run(
                            penalty_repeat=repeat_penalty, seed=seed, stop=list(stop or []))
     request = Request(prompt=prompt, mode="chat" if chat else "raw", system=system,
                       params=params, max_tokens=max_tokens)
-    raise typer.Exit(_run(model_arg, request, temps, n_ctx, threads, as_json, stats, settings))
+    choice = _backend(settings, backend, base_url, api_key, remote_model, timeout)
+    raise typer.Exit(_run(model_arg, request, temps, n_ctx, threads, as_json, stats, settings, choice))
 
 
 def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int, threads: int,
-         as_json: bool, stats: bool, settings: Settings) -> int:
+         as_json: bool, stats: bool, settings: Settings, choice: "BackendChoice") -> int:
     """`run` and `compare --no-tui`: one stream, or one batch of temperature panes."""
     from .console import compare_requests, parse_temps, print_compare, stream_to_stdout
+    from .engine.backends import open_engine
 
     try:
         request.validate()
         temp_list = parse_temps(temps) if temps else None
-        from .engine.local import LocalEngine
-        from .models.resolve import resolve_model
-
-        path = resolve_model(model_arg, settings.default_model)
-        engine = LocalEngine(path, n_ctx=n_ctx, n_parallel=len(temp_list or [1]),
-                             n_threads=threads or None)
+        engine = open_engine(choice, model_arg, settings.default_model, n_ctx=n_ctx,
+                             n_parallel=len(temp_list or [1]), n_threads=threads or None)
     except MullamaError as e:
         raise _fail(str(e)) from None
     try:
@@ -134,15 +155,31 @@ def bench(
     ui_mode: str = typer.Option("chat", "--ui-mode", help="chat (Markdown pane) or raw (plain text)."),
     batched: bool = typer.Option(False, "--batched", help="Compare panes: batched vs one after another."),
     server: bool = typer.Option(False, "--server", help="8 concurrent streaming clients vs one."),
+    backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
+    remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,
 ) -> None:
     """Benchmarks, measured side by side in one run. Default: the engine vs
     llama-cpp-python's create_completion(stream=True)."""
     from . import bench as b
     from .models.resolve import resolve_model
 
+    settings = _settings()
+    choice = _backend(settings, backend, base_url, api_key, remote_model, timeout)
+    progress = (lambda s: None) if as_json else (lambda s: typer.echo(f"  {s}", err=True))
     try:
-        path = resolve_model(model, _settings().default_model)
-        progress = (lambda s: None) if as_json else (lambda s: typer.echo(f"  {s}", err=True))
+        if choice.remote:
+            from .engine.backends import open_engine
+
+            engine = open_engine(choice, model)
+            try:
+                report = b.bench_remote(engine, n_tokens=n_tokens, reps=reps, seed=seed, progress=progress)
+            except RuntimeError as e:
+                raise _fail(str(e)) from None
+            finally:
+                engine.close()
+            typer.echo(json.dumps(report, indent=2) if as_json else b.format_remote_report(report))
+            return
+        path = resolve_model(model, settings.default_model)
         if ui:
             report = b.bench_ui(path, mode=ui_mode, progress=progress)
             text = b.format_ui_report(report)
@@ -172,6 +209,8 @@ def compare(
     no_tui: bool = typer.Option(False, "--no-tui", help="Print the panes to the console instead."),
     as_json: bool = typer.Option(False, "--json", help="With --no-tui: one JSON object per pane."),
     stats: bool = typer.Option(True, "--stats/--no-stats"),
+    backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
+    remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,
 ) -> None:
     """The same prompt at several temperatures, side by side, generated in one batch."""
     from .console import parse_temps
@@ -188,16 +227,17 @@ def compare(
     except MullamaError as e:
         raise _fail(str(e), 2) from None
     settings = _settings()
+    choice = _backend(settings, backend, base_url, api_key, remote_model, timeout)
     if no_tui:
         if not prompt:
             raise _fail("--no-tui needs a PROMPT", 2)
         request = Request(prompt=prompt, mode="chat" if chat else "raw", max_tokens=max_tokens,
                           params=SamplerParams(seed=seed))
         raise typer.Exit(_run(model_arg, request, temps, settings.n_ctx, settings.threads, as_json,
-                              stats, settings))
+                              stats, settings, choice))
     from .tui.app import MullamaApp
 
-    MullamaApp(model=model_arg, compare=(temp_list, prompt)).run()
+    MullamaApp(model=model_arg, compare=(temp_list, prompt), backend=choice).run()
 
 
 @app.command()
@@ -241,13 +281,53 @@ def serve(
 
 @app.command()
 def tui(model: Optional[str] = typer.Argument(None, help="Model path (default: configured or bundled)."),
-        theme: Optional[str] = typer.Option(None, "--theme", help="Theme name.")) -> None:
+        theme: Optional[str] = typer.Option(None, "--theme", help="Theme name."),
+        backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL,
+        api_key: Optional[str] = API_KEY, remote_model: Optional[str] = REMOTE_MODEL,
+        timeout: Optional[float] = TIMEOUT) -> None:
     """Open the terminal UI."""
+    from .tui.app import MullamaApp
+
+    choice = _backend(_settings(), backend, base_url, api_key, remote_model, timeout)
+    MullamaApp(model=model, theme_name=theme, backend=choice).run()
+
+
+@app.command("models")
+def models_cmd(
+    backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
+    timeout: Optional[float] = TIMEOUT,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List models: the configured and bundled GGUFs, or a remote server's /v1/models."""
+    settings = _settings()
+    choice = _backend(settings, backend, base_url, api_key, None, timeout)
     try:
-        from .tui.app import MullamaApp
-    except ImportError as e:  # pragma: no cover - the TUI ships with the package
-        raise _fail(f"the TUI is not available: {e}") from None
-    MullamaApp(model=model, theme_name=theme).run()
+        if choice.remote:
+            from .engine.backends import open_engine
+
+            engine = open_engine(choice, None)
+            try:
+                rows = [{"name": m.get("id", "?"), "owned_by": m.get("owned_by", ""), "where": choice.base_url}
+                        for m in engine.list_models()]  # type: ignore[union-attr]
+            finally:
+                engine.close()
+        else:
+            from .models.resolve import bundled_model
+
+            rows = []
+            for label, p in (("default", settings.default_model), ("bundled", bundled_model())):
+                if p:
+                    path = Path(str(p)).expanduser()
+                    size = path.stat().st_size if path.exists() else 0
+                    rows.append({"name": path.name, "size_mb": round(size / 1e6), "where": str(path),
+                                 "owned_by": label})
+    except MullamaError as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        typer.echo(f"{r['name']:50} {r.get('owned_by', ''):12} {r['where']}")
 
 
 def main() -> None:

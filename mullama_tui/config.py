@@ -65,6 +65,11 @@ class Settings:
     seed: int = 0
     stop: list[str] = field(default_factory=list)
     keymap: dict[str, str] = field(default_factory=dict)
+    backend: str = "local"  # or "openai": an OpenAI-compatible server at base_url
+    base_url: str = ""
+    api_key: str = ""
+    remote_model: str = ""
+    timeout: float = 60.0  # seconds to wait for a remote server's first byte
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -29,6 +29,7 @@ from textual.widgets import Footer, Header, Markdown, Static
 from textual.worker import get_current_worker
 
 from ..config import Settings
+from ..engine.backends import BackendChoice, open_engine
 from ..engine.generation import Generation
 from ..engine.types import MullamaError, Request, Stats
 from ..history import History, RunRecord
@@ -88,11 +89,13 @@ class MullamaApp(App[None]):
     state: reactive[str] = reactive("loading")
 
     def __init__(self, model: str | None = None, theme_name: str | None = None,
-                 ignore_eos: bool = False, compare: tuple[list[float], str | None] | None = None) -> None:
+                 ignore_eos: bool = False, compare: tuple[list[float], str | None] | None = None,
+                 backend: BackendChoice | None = None) -> None:
         """`compare=(temps, prompt)` opens the compare screen at start (and runs the prompt).
         `ignore_eos` is for benchmarks only: every run generates exactly max_tokens."""
         super().__init__()
         self._start_compare = compare
+        self._backend = backend
         self._ignore_eos = ignore_eos
         self.model_arg = model
         self._theme_arg = theme_name
@@ -176,12 +179,10 @@ class MullamaApp(App[None]):
     @work(thread=True, group="load", exclusive=True, exit_on_error=False)
     def _load_model(self) -> None:
         try:
-            from ..engine.local import LocalEngine
-            from ..models.resolve import resolve_model
-
-            path = resolve_model(self.model_arg, self.settings.default_model)
-            engine = LocalEngine(path, n_ctx=self.settings.n_ctx, n_parallel=MAX_PANES,
-                                 n_threads=self.settings.threads or None)
+            s = self.settings
+            choice = self._backend or BackendChoice(s.backend, s.base_url, s.api_key, s.remote_model, s.timeout)
+            engine = open_engine(choice, self.model_arg, s.default_model, n_ctx=s.n_ctx,
+                                 n_parallel=MAX_PANES, n_threads=s.threads or None)
         except MullamaError as e:
             self._engine_error = str(e)
             self._engine_ready.set()
@@ -195,7 +196,21 @@ class MullamaApp(App[None]):
         self.engine = engine
         self._engine_ready.set()
         info = engine.model.info
-        self.post_message(ModelLoaded(info.name, f"{info.file_bytes / 1e6:.0f} MB, {info.description}"))
+        detail = info.description if not info.file_bytes else f"{info.file_bytes / 1e6:.0f} MB, {info.description}"
+        self.post_message(ModelLoaded(info.name or "remote model", detail))
+
+    def reload_engine(self) -> None:
+        """Switch backend (or model): close the old engine, load the new one in the background."""
+        if self.current is not None:
+            self.current.cancel()
+        old, self.engine = self.engine, None
+        self._engine_ready.clear()
+        self._engine_error = None
+        self.model_name = "loading..."
+        self.state = "loading"
+        if old is not None:
+            old.close()
+        self._load_model()
 
     def on_model_loaded(self, msg: ModelLoaded) -> None:
         self.model_name = f"{msg.name} ({msg.detail})"
@@ -376,11 +391,17 @@ class MullamaApp(App[None]):
 
     def action_params(self) -> None:
         def done(new: Settings | None) -> None:
-            if new is not None:
-                self.settings = new
-                self._save_settings()
-                self._update_status()
-                self.notify("parameters saved")
+            if new is None:
+                return
+            key = lambda x: (x.backend, x.base_url, x.api_key, x.remote_model)  # noqa: E731
+            backend_changed = key(new) != key(self.settings)
+            self.settings = new
+            self._save_settings()
+            self._update_status()
+            self.notify("parameters saved")
+            if backend_changed:
+                self._backend = None  # from now on the saved settings choose the backend
+                self.reload_engine()
 
         self.push_screen(ParamsScreen(self.settings), done)
 

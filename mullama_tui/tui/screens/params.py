@@ -24,7 +24,8 @@ class ParamsScreen(ModalScreen[Settings | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("ctrl+s", "save", "Save")]
     DEFAULT_CSS = """
     ParamsScreen { align: center middle; }
-    ParamsScreen > Vertical { width: 72; height: auto; border: thick $primary; background: $surface; padding: 1 2; }
+    ParamsScreen > Vertical { width: 72; height: auto; max-height: 100%; border: thick $primary;
+                              background: $surface; padding: 1 2; overflow-y: auto; }
     ParamsScreen Grid { grid-size: 2; grid-columns: 22 1fr; grid-rows: 3; height: auto; }
     ParamsScreen Label { padding: 1 0 0 0; }
     ParamsScreen #buttons { height: 3; align-horizontal: right; }
@@ -49,6 +50,12 @@ class ParamsScreen(ModalScreen[Settings | None]):
                 yield Input(s.system, id="system")
                 yield Label("Chat mode")
                 yield Switch(s.mode == "chat", id="chat")
+                yield Label("Backend (local/openai)")
+                yield Input(s.backend, id="backend")
+                yield Label("Server URL (openai)")
+                yield Input(s.base_url, placeholder="http://host:8080/v1", id="base_url")
+                yield Label("Remote model")
+                yield Input(s.remote_model, id="remote_model")
             yield Label("", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel")
@@ -70,8 +77,16 @@ class ParamsScreen(ModalScreen[Settings | None]):
                 except ValueError:
                     raise InvalidParamsError(f"{label}: {raw!r} is not a {typ.__name__}") from None
             stop = [x for x in self.query_one("#stop", Input).value.split("|") if x]
+            backend = self.query_one("#backend", Input).value.strip() or "local"
+            base_url = self.query_one("#base_url", Input).value.strip()
+            if backend not in ("local", "openai"):
+                raise InvalidParamsError(f"Backend {backend!r}: use local or openai")
+            if backend == "openai" and not base_url.startswith(("http://", "https://")):
+                raise InvalidParamsError("the openai backend needs a server URL starting with http:// or https://")
             new = replace(self.settings, stop=stop, system=self.query_one("#system", Input).value,
-                          mode="chat" if self.query_one("#chat", Switch).value else "raw", **values)
+                          mode="chat" if self.query_one("#chat", Switch).value else "raw",
+                          backend=backend, base_url=base_url,
+                          remote_model=self.query_one("#remote_model", Input).value.strip(), **values)
             sampler_params(new).validate()
             if new.max_tokens < 1:
                 raise InvalidParamsError("Max tokens must be at least 1")
