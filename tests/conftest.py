@@ -37,3 +37,11 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh, empty MULLAMA_TUI_HOME for one test."""
     monkeypatch.setenv("MULLAMA_TUI_HOME", str(tmp_path))
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def srv_engine(model_path: Path):
+    """The engine behind the server tests: 4 sequences in a batch, 2 more may wait."""
+    e = LocalEngine(model_path, n_ctx=2048, n_parallel=4, max_queue=2)
+    yield e
+    e.close()

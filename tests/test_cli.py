@@ -6,18 +6,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-CLI = [sys.executable, "-m", "mullama_tui.cli"]
-
-
-def run_cli(*args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(CLI + list(args), capture_output=True, text=True, input=input,
-                          timeout=timeout, env=os.environ.copy())
-
+from helpers import CLI, run_cli
 
 def test_run_streams_text_and_stats_to_stderr():
     r = run_cli("run", "--seed", "3", "-n", "24", "--raw", "The capital of France is")

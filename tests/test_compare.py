@@ -4,15 +4,13 @@ console and the TUI."""
 from __future__ import annotations
 
 import json
-import time
 
 from mullama_tui.engine.generation import drain_together
 from mullama_tui.engine.types import FinishReason, Request, SamplerParams
 from mullama_tui.history import History
 from mullama_tui.tui.app import MullamaApp
 from mullama_tui.tui.screens.compare import CompareScreen, ComparePane
-from test_cli import run_cli
-from test_tui import configure, until
+from helpers import configure, run_cli, until
 
 PROMPT = "Tell me a story about a robot who learns to paint."
 

@@ -16,9 +16,7 @@ from mullama_tui.engine.generation import drain_together
 from mullama_tui.engine.remote import RemoteEngine, SSEParser
 from mullama_tui.engine.types import FinishReason, Request, SamplerParams
 from mullama_tui.server.app import create_app
-from test_cli import run_cli
-from test_server import Server, srv_engine, wait_idle  # noqa: F401 (srv_engine is a fixture)
-from test_tui import configure, send, until
+from helpers import Server, configure, run_cli, send, until, wait_idle
 
 PROMPT = "The old lighthouse keeper"
 

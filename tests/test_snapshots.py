@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from mullama_tui.tui.app import MullamaApp
+from mullama_tui.tui.widgets.prompt import PromptInput
 
 
 async def loaded(pilot) -> None:
@@ -17,6 +18,8 @@ async def loaded(pilot) -> None:
             break
         await asyncio.sleep(0.05)
     assert app.state == "ready"
+    for prompt in app.query(PromptInput):  # a blinking cursor would make snapshots flaky
+        prompt.cursor_blink = False
     await pilot.pause()
 
 
@@ -53,5 +56,6 @@ def test_compare_screen(snap_compare, size):
         await loaded(pilot)
         await pilot.press("f4")
         await pilot.pause()
+        await loaded(pilot)  # the compare screen has its own prompt
 
     assert snap_compare(MullamaApp(), terminal_size=size, run_before=before)

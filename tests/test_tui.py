@@ -3,7 +3,6 @@ fresh temporary folder per test, so settings and history start empty)."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from textual.widgets import Markdown, Static
@@ -15,26 +14,7 @@ from mullama_tui.tui.widgets.gauge import Gauge
 from mullama_tui.tui.widgets.output import RawOutput
 from mullama_tui.tui.widgets.prompt import PromptInput
 
-LONG = "Write a very long story about a lighthouse keeper and the sea, with many chapters."
-
-
-async def until(pilot, cond, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.02)
-
-
-async def send(pilot, app: MullamaApp, text: str) -> None:
-    app.query_one(PromptInput).load_text(text)
-    app.query_one(PromptInput).focus()
-    await pilot.press("enter")
-
-
-def configure(**values) -> None:
-    s = Settings(**{"seed": 5, **values})
-    s.save()
+from helpers import LONG_PROMPT as LONG, configure, send, until
 
 
 @pytest.mark.parametrize("key", ["escape", "ctrl+c"])

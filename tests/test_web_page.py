@@ -15,7 +15,7 @@ import httpx
 import pytest
 import websockets
 
-from test_server import Server, srv_engine, wait_idle  # noqa: F401 (srv_engine is a fixture)
+from helpers import Server, wait_idle
 from mullama_tui.server.app import create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -1,0 +1,94 @@
+"""Helpers shared by the test modules (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from mullama_tui.config import Settings
+from mullama_tui.tui.widgets.prompt import PromptInput
+
+LONG_PROMPT = "Write a very long story about a lighthouse keeper and the sea, with many chapters."
+
+CLI = [sys.executable, "-m", "mullama_tui.cli"]
+
+
+def run_cli(*args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, input=input,
+                          timeout=timeout, env=os.environ.copy())
+
+
+async def until(pilot, cond, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.02)
+
+
+async def send(pilot, app, text: str) -> None:
+    app.query_one(PromptInput).load_text(text)
+    app.query_one(PromptInput).focus()
+    await pilot.press("enter")
+
+
+def configure(**values) -> None:
+    s = Settings(**{"seed": 5, **values})
+    s.save()
+
+
+class Server:
+    """uvicorn on a loopback socket.
+
+    `small_buffers` models a real network path for slow-reader tests: a 4 KB kernel send
+    buffer (accepted sockets inherit it) and a 2 KB asyncio write-buffer high-water mark
+    (64 KB by default). On loopback the kernel buffer otherwise grows to megabytes, and a
+    slow reader would take thousands of tokens to reach the server's own backpressure."""
+
+    def __init__(self, app, small_buffers: bool = False) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        config: dict = {}
+        if small_buffers:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            config["http"] = SmallBufferH11
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", **config))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+class SmallBufferH11(H11Protocol):
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        transport.set_write_buffer_limits(high=2048)
+
+
+def wait_idle(server: Server, timeout: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        h = httpx.get(server.url + "/health").json()
+        if h["active"] == 0 and h["queued"] == 0:
+            return h
+        assert time.monotonic() < deadline, f"still busy: {h}"
+        time.sleep(0.02)
+
+
