@@ -320,7 +320,10 @@ class MullamaApp(App[None]):
         gauge.prompt_tokens = msg.prompt_tokens
 
     async def on_token_batch(self, msg: TokenBatch) -> None:
-        self.query_one(Gauge).add_tokens(msg.n_tokens, msg.ttft)
+        gauge = self.query_one(Gauge)
+        gauge.add_tokens(msg.n_tokens, msg.ttft)
+        if gauge.due(GAUGE_INTERVAL):  # ride on this batch's screen refresh, not a separate one
+            gauge.tick()
         if not msg.text or self._output_widget is None:
             return
         self._output_text += msg.text
@@ -372,7 +375,10 @@ class MullamaApp(App[None]):
             self.notify(f"could not save history: {e}", severity="warning")
 
     def _tick(self) -> None:
-        self.query_one(Gauge).tick()
+        """Fallback while no tokens arrive (prompt processing): keep elapsed time moving."""
+        gauge = self.query_one(Gauge)
+        if gauge.due(GAUGE_INTERVAL):
+            gauge.tick()
 
     # -- actions -------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

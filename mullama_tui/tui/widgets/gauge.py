@@ -42,6 +42,7 @@ class Gauge(Widget):
         self.rates: list[float] = []
         self.finish: str | None = None
         self.running = False
+        self._last_tick = 0.0
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -68,9 +69,14 @@ class Gauge(Widget):
         self.tokens += n
         self._arrivals.append((now, n))
 
+    def due(self, interval: float) -> bool:
+        """True when the last refresh is at least `interval` seconds old."""
+        return time.perf_counter() - self._last_tick >= interval * 0.9
+
     def tick(self) -> None:
         """Called a few times a second while generating: recompute the current rate."""
         now = time.perf_counter()
+        self._last_tick = now
         while self._arrivals and self._arrivals[0][0] < now - WINDOW:
             self._arrivals.popleft()
         if self.t_first is not None:
