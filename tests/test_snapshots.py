@@ -7,6 +7,8 @@ import asyncio
 
 import pytest
 
+from textual.widgets import Input
+
 from mullama_tui.tui.app import MullamaApp
 from mullama_tui.tui.widgets.prompt import PromptInput
 
@@ -32,9 +34,17 @@ def test_main_screen_ready(snap_compare):
     assert snap_compare(MullamaApp(), terminal_size=(100, 30), run_before=loaded)
 
 
+async def unfocused(pilot) -> None:
+    """Under a modal, the prompt's cursor may or may not be drawn depending on when the
+    screen below last rendered; with no focus it is never drawn."""
+    await loaded(pilot)
+    pilot.app.set_focus(None)
+    await pilot.pause()
+
+
 def test_help_screen(snap_compare):
     async def before(pilot):
-        await loaded(pilot)
+        await unfocused(pilot)
         await pilot.press("f1")
         await pilot.pause()
 
@@ -43,8 +53,11 @@ def test_help_screen(snap_compare):
 
 def test_params_screen(snap_compare):
     async def before(pilot):
-        await loaded(pilot)
+        await unfocused(pilot)
         await pilot.press("f2")
+        await pilot.pause()
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
         await pilot.pause()
 
     assert snap_compare(MullamaApp(), terminal_size=(100, 40), run_before=before)

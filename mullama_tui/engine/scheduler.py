@@ -26,6 +26,7 @@ N compare panes process their prompt once, not N times.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -80,8 +81,6 @@ class Scheduler:
     def __init__(self, model: llama.LlamaModel, n_ctx: int = 4096, n_parallel: int = 4,
                  n_batch: int = 512, n_threads: int | None = None, max_queue: int = 64,
                  capacity: int = DEFAULT_CAPACITY) -> None:
-        import os
-
         if n_ctx < 16:
             raise InvalidParamsError(f"n_ctx={n_ctx}: must be at least 16")
         if n_parallel < 1:
@@ -102,7 +101,6 @@ class Scheduler:
         self._abort: llama.AbortFlag | None = None
         self._clear_cache = False
         self.prompt_tokens_processed = 0  # lifetime counter (benchmarks and tests read it)
-        self.tokens_generated = 0
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="mullama-scheduler", daemon=True)
@@ -355,7 +353,6 @@ class Scheduler:
         text = s.text.push(model.piece(tok))
         index = s.n_gen
         s.n_gen += 1
-        self.tokens_generated += 1
         if s.t_first is None and text:
             s.t_first = now
         gen.push(TokenEvent(text, tok, index))
