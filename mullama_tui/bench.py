@@ -79,53 +79,98 @@ def engine_run(engine: LocalEngine, prompt: str, n_tokens: int, params: SamplerP
     return _time_stream(len(gen.prompt_tokens), (e for e in gen if not e.done))
 
 
-def _baseline_worker(conn: Any, path: str, n_ctx: int, n_threads: int) -> None:
-    """Child process: llama-cpp-python's `Llama.create_completion(stream=True)`."""
-    import logging
-
-    logging.disable(logging.CRITICAL)
+def _llama_cpp_python(path: str, n_ctx: int, n_threads: int) -> Callable[[str, int, dict[str, Any]], Run]:
+    """llama-cpp-python's high-level `Llama.create_completion(stream=True)`: the baseline."""
     from llama_cpp import Llama
 
-    llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
-                verbose=False)
-    conn.send("ready")
-    while True:
-        msg = conn.recv()
-        if msg is None:
-            break
-        prompt, n_tokens, p = msg
+    llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
+
+    def run(prompt: str, n_tokens: int, p: dict[str, Any]) -> Run:
         llm.reset()  # no prompt-prefix reuse between repetitions
         n_prompt = len(llm.tokenize(prompt.encode()))
         stream = llm.create_completion(
             prompt, max_tokens=n_tokens, temperature=p["temperature"], top_k=p["top_k"],
             top_p=p["top_p"], min_p=p["min_p"], repeat_penalty=p["penalty_repeat"],
             seed=p["seed"], stream=True)
-        r = _time_stream(n_prompt, stream)
+        return _time_stream(n_prompt, stream)
+
+    return run
+
+
+def _bare_loop(path: str, n_ctx: int, n_threads: int) -> Callable[[str, int, dict[str, Any]], Run]:
+    """For scale: a plain decode loop with the same C sampler chain and no scheduler,
+    threads or events, i.e. about what any engine on llama.cpp can reach here."""
+    from .engine import llama
+
+    model = llama.LlamaModel(path)
+
+    def run(prompt: str, n_tokens: int, p: dict[str, Any]) -> Run:
+        ctx = llama.create_context(model, n_ctx, 1, 512, n_threads)
+        batch = llama.Batch(512, 1)
+        sampler = llama.SamplerChain(model, SamplerParams(**p), p["seed"])
+        toks = model.prompt_tokens(prompt, chat=False)
+
+        def pieces() -> Any:
+            for i, t in enumerate(toks):
+                batch.add(t, i, 0, i == len(toks) - 1)
+            llama.decode(ctx, batch)
+            pos = len(toks)
+            for _ in range(n_tokens):
+                tok = sampler.sample(ctx, batch.n - 1)
+                yield model.piece(tok)
+                batch.clear()
+                batch.add(tok, pos, 0, True)
+                pos += 1
+                llama.decode(ctx, batch)
+
+        try:
+            return _time_stream(len(toks), pieces())
+        finally:
+            sampler.free()
+            batch.free()
+            llama.free_context(ctx)
+
+    return run
+
+
+RUNNERS = {"llama-cpp-python": _llama_cpp_python, "bare-loop": _bare_loop}
+
+
+def _child_worker(conn: Any, kind: str, path: str, n_ctx: int, n_threads: int) -> None:
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    run = RUNNERS[kind](path, n_ctx, n_threads)
+    conn.send("ready")
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            break
+        r = run(*msg)
         conn.send((r.prompt_tokens, r.pieces, r.ttft, r.gen_time))
-    llm.close()
 
 
-class LlamaCppPythonRunner:
-    """The baseline, in its own process.
+class ChildRunner:
+    """A contender in its own process.
 
     Why a process: llama.cpp is built with OpenMP here, and OpenMP keeps one thread team
-    per calling thread. Two decoding threads in one process (our scheduler thread and
-    this baseline) make libgomp see more threads than cores and drop its spin-waits,
-    which slowed *both* sides by a third when measured. Separate processes are also how
-    a user runs the two tools.
+    per calling thread. Two decoding threads in one process (our scheduler thread and a
+    baseline) make libgomp see more threads than cores and drop its spin-waits, which
+    slowed *both* sides by a third when measured. Separate processes are also how a user
+    runs two tools.
     """
 
-    def __init__(self, path: Path, n_ctx: int, n_threads: int) -> None:
+    def __init__(self, kind: str, path: Path, n_ctx: int, n_threads: int) -> None:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_baseline_worker, args=(child, str(path), n_ctx, n_threads),
+        self._proc = ctx.Process(target=_child_worker, args=(child, kind, str(path), n_ctx, n_threads),
                                  daemon=True)
         self._proc.start()
         if not self._conn.poll(120) or self._conn.recv() != "ready":
             self.close()
-            raise RuntimeError("the llama-cpp-python baseline did not start")
+            raise RuntimeError(f"the {kind} benchmark process did not start")
 
     def run(self, prompt: str, n_tokens: int, params: SamplerParams) -> Run:
         self._conn.send((prompt, n_tokens, params.to_dict()))
@@ -149,25 +194,34 @@ def bench_engine_vs_llama_cpp_python(path: Path, *, n_tokens: int = 256, reps: i
     threads = n_threads or os.cpu_count() or 1
     params = SamplerParams(temperature=0.8, seed=seed)
     engine = LocalEngine(path, n_ctx=n_ctx, n_parallel=1, n_threads=threads)
-    baseline = LlamaCppPythonRunner(path, n_ctx, threads)
-    ours, theirs = Series("mullama-tui engine"), Series("llama-cpp-python create_completion(stream=True)")
+    baseline = ChildRunner("llama-cpp-python", path, n_ctx, threads)
+    ceiling = ChildRunner("bare-loop", path, n_ctx, threads)
+    ours = Series("mullama-tui engine")
+    theirs = Series("llama-cpp-python create_completion(stream=True)")
+    bare = Series("plain ctypes decode loop (no engine), for scale")
     try:
         # one untimed warm-up each (first decode allocates compute buffers)
         engine_run(engine, BENCH_PROMPT, 8, params)
         baseline.run(BENCH_PROMPT, 8, params)
+        ceiling.run(BENCH_PROMPT, 8, params)
         for i in range(reps):
             progress(f"rep {i + 1}/{reps}: engine")
             ours.runs.append(engine_run(engine, BENCH_PROMPT, n_tokens, params))
             progress(f"rep {i + 1}/{reps}: llama-cpp-python")
             theirs.runs.append(baseline.run(BENCH_PROMPT, n_tokens, params))
+            progress(f"rep {i + 1}/{reps}: bare loop")
+            bare.runs.append(ceiling.run(BENCH_PROMPT, n_tokens, params))
     finally:
         engine.close()
         baseline.close()
-    a, b = ours.summary(), theirs.summary()
+        ceiling.close()
+    a, b, c = ours.summary(), theirs.summary(), bare.summary()
     return {"benchmark": "engine", "model": str(path), "threads": threads, "n_tokens": n_tokens,
-            "seed": seed, "series": [a, b],
+            "seed": seed, "series": [a, b, c],
             "ratio_tg": round(a["tg_tps"]["median"] / b["tg_tps"]["median"], 2),
             "ratio_pp": round(a["pp_tps"]["median"] / b["pp_tps"]["median"], 2),
+            "ceiling_ratio_tg": round(c["tg_tps"]["median"] / b["tg_tps"]["median"], 2),
+            "engine_of_ceiling": round(a["tg_tps"]["median"] / c["tg_tps"]["median"], 2),
             "target_tg": 1.4}
 
 
@@ -181,6 +235,8 @@ def format_engine_report(r: dict[str, Any]) -> str:
     ok = "ok" if r["ratio_tg"] >= r["target_tg"] else "BELOW TARGET"
     lines.append(f"generation ratio engine / llama-cpp-python: {r['ratio_tg']}x "
                  f"(target >= {r['target_tg']}x: {ok});  prompt ratio: {r['ratio_pp']}x")
+    lines.append(f"for scale: plain loop / llama-cpp-python {r['ceiling_ratio_tg']}x; "
+                 f"engine / plain loop {r['engine_of_ceiling']}x")
     return "\n".join(lines)
 
 

@@ -74,3 +74,22 @@ def test_not_a_gguf_file(tmp_path):
     bad.write_bytes(b"nope")
     r = run_cli("run", str(bad), "hi")
     assert r.returncode == 1 and "not a GGUF file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bench_runs_all_three_contenders_side_by_side():
+    r = run_cli("bench", "--reps", "1", "-n", "12", "--json", timeout=300)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    names = [s["name"] for s in report["series"]]
+    assert names[0] == "mullama-tui engine" and "llama-cpp-python" in names[1] and "plain" in names[2]
+    assert all(s["tg_tps"]["median"] > 0 and s["tokens"][0] >= 11 for s in report["series"])
+    assert report["ratio_tg"] > 0 and report["engine_of_ceiling"] > 0
+
+
+def test_bench_batched_reports_both_pane_counts_and_one_prompt_pass():
+    r = run_cli("bench", "--batched", "-n", "8", "--json", timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["rows"]
+    assert [row["panes"] for row in rows] == [3, 4]
+    assert all(row["prompt_tokens_processed"] == row["prompt_tokens"] for row in rows)
+    assert all(row["ratio"] > 0 for row in rows)
