@@ -92,7 +92,8 @@ def test_websocket_tokens_done_cancel_errors_and_several_prompts(server):
             err = json.loads(await ws.recv())
             assert err["type"] == "error" and "max_tokens" in err["message"]
             # a second prompt, cancelled mid-stream
-            await ws.send(json.dumps({"prompt": "Write a long story", "max_tokens": 1500, "seed": 2}))
+            await ws.send(json.dumps({"prompt": "Write a long story", "max_tokens": 1500, "seed": 2,
+                                      "ignore_eos": True}))
             tokens = 0
             while tokens < 5:
                 m = json.loads(await ws.recv())
@@ -151,7 +152,8 @@ def test_openai_stream_is_same_text_as_sse_for_same_seed(server):
 
 def test_client_disconnect_cancels_generation(server):
     with httpx.stream("POST", server.url + "/stream", timeout=60,
-                      json={"prompt": "Write a long story", "max_tokens": 1800}) as r:
+                      json={"prompt": "Write a long story", "max_tokens": 1800, "seed": 3,
+                            "ignore_eos": True}) as r:
         lines = r.iter_lines()
         got = 0
         for line in lines:
@@ -233,7 +235,8 @@ def test_queue_full_gives_503_with_retry_after(server):
     try:
         for i in range(6):  # 4 decoding + 2 queued
             r = client.send(client.build_request("POST", server.url + "/stream",
-                                                 json={"prompt": f"Story {i}", "max_tokens": 1900}),
+                                                 json={"prompt": f"Story {i}", "max_tokens": 1900,
+                                                       "ignore_eos": True}),
                             stream=True)
             assert r.status_code == 200
             streams.append(r)

@@ -83,6 +83,7 @@ def test_page_streams_tokens_and_stop_aborts(page_server):
                 await page.eval("""
                     document.getElementById('prompt').value = 'Write a very long story about the sea.';
                     document.getElementById('max_tokens').value = '1500';
+                    document.getElementById('temperature').value = '0';  // greedy: ~560 tokens, deterministic
                     document.getElementById('send').click();""")
                 first = await page.until("document.getElementById('output').textContent.length > 20 && "
                                          "document.getElementById('output').textContent.length")
