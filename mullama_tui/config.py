@@ -1,7 +1,7 @@
 """Where mullama-tui keeps things, and the user's settings (TOML under the config dir).
 
-Every path comes from platformdirs, unless `MULLAMA_TUI_HOME` is set: then config, data
-and cache all live under that one folder (tests point it at a temporary directory so
+Every path comes from platformdirs, unless `MULLAMA_TUI_HOME` is set: then config and data
+both live under that one folder (tests point it at a temporary directory so
 they never touch the real user's files).
 """
 
@@ -36,10 +36,6 @@ def config_dir() -> Path:
 
 def data_dir() -> Path:
     return _dir("data")
-
-
-def cache_dir() -> Path:
-    return _dir("cache")
 
 
 def config_path() -> Path:

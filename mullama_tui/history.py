@@ -91,10 +91,6 @@ class History:
             " ORDER BY id DESC LIMIT ?", (like, like, like, limit)).fetchall()
         return [self._record(r) for r in rows]
 
-    def get(self, run_id: int) -> RunRecord | None:
-        row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return self._record(row) if row else None
-
     def delete(self, run_id: int) -> None:
         with self._db:
             self._db.execute("DELETE FROM runs WHERE id = ?", (run_id,))

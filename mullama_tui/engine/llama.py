@@ -398,7 +398,3 @@ class AbortFlag:
 
     def clear(self) -> None:
         self._buf[0] = b"\0"
-
-    @property
-    def is_set(self) -> bool:
-        return self._buf[0] != b"\0"

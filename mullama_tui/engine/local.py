@@ -8,7 +8,6 @@ tokens to the scheduler and returns the `Generation` handle at once.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from . import llama
 from .generation import DEFAULT_CAPACITY, Generation
@@ -29,10 +28,6 @@ class LocalEngine:
         self.scheduler = Scheduler(self.model, n_ctx=n_ctx, n_parallel=n_parallel,
                                    n_batch=n_batch, n_threads=n_threads, max_queue=max_queue,
                                    capacity=capacity)
-
-    @property
-    def path(self) -> Path:
-        return self.model.path
 
     @property
     def n_ctx(self) -> int:
@@ -56,9 +51,6 @@ class LocalEngine:
     def submit(self, request: Request) -> Generation:
         request.validate()
         return self.scheduler.submit(request, self.prompt_tokens(request))
-
-    def count_tokens(self, request: Request) -> int:
-        return len(self.prompt_tokens(request))
 
     def clear_cache(self) -> None:
         self.scheduler.clear_cache()

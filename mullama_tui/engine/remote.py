@@ -137,10 +137,6 @@ class RemoteEngine:
     def clear_cache(self) -> None:
         """Nothing to clear on our side (the server manages its own cache)."""
 
-    @property
-    def active(self) -> int:
-        return len(self._active)
-
     def list_models(self) -> list[dict[str, Any]]:
         try:
             r = self._client.get(self.base_url + "/models")

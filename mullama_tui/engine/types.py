@@ -40,10 +40,6 @@ class QueueFullError(MullamaError):
     """Too many requests are waiting already (the server turns this into a 503)."""
 
 
-class GenerationError(MullamaError):
-    """llama.cpp failed in the middle of a generation."""
-
-
 class FinishReason(str, enum.Enum):
     """Why a generation ended."""
 
@@ -226,10 +222,6 @@ class Stats:
     @property
     def gen_tps(self) -> float:
         return self.generated_tokens / self.gen_time if self.gen_time > 0 else 0.0
-
-    @property
-    def context_used(self) -> int:
-        return self.prompt_tokens + self.generated_tokens
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

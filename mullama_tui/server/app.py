@@ -159,16 +159,13 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
         async def sse() -> AsyncIterator[str]:
             i = 0
             async for ev in events(gen):
+                if ev.text:  # empty pieces (held-back bytes) are not sent
+                    yield _sse({"token": ev.text, "index": i, "done": False})
+                    i += 1
                 if ev.done:
-                    if ev.text:
-                        yield _sse({"token": ev.text, "index": i, "done": False})
-                        i += 1
                     yield _sse({"token": "", "index": i, "done": True,
                                 "finish_reason": str(ev.finish_reason),
                                 "stats": ev.stats.to_dict() if ev.stats else None})
-                elif ev.text:
-                    yield _sse({"token": ev.text, "index": i, "done": False})
-                    i += 1
 
         return StreamingResponse(sse(), media_type="text/event-stream", headers=SSE_HEADERS)
 

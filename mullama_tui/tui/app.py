@@ -48,6 +48,18 @@ MAX_PANES = 6  # the engine decodes up to this many sequences in one batch (comp
 GAUGE_INTERVAL = 0.25  # the gauge refreshes 4 times a second while generating
 
 
+def user_turn(text: str) -> Static:
+    """A user's prompt in the output pane (never parsed as markup)."""
+    return Static(Text(text), classes="user-turn", markup=False)
+
+
+def assistant_turn(text: str, mode: str) -> Markdown | RawOutput:
+    """A reply: Markdown in chat mode, plain text in raw mode."""
+    if mode == "chat":
+        return Markdown(text, classes="assistant-turn")
+    return RawOutput(text, classes="assistant-turn raw")
+
+
 class AppCommands(Provider):
     """Every app action in the command palette."""
 
@@ -245,15 +257,9 @@ class MullamaApp(App[None]):
                               max_tokens=s.max_tokens, ignore_eos=self._ignore_eos)
         self._run_request = request
         out = self.query_one("#output", VerticalScroll)
-        await out.mount(Static(Text(prompt), classes="user-turn", markup=False))
-        if s.mode == "chat":
-            widget: Markdown | RawOutput = Markdown("", classes="assistant-turn")
-            await out.mount(widget)
-            self._md_stream = Markdown.get_stream(widget)
-        else:
-            widget = RawOutput(classes="assistant-turn raw")
-            await out.mount(widget)
-            self._md_stream = None
+        widget = assistant_turn("", s.mode)
+        await out.mount(user_turn(prompt), widget)
+        self._md_stream = Markdown.get_stream(widget) if isinstance(widget, Markdown) else None
         self._output_widget = widget
         self._output_text = ""
         self._cancel_requested = False
@@ -427,11 +433,10 @@ class MullamaApp(App[None]):
         turns = rec.messages or [{"role": "user", "content": rec.prompt}]
         for m in turns:
             if m["role"] == "user":
-                await out.mount(Static(Text(m["content"]), classes="user-turn", markup=False))
+                await out.mount(user_turn(m["content"]))
             elif m["role"] == "assistant":
-                await out.mount(Markdown(m["content"], classes="assistant-turn"))
-        await out.mount(Markdown(rec.output, classes="assistant-turn") if rec.mode == "chat"
-                        else RawOutput(rec.output, classes="assistant-turn raw"))
+                await out.mount(assistant_turn(m["content"], "chat"))
+        await out.mount(assistant_turn(rec.output, rec.mode))
         if rec.mode == "chat":
             self.messages = [m for m in turns if m["role"] in ("user", "assistant")]
             self.messages.append({"role": "assistant", "content": rec.output})

@@ -30,6 +30,13 @@ DEFAULT_TEMPS = (0.1, 0.7, 1.2)
 PANE_KEYS = ["f5", "f6", "f7", "f8", "f9", "f10"]
 
 
+def summary_line(stats: dict, chars: int) -> str:
+    """A finished pane's row (from `Stats.to_dict()`, live or from history)."""
+    ttft = f"{stats['ttft'] * 1000:.0f} ms" if stats.get("ttft") is not None else "-"
+    return (f"{stats['generated_tokens']} tok · {stats['gen_tps']:.1f} tok/s · first {ttft} · "
+            f"{stats['finish_reason']} · {chars} chars")
+
+
 class PaneBatch(Message):
     def __init__(self, pane: int, text: str, n_tokens: int) -> None:
         super().__init__()
@@ -115,9 +122,7 @@ class ComparePane(Vertical):
         if stats is None:
             self.show_line(f"error: {error}")
             return
-        ttft = f"{stats.ttft * 1000:.0f} ms" if stats.ttft is not None else "-"
-        self.show_line(f"{stats.generated_tokens} tok · {stats.gen_tps:.1f} tok/s · first {ttft} · "
-                       f"{reason} · {len(self.text)} chars")
+        self.show_line(summary_line(stats.to_dict(), len(self.text)))
 
     def show_line(self, line: str) -> None:
         self.query_one(".pane-stats", Static).update(Text(line))
@@ -296,9 +301,7 @@ class CompareScreen(Screen[None]):
             pane.query_one(".seed", Input).value = str(d["seed"])
             pane.show_text(d["text"])
             if d.get("stats"):
-                st = d["stats"]
-                pane.show_line(f"{st['generated_tokens']} tok · {st['gen_tps']} tok/s · "
-                               f"{st['finish_reason']} · {len(d['text'])} chars")
+                pane.show_line(summary_line(d["stats"], len(d["text"])))
 
     # -- actions ------------------------------------------------------------------------------
     def action_cancel_all(self) -> None:
