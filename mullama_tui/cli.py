@@ -72,11 +72,21 @@ def _split_model_prompt(args: list[str]) -> tuple[str | None, str]:
 @app.callback(invoke_without_command=True)
 def main_callback(ctx: typer.Context,
                   verbose: bool = typer.Option(False, "--verbose", "-v",
-                                               help="Show llama.cpp's logs on stderr.")) -> None:
-    """With no command, open the TUI on the default model."""
+                                               help="Show llama.cpp's logs on stderr."),
+                  theme: Optional[str] = typer.Option(None, "--theme", help="Theme name (for the TUI)."),
+                  backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL,
+                  api_key: Optional[str] = API_KEY, remote_model: Optional[str] = REMOTE_MODEL,
+                  timeout: Optional[float] = TIMEOUT) -> None:
+    """With no command, open the TUI on the default model (or the given backend)."""
     _setup_logging(verbose)
     if ctx.invoked_subcommand is None:
-        ctx.invoke(tui, model=None)
+        _open_tui(None, theme, _backend(_settings(), backend, base_url, api_key, remote_model, timeout))
+
+
+def _open_tui(model: str | None, theme: str | None, choice: "BackendChoice") -> None:
+    from .tui.app import MullamaApp
+
+    MullamaApp(model=model, theme_name=theme, backend=choice).run()
 
 
 @app.command()
@@ -286,10 +296,7 @@ def tui(model: Optional[str] = typer.Argument(None, help="Model path (default: c
         api_key: Optional[str] = API_KEY, remote_model: Optional[str] = REMOTE_MODEL,
         timeout: Optional[float] = TIMEOUT) -> None:
     """Open the terminal UI."""
-    from .tui.app import MullamaApp
-
-    choice = _backend(_settings(), backend, base_url, api_key, remote_model, timeout)
-    MullamaApp(model=model, theme_name=theme, backend=choice).run()
+    _open_tui(model, theme, _backend(_settings(), backend, base_url, api_key, remote_model, timeout))
 
 
 @app.command("models")

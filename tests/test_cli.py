@@ -93,3 +93,25 @@ def test_bench_batched_reports_both_pane_counts_and_one_prompt_pass():
     assert [row["panes"] for row in rows] == [3, 4]
     assert all(row["prompt_tokens_processed"] == row["prompt_tokens"] for row in rows)
     assert all(row["ratio"] > 0 for row in rows)
+
+
+@pytest.mark.parametrize("argv, backend", [
+    ([], "local"),  # the README's first command: plain `mullama-tui`
+    (["tui"], "local"),
+    (["--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"], "openai"),
+])
+def test_tui_entry_points_build_the_app_with_a_real_backend_choice(home, monkeypatch, argv, backend):
+    """The app is built exactly as `mullama-tui ...` builds it; only `run()` is recorded."""
+    from typer.testing import CliRunner
+
+    from mullama_tui.cli import app as cli_app
+    from mullama_tui.engine.backends import BackendChoice
+    from mullama_tui.tui.app import MullamaApp
+
+    built = []
+    monkeypatch.setattr(MullamaApp, "run", lambda self: built.append(self))
+    result = CliRunner().invoke(cli_app, argv)
+    assert result.exit_code == 0, result.output
+    choice = built[0]._backend
+    assert isinstance(choice, BackendChoice) and choice.backend == backend
+    assert all(isinstance(v, (str, float)) for v in vars(choice).values())
