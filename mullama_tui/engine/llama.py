@@ -17,7 +17,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import llama_cpp as C
 
@@ -99,11 +99,24 @@ class ModelInfo:
 class LlamaModel:
     """A loaded GGUF model: weights, vocabulary and chat template."""
 
-    def __init__(self, path: str | os.PathLike[str], n_gpu_layers: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike[str], n_gpu_layers: int = 0,
+                 on_progress: Callable[[float], None] | None = None) -> None:
+        """`on_progress(fraction)` is called from this thread while the weights load."""
         p = check_gguf_file(path)
         init_backend()
         params = C.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
+        if on_progress is not None:
+            def report(fraction: float, _user: object) -> bool:
+                try:
+                    on_progress(fraction)
+                except Exception:  # noqa: BLE001 - an exception must not cross into C
+                    pass
+                return True
+
+            # kept in a local for the whole (synchronous) load: ctypes must not free it early
+            callback = C.llama_progress_callback(report)
+            params.progress_callback = callback
         _recent_errors.clear()
         ptr = C.llama_model_load_from_file(str(p).encode(), params)
         if not ptr:

@@ -8,6 +8,7 @@ tokens to the scheduler and returns the `Generation` handle at once.
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 from . import llama
 from .generation import DEFAULT_CAPACITY, Generation
@@ -21,9 +22,9 @@ class LocalEngine:
     def __init__(self, model: str | os.PathLike[str] | llama.LlamaModel, *, n_ctx: int = 4096,
                  n_parallel: int = 4, n_threads: int | None = None, n_batch: int = 512,
                  max_queue: int = 64, capacity: int = DEFAULT_CAPACITY,
-                 n_gpu_layers: int = 0) -> None:
+                 n_gpu_layers: int = 0, on_progress: Callable[[float], None] | None = None) -> None:
         self.model = model if isinstance(model, llama.LlamaModel) else llama.LlamaModel(
-            model, n_gpu_layers=n_gpu_layers)
+            model, n_gpu_layers=n_gpu_layers, on_progress=on_progress)
         self._owns_model = not isinstance(model, llama.LlamaModel)
         self.scheduler = Scheduler(self.model, n_ctx=n_ctx, n_parallel=n_parallel,
                                    n_batch=n_batch, n_threads=n_threads, max_queue=max_queue,

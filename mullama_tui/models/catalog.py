@@ -1,0 +1,85 @@
+"""The models on this machine: pulled ones, the configured default and the bundled SmolLM2,
+each described from its GGUF header (what `models`, `show` and the TUI picker list)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..engine.types import MullamaError
+from .gguf import GGUFInfo, read_gguf
+from .resolve import BUNDLED_NAME, bundled_model, resolve_model
+from .store import ModelStore, StoredModel
+
+
+@dataclass
+class LocalModel:
+    """One model file and what we know of it."""
+
+    name: str  # what to pass as MODEL to use it
+    path: Path
+    kind: str  # "pulled", "bundled" or "file" (a configured default outside the store)
+    is_default: bool = False
+    info: GGUFInfo | None = None
+    error: str | None = None  # why the header could not be read
+    entry: StoredModel | None = None
+
+    def describe(self) -> None:
+        """Read the GGUF header (milliseconds); a bad file records its error instead."""
+        try:
+            self.info = read_gguf(self.path)
+        except MullamaError as e:
+            self.error = str(e)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "path": str(self.path), "kind": self.kind,
+                             "default": self.is_default, "size": self.path.stat().st_size
+                             if self.path.exists() else None}
+        if self.info is not None:
+            i = self.info
+            d.update(architecture=i.architecture, quantization=i.quantization, parameters=i.n_params,
+                     context_length=i.context_length, chat_template=i.has_chat_template,
+                     model_name=i.name)
+        if self.entry is not None:
+            d.update(url=self.entry.url, sha256=self.entry.sha256, pulled_at=self.entry.pulled_at)
+        if self.error:
+            d["error"] = self.error
+        return d
+
+
+def _default_path(default: str | None) -> Path | None:
+    try:
+        return resolve_model(None, default).resolve()
+    except MullamaError:
+        return None
+
+
+def local_models(default: str | None, describe: bool = True) -> list[LocalModel]:
+    """Pulled models, then the configured default (if it is a file outside the store),
+    then the bundled model; the one used when no MODEL is given is marked default."""
+    store = ModelStore()
+    rows = [LocalModel(e.name, store.path_of(e), "pulled", entry=e) for e in store.entries()]
+    bundled = bundled_model()
+    if bundled is not None:
+        rows.append(LocalModel(BUNDLED_NAME, bundled, "bundled"))
+    chosen = _default_path(default)
+    if chosen is not None and not any(r.path.resolve() == chosen for r in rows):
+        rows.insert(0, LocalModel(str(chosen), chosen, "file"))
+    for r in rows:
+        r.is_default = chosen is not None and r.path.resolve() == chosen
+        if describe:
+            r.describe()
+    return rows
+
+
+def find_local(name: str | None, default: str | None) -> LocalModel:
+    """The model `name` refers to (None = the default), described; ModelNotFoundError if none."""
+    path = resolve_model(name, default).resolve()
+    for row in local_models(default, describe=False):
+        if row.path.resolve() == path:
+            row.describe()
+            return row
+    row = LocalModel(name or str(path), path, "file", is_default=path == _default_path(default))
+    row.describe()
+    return row

