@@ -58,6 +58,11 @@ async def capture(out: Path) -> list[Path]:
         await _wait(lambda: not screen.running and all(p.done for p in screen.query(ComparePane)))  # type: ignore[attr-defined]
         await pilot.pause(0.3)
         shot(app, "compare")
+        await pilot.press("escape")
+        await pilot.press("f5")
+        await _wait(lambda: bool(getattr(app.screen, "rows", None)))
+        await pilot.pause(0.3)
+        shot(app, "models")
     return saved
 
 

@@ -291,3 +291,11 @@ def test_invalid_sampler_values(engine, params, match):
 def test_invalid_max_tokens(engine, max_tokens):
     with pytest.raises(InvalidParamsError, match="max_tokens"):
         engine.submit(raw(max_tokens=max_tokens))
+
+
+def test_model_load_reports_progress(model_path):
+    """The TUI's model picker shows this while a new model loads."""
+    seen: list[float] = []
+    e = LocalEngine(model_path, n_ctx=256, n_parallel=1, on_progress=seen.append)
+    e.close()
+    assert len(seen) > 2 and seen == sorted(seen) and seen[-1] == 1.0

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from mullama_tui.config import Settings
 from mullama_tui.engine.types import ModelLoadError, ModelNotFoundError
 from mullama_tui.models.gguf import read_gguf
 from mullama_tui.models.pull import pick_gguf
 from mullama_tui.models.resolve import aliases, parse_name, resolve_model
 
-from helpers import CLI, run_cli
+from helpers import CLI, configure, run_cli
 from hub import Hub
 
 REPO = "test-org/SmolLM2-135M-Instruct-GGUF"
@@ -163,6 +164,11 @@ def test_pull_alias_from_user_aliases_file(hub: Hub, home: Path, gguf_bytes: byt
     rows = json.loads(ok(run_cli("models", "--available", "--json")).stdout)
     assert next(r for r in rows if r["name"] == "tiny:test")["pulled"] is True
     assert resolve_model("tiny:test") == pulled_file(home)
+
+    configure(default_model="tiny:test")  # removing the default model resets the default
+    assert json.loads(ok(run_cli("show", "--json")).stdout)["name"] == "tiny:test"
+    r = ok(run_cli("rm", "tiny:test", "--yes"))
+    assert "was the default" in r.stdout and Settings.load().default_model is None
 
 
 def test_progress_bar_on_a_terminal_quiet_otherwise(hub: Hub, home: Path) -> None:

@@ -33,10 +33,12 @@ from ..engine.backends import BackendChoice, open_engine
 from ..engine.generation import Generation
 from ..engine.types import MullamaError, Request, Stats
 from ..history import History, RunRecord
-from .messages import GenerationFinished, GenerationStarted, ModelFailed, ModelLoaded, TokenBatch
+from .messages import (GenerationFinished, GenerationStarted, ModelFailed, ModelLoaded, ModelLoadProgress,
+                       ModelSwitched, TokenBatch)
 from .screens.compare import CompareScreen
 from .screens.help import HelpScreen
 from .screens.history import HistoryScreen
+from .screens.models import ModelChoice, ModelsScreen
 from .screens.params import ParamsScreen, sampler_params
 from .themes import load_themes
 from .widgets.gauge import Gauge
@@ -46,6 +48,16 @@ from .widgets.prompt import PromptInput
 BATCH_INTERVAL = 0.1  # seconds between TokenBatch messages
 MAX_PANES = 6  # the engine decodes up to this many sequences in one batch (compare panes)
 GAUGE_INTERVAL = 0.25  # the gauge refreshes 4 times a second while generating
+
+
+def describe_engine(engine) -> tuple[str, str]:
+    """(name, detail) for the header and status line: the model's name, file size and kind."""
+    info = engine.model.info
+    detail = info.description if not info.file_bytes else f"{info.file_bytes / 1e6:.0f} MB, {info.description}"
+    path = getattr(engine.model, "path", None)
+    if path is not None:
+        detail += f", {Path(path).name}"
+    return info.name or "remote model", detail
 
 
 def user_turn(text: str) -> Static:
@@ -67,6 +79,7 @@ class AppCommands(Provider):
         ("Parameters", "params", "Edit temperature, max tokens, stop strings, system prompt"),
         ("History", "history", "Browse, search, reopen and delete past runs"),
         ("Compare temperatures", "compare", "One prompt, several temperatures side by side"),
+        ("Models", "models", "Pick a local model to load, or make one the default"),
         ("New conversation", "new_conversation", "Clear the conversation and the KV cache"),
         ("Toggle chat / raw mode", "toggle_mode", "Chat template or raw prompt"),
         ("Cancel generation", "cancel", "Stop the running generation"),
@@ -93,6 +106,7 @@ class MullamaApp(App[None]):
         Binding("f2", "params", "Params", id="params"),
         Binding("f3", "history", "History", id="history"),
         Binding("f4", "compare", "Compare", id="compare"),
+        Binding("f5", "models", "Models", id="models"),
         Binding("ctrl+n", "new_conversation", "New chat", id="new-conversation"),
         Binding("ctrl+r", "toggle_mode", "Chat/Raw", id="toggle-mode"),
         Binding("ctrl+q", "quit", "Quit", id="quit"),
@@ -130,6 +144,9 @@ class MullamaApp(App[None]):
         self._run_request: Request | None = None
         self.last_stats: Stats | None = None
         self.model_name = "loading..."
+        self._switching: str | None = None  # the model the picker is loading, if any
+        self._switch_progress = 0.0
+        self._retiring: list = []  # engines replaced mid-generation, closed when it ends
 
     # -- layout ----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -185,6 +202,8 @@ class MullamaApp(App[None]):
         text = (f"{self.state} · {s.mode} · temp {s.temperature} · top-k {s.top_k} · "
                 f"top-p {s.top_p} · min-p {s.min_p} · rep {s.repeat_penalty} · max {s.max_tokens}"
                 f" · seed {s.seed or 'random'} · {self.model_name}")
+        if self._switching:
+            text += f" · loading {self._switching} {self._switch_progress:.0%}"
         self.query_one("#status", Static).update(Text(text))
 
     # -- model loading -----------------------------------------------------------------
@@ -207,9 +226,7 @@ class MullamaApp(App[None]):
             return
         self.engine = engine
         self._engine_ready.set()
-        info = engine.model.info
-        detail = info.description if not info.file_bytes else f"{info.file_bytes / 1e6:.0f} MB, {info.description}"
-        self.post_message(ModelLoaded(info.name or "remote model", detail))
+        self.post_message(ModelLoaded(*describe_engine(engine)))
 
     def reload_engine(self) -> None:
         """Switch backend (or model): close the old engine, load the new one in the background."""
@@ -223,6 +240,73 @@ class MullamaApp(App[None]):
         if old is not None:
             old.close()
         self._load_model()
+
+    # -- switching models (the picker) ----------------------------------------------------
+    def action_models(self) -> None:
+        current = getattr(getattr(self.engine, "model", None), "path", None)
+
+        def done(choice: ModelChoice | None) -> None:
+            if choice is not None:
+                self.switch_model(choice)
+
+        self.push_screen(ModelsScreen(current, self.settings.default_model), done)
+
+    def switch_model(self, choice: ModelChoice) -> None:
+        """Load `choice` in the background; the current engine keeps serving until it is ready."""
+        if self._switching is not None:
+            self.notify(f"already loading {self._switching}", severity="warning")
+            return
+        self._switching = choice.name
+        self._update_status()
+        self._load_switch(choice)
+
+    @work(thread=True, group="switch", exclusive=True, exit_on_error=False)
+    def _load_switch(self, choice: ModelChoice) -> None:
+        from ..engine.local import LocalEngine
+
+        last = [-1.0]
+
+        def progress(fraction: float) -> None:
+            if fraction - last[0] >= 0.05 or fraction >= 1.0:  # ~20 messages per load, not thousands
+                last[0] = fraction
+                self.post_message(ModelLoadProgress(choice.name, fraction))
+
+        s = self.settings
+        try:
+            engine = LocalEngine(choice.path, n_ctx=s.n_ctx, n_parallel=MAX_PANES, n_threads=s.threads or None,
+                                 on_progress=progress)
+        except Exception as e:  # a typed MullamaError, or anything unexpected: the old model stays
+            self.post_message(ModelSwitched(None, choice, str(e)))
+            return
+        self.post_message(ModelSwitched(engine, choice))
+
+    def on_model_load_progress(self, msg: ModelLoadProgress) -> None:
+        self._switch_progress = msg.fraction
+        self._update_status()
+
+    def on_model_switched(self, msg: ModelSwitched) -> None:
+        self._switching, self._switch_progress = None, 0.0
+        if msg.engine is None:
+            self.notify(msg.error or "?", title=f"Could not load {msg.choice.name}", severity="error", timeout=15)
+            self._update_status()
+            return
+        old, self.engine = self.engine, msg.engine
+        self._backend = BackendChoice("local")  # a picked model is local, whatever ran before
+        self.model_arg = str(msg.choice.path)
+        self._engine_error = None
+        self._engine_ready.set()
+        if old is not None:
+            if self.current is not None:
+                self._retiring.append(old)  # closed when the running generation ends
+            else:
+                old.close()
+        if msg.choice.make_default:
+            self.settings.default_model = str(msg.choice.path) if msg.choice.name == "bundled" else msg.choice.name
+            self._save_settings()
+        self.on_model_loaded(ModelLoaded(*describe_engine(msg.engine)))
+        if self.state in ("error", "loading"):
+            self.state = "ready"
+        self.notify(f"now using {msg.choice.name}" + (" (saved as the default)" if msg.choice.make_default else ""))
 
     def on_model_loaded(self, msg: ModelLoaded) -> None:
         self.model_name = f"{msg.name} ({msg.detail})"
@@ -347,6 +431,8 @@ class MullamaApp(App[None]):
             "error" if msg.error else "cancelled")
         self.current = None
         self.last_stats = stats
+        while self._retiring:
+            self._retiring.pop().close()
         self.query_one(Gauge).done(stats, reason)
         self.state = reason if reason in ("cancelled", "error") else "ready"
         if reason == "cancelled" and self._output_widget is not None:
@@ -469,7 +555,8 @@ class MullamaApp(App[None]):
     def on_unmount(self) -> None:
         if self.current is not None:
             self.current.cancel()
-        if self.engine is not None:
-            self.engine.close()
+        for engine in [self.engine, *self._retiring]:
+            if engine is not None:
+                engine.close()
         self.history.close()
 

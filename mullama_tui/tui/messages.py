@@ -20,6 +20,25 @@ class ModelFailed(Message):
         self.error = error
 
 
+class ModelLoadProgress(Message):
+    """How far the picker's model has loaded (0..1); posted every ~5%."""
+
+    def __init__(self, name: str, fraction: float) -> None:
+        super().__init__()
+        self.name = name
+        self.fraction = fraction
+
+
+class ModelSwitched(Message):
+    """The picker's model is loaded (`engine`), or failed to load (`error`)."""
+
+    def __init__(self, engine: object | None, choice: object, error: str | None = None) -> None:
+        super().__init__()
+        self.engine = engine
+        self.choice = choice
+        self.error = error
+
+
 class GenerationStarted(Message):
     def __init__(self, prompt_tokens: int) -> None:
         super().__init__()

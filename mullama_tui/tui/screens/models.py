@@ -1,0 +1,116 @@
+"""The model picker: local models with their size and details; Enter loads one, D loads it
+and makes it the default. The list is read in a thread worker (each row's GGUF header is
+read from disk), so the screen opens at once even with many or slow files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ...models.catalog import LocalModel, local_models
+from ...models.report import show_lines
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What the picker returns: the model to load, and whether to save it as the default."""
+
+    name: str
+    path: Path
+    make_default: bool = False
+
+
+class ModelsScreen(Screen[ModelChoice | None]):
+    DEFAULT_CSS = """
+    ModelsScreen #models-note { color: $text-muted; padding: 0 1; }
+    ModelsScreen #models { height: auto; max-height: 60%; }
+    ModelsScreen #model-detail { height: auto; border: round $primary; padding: 0 1; margin-top: 1; }
+    """
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Back"),
+        Binding("enter", "choose(False)", "Load", priority=True),
+        Binding("d", "choose(True)", "Load + make default"),
+        Binding("r", "refresh", "Refresh"),
+    ]
+
+    def __init__(self, current: Path | None, default_model: str | None) -> None:
+        super().__init__()
+        self.current = current.resolve() if current else None
+        self.default_model = default_model
+        self.rows: list[LocalModel] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("reading the model files…", id="models-note", markup=False)
+        yield DataTable(id="models", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="model-detail", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).add_columns("name", "size", "quant", "params", "context", "")
+        self.query_one(DataTable).focus()
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        self._read_models()
+
+    @work(thread=True, exclusive=True, group="model-list", exit_on_error=False)
+    def _read_models(self) -> None:
+        rows = local_models(self.default_model)
+        self.app.call_from_thread(self._show, rows)
+
+    def _show(self, rows: list[LocalModel]) -> None:
+        self.rows = rows
+        table = self.query_one(DataTable)
+        table.clear()
+        for r in rows:
+            i = r.info
+            size = r.path.stat().st_size if r.path.exists() else 0
+            marks = [m for m, on in (("current", self.current == r.path.resolve()), ("default", r.is_default),
+                                     ("bundled", r.kind == "bundled"), ("unreadable", bool(r.error))) if on]
+            table.add_row(Text(r.name), f"{size / 1e6:,.0f} MB", i.quantization if i else "?",
+                          i.params_label if i else "?", f"{i.context_length:,}" if i else "?",
+                          ", ".join(marks), key=str(r.path))
+        note = (f"{len(rows)} local model{'s' if len(rows) != 1 else ''} · Enter loads (the current one "
+                f"keeps working until the new one is ready) · D loads and saves it as the default · "
+                f"`mullama-tui pull NAME` adds more")
+        self.query_one("#models-note", Static).update(note if rows else
+                                                       "no local models: run `mullama-tui pull llama3.2:1b`")
+        self._detail()
+
+    def _selected(self) -> LocalModel | None:
+        table = self.query_one(DataTable)
+        if not self.rows or table.cursor_row is None or table.cursor_row >= len(self.rows):
+            return None
+        return self.rows[table.cursor_row]
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._detail()
+
+    def _detail(self) -> None:
+        m = self._selected()
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", justify="right")
+        grid.add_column(overflow="fold")
+        for key, value in show_lines(m) if m is not None else []:
+            grid.add_row(key, Text(value))
+        detail = self.query_one("#model-detail", Static)
+        detail.update(grid)
+        detail.display = m is not None
+
+    def action_choose(self, make_default: bool) -> None:
+        m = self._selected()
+        if m is None:
+            return
+        if m.error:
+            self.notify(m.error, title="Cannot load this file", severity="error")
+            return
+        self.dismiss(ModelChoice(m.name, m.path, make_default))
