@@ -237,7 +237,7 @@ def bench(
             return
         path = resolve_model(model, settings.default_model)
         if ui:
-            report = b.bench_ui(path, mode=ui_mode, progress=progress)
+            report = b.bench_ui(path, mode=ui_mode, reps=reps, progress=progress)
             text = b.format_ui_report(report)
         elif server:
             report = b.bench_server(path, progress=progress)

@@ -137,7 +137,7 @@ async def test_markup_like_text_shows_literally(home):
         assert user == "[bold]p"
         raw = app.query_one(RawOutput)
         assert raw.text == "[red]x[/red] [bold"
-        assert "[red]x[/red] [bold" in "".join(str(s.render()) for s in raw.query(Static))
+        assert "[red]x[/red] [bold" in "".join(str(w.render()) for w in raw.children)
 
 
 async def test_missing_model_shows_an_error_instead_of_crashing(home):

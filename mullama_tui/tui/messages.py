@@ -46,7 +46,7 @@ class GenerationStarted(Message):
 
 
 class TokenBatch(Message):
-    """The text of all tokens decoded since the last batch (posted every ~30 ms)."""
+    """The text of all tokens decoded since the last batch (posted every 200 ms)."""
 
     def __init__(self, text: str, n_tokens: int, ttft: float | None = None) -> None:
         super().__init__()

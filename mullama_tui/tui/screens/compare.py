@@ -115,6 +115,7 @@ class ComparePane(Vertical):
     def finish(self, stats: Stats | None, error: str | None) -> None:
         self.stats = stats
         self.done = True
+        self.query_one(RawOutput).finish()
         self.remove_class("running")
         reason = str(stats.finish_reason) if stats and stats.finish_reason else "error"
         if reason == "cancelled":
@@ -130,6 +131,7 @@ class ComparePane(Vertical):
     def show_text(self, text: str) -> None:
         self.text = text
         self.query_one(RawOutput).append(text)
+        self.query_one(RawOutput).finish()
 
 
 class CompareScreen(Screen[None]):
