@@ -81,8 +81,14 @@ def engine_run(engine: LocalEngine, prompt: str, n_tokens: int, params: SamplerP
 
 def _llama_cpp_python(path: str, n_ctx: int, n_threads: int) -> Callable[[str, int, dict[str, Any]], Run]:
     """llama-cpp-python's high-level `Llama.create_completion(stream=True)`: the baseline."""
+    import llama_cpp.llama_cpp as low_level
     from llama_cpp import Llama
 
+    from .engine.llama import model_params
+
+    # the same weight placement as our engine (no AMX buffers where they crash: see
+    # `engine.llama.amx_kernels_allowed`); `Llama.__init__` reads these defaults here
+    low_level.llama_model_default_params = model_params
     llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
 
     def run(prompt: str, n_tokens: int, p: dict[str, Any]) -> Run:
@@ -164,6 +170,7 @@ class ChildRunner:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
+        self._kind = kind
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_child_worker, args=(child, kind, str(path), n_ctx, n_threads),
                                  daemon=True)
@@ -173,8 +180,13 @@ class ChildRunner:
             raise RuntimeError(f"the {kind} benchmark process did not start")
 
     def run(self, prompt: str, n_tokens: int, params: SamplerParams) -> Run:
-        self._conn.send((prompt, n_tokens, params.to_dict()))
-        return Run(*self._conn.recv())
+        try:
+            self._conn.send((prompt, n_tokens, params.to_dict()))
+            return Run(*self._conn.recv())
+        except (EOFError, OSError):  # not an abort: click would print a bare "Aborted."
+            self._proc.join(5)
+            raise RuntimeError(f"the {self._kind} benchmark process died "
+                               f"(exit code {self._proc.exitcode})") from None
 
     def close(self) -> None:
         try:

@@ -299,3 +299,19 @@ def test_model_load_reports_progress(model_path):
     e = LocalEngine(model_path, n_ctx=256, n_parallel=1, on_progress=seen.append)
     e.close()
     assert len(seen) > 2 and seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_amx_builds_keep_weights_out_of_the_amx_buffers(monkeypatch):
+    """A llama.cpp built on a CPU that advertises AMX segfaulted on its first decode in a
+    VM (the AMX tile kernels). On such builds the weights stay in plain CPU buffers unless
+    MULLAMA_TUI_AMX=1; other builds keep llama.cpp's extra (repacking) buffers."""
+    import llama_cpp
+
+    from mullama_tui.engine import llama
+
+    has_amx = b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+    monkeypatch.delenv("MULLAMA_TUI_AMX", raising=False)
+    assert llama.model_params().use_extra_bufts is (not has_amx)
+    monkeypatch.setenv("MULLAMA_TUI_AMX", "1")
+    assert llama.model_params().use_extra_bufts is True
+    assert llama.model_params(n_gpu_layers=-1).n_gpu_layers == -1

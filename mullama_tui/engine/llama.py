@@ -64,6 +64,32 @@ def init_backend() -> None:
         _backend_ready = True
 
 
+def amx_kernels_allowed() -> bool:
+    """Whether weights may go into llama.cpp's extra CPU buffer types on this build.
+
+    A llama.cpp compiled on a CPU that advertises AMX (Sapphire Rapids and newer) puts
+    quantized weights into AMX tile buffers. Some virtual machines advertise AMX, and
+    the kernel grants the tile permission, but `ldtilecfg` still faults: the first
+    decode is a segfault (seen on this project's CI machine, with llama-cpp-python's
+    own `Llama` too). That cannot be probed safely in-process, so on AMX builds the
+    weights stay in plain CPU buffers (`use_extra_bufts = False`) unless
+    `MULLAMA_TUI_AMX=1` says the hardware is trusted. Builds without AMX keep the extra
+    buffers, which repack Q4_0/Q4_K/IQ4_NL weights for faster AVX2 kernels.
+    """
+    if os.environ.get("MULLAMA_TUI_AMX") == "1":
+        return True
+    return b"AMX_INT8 = 1" not in C.llama_print_system_info()
+
+
+def model_params(n_gpu_layers: int = 0) -> Any:
+    """llama.cpp's default model parameters, made safe for this machine (see above)."""
+    params = C.llama_model_default_params()
+    params.n_gpu_layers = n_gpu_layers
+    if not amx_kernels_allowed():
+        params.use_extra_bufts = False
+    return params
+
+
 def check_gguf_file(path: str | os.PathLike[str]) -> Path:
     """Fail early and clearly on paths llama.cpp would reject (or crash on)."""
     p = Path(path).expanduser()
@@ -104,8 +130,7 @@ class LlamaModel:
         """`on_progress(fraction)` is called from this thread while the weights load."""
         p = check_gguf_file(path)
         init_backend()
-        params = C.llama_model_default_params()
-        params.n_gpu_layers = n_gpu_layers
+        params = model_params(n_gpu_layers)
         if on_progress is not None:
             def report(fraction: float, _user: object) -> bool:
                 try:
