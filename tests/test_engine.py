@@ -315,3 +315,22 @@ def test_amx_builds_keep_weights_out_of_the_amx_buffers(monkeypatch):
     monkeypatch.setenv("MULLAMA_TUI_AMX", "1")
     assert llama.model_params().use_extra_bufts is True
     assert llama.model_params(n_gpu_layers=-1).n_gpu_layers == -1
+
+
+def test_flash_attention_only_where_layers_go_to_a_gpu(engine, model_path):
+    """llama.cpp's AUTO turns on CPU flash attention, measured much slower here for decode
+    steps (see `llama.create_context`); it stays off unless layers are offloaded to a GPU
+    build. The tutorial's `n_gpu_layers=-1` on a CPU build must not turn it on."""
+    from mullama_tui.engine import llama
+
+    assert engine.scheduler.flash_attn is False
+    with LocalEngine(engine.model, n_ctx=64, n_parallel=1, n_gpu_layers=-1) as e:
+        assert e.scheduler.flash_attn is False  # the shared model was loaded with 0 layers
+    model = LlamaModel(model_path, n_gpu_layers=-1)
+    try:
+        with LocalEngine(model, n_ctx=64, n_parallel=1) as e:
+            assert e.scheduler.flash_attn is llama.supports_gpu_offload()
+            gen = e.submit(raw(max_tokens=4, ignore_eos=True, temperature=0))
+            assert sum(1 for ev in gen if not ev.done) == 4 and gen.stats.generated_tokens == 4
+    finally:
+        model.close()

@@ -90,6 +90,11 @@ def model_params(n_gpu_layers: int = 0) -> Any:
     return params
 
 
+def supports_gpu_offload() -> bool:
+    """Whether this llama.cpp build can put layers on a GPU at all."""
+    return bool(C.llama_supports_gpu_offload())
+
+
 def check_gguf_file(path: str | os.PathLike[str]) -> Path:
     """Fail early and clearly on paths llama.cpp would reject (or crash on)."""
     p = Path(path).expanduser()
@@ -149,6 +154,7 @@ class LlamaModel:
             raise ModelLoadError(f"cannot load {p}: {detail}")
         self.path = p
         self.ptr = ptr
+        self.n_gpu_layers = n_gpu_layers
         self.vocab = C.llama_model_get_vocab(ptr)
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train = C.llama_model_n_ctx_train(ptr)
@@ -287,7 +293,7 @@ CHATML_TEMPLATE = (
 
 
 def create_context(model: LlamaModel, n_ctx: int, n_seq_max: int, n_batch: int,
-                   n_threads: int, kv_unified: bool = False) -> Any:
+                   n_threads: int, kv_unified: bool = False, flash_attn: bool = False) -> Any:
     """A llama_context for `n_seq_max` sequences.
 
     The KV cache is split into one stream per sequence (`kv_unified=False`) on purpose:
@@ -295,6 +301,11 @@ def create_context(model: LlamaModel, n_ctx: int, n_seq_max: int, n_batch: int,
     sit among other sequences' cells, so a batched compare pane did not reproduce
     `run` with the same seed; with one stream each, every sequence sees exactly the
     layout of a single run, and attention skips other sequences' cells entirely.
+
+    Flash attention is off unless asked for: llama.cpp's default (AUTO) turns on its CPU
+    flash-attention kernel, which measured here much slower for one-token decode steps
+    (bundled model, 2 threads, plain loop: 75 vs 88 tok/s over 256 tokens, 42 vs 68
+    tok/s averaged over 2000, the gap growing with the context). It pays off on GPUs.
     """
     params = C.llama_context_default_params()
     params.n_ctx = n_ctx
@@ -304,6 +315,8 @@ def create_context(model: LlamaModel, n_ctx: int, n_seq_max: int, n_batch: int,
     params.n_threads = n_threads
     params.n_threads_batch = n_threads
     params.kv_unified = kv_unified
+    params.flash_attn_type = (C.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
+                              else C.LLAMA_FLASH_ATTN_TYPE_DISABLED)
     params.no_perf = True
     _recent_errors.clear()
     ctx = C.llama_init_from_model(model.ptr, params)

@@ -80,7 +80,7 @@ class Scheduler:
 
     def __init__(self, model: llama.LlamaModel, n_ctx: int = 4096, n_parallel: int = 4,
                  n_batch: int = 512, n_threads: int | None = None, max_queue: int = 64,
-                 capacity: int = DEFAULT_CAPACITY) -> None:
+                 capacity: int = DEFAULT_CAPACITY, flash_attn: bool = False) -> None:
         if n_ctx < 16:
             raise InvalidParamsError(f"n_ctx={n_ctx}: must be at least 16")
         if n_parallel < 1:
@@ -92,6 +92,7 @@ class Scheduler:
         self.n_threads = n_threads or max(1, os.cpu_count() or 1)
         self.max_queue = max_queue
         self.capacity = capacity
+        self.flash_attn = flash_attn
         self._lock = threading.Lock()
         self._wake_event = threading.Event()
         self._pending: deque[Generation] = deque()
@@ -162,7 +163,8 @@ class Scheduler:
     def _run(self) -> None:
         try:
             self._ctx = llama.create_context(self.model, self.n_ctx * self.n_parallel,
-                                             self.n_parallel, self.n_batch, self.n_threads)
+                                             self.n_parallel, self.n_batch, self.n_threads,
+                                             flash_attn=self.flash_attn)
             self._mem = llama.Memory(self._ctx)
             self._batch = llama.Batch(self.n_batch, self.n_parallel)
             self._abort = llama.AbortFlag(self._ctx)
