@@ -55,6 +55,30 @@ async def test_chat_reply_renders_markdown_and_follow_up_reuses_the_cache(home):
         assert [m["role"] for m in app.messages] == ["user", "assistant", "user", "assistant"]
 
 
+@pytest.mark.parametrize("mode", ["chat", "raw"])
+async def test_pane_follows_new_text_until_the_reader_scrolls_up(home, mode):
+    from textual.containers import VerticalScroll
+
+    configure(max_tokens=1500, mode=mode)
+    app = MullamaApp(ignore_eos=True)
+    async with app.run_test(size=(80, 20)) as pilot:
+        out = app.query_one("#output", VerticalScroll)
+        await send(pilot, app, LONG)
+        await until(pilot, lambda: out.max_scroll_y > 5, 60, "the reply to overflow the pane")
+        await until(pilot, lambda: out.max_scroll_y > 10 and out.scroll_y == out.max_scroll_y, 30, "following")
+        out.scroll_to(y=0, animate=False)  # what the mouse wheel and PageUp do
+        grown = out.max_scroll_y + 4
+        await until(pilot, lambda: out.max_scroll_y > grown, 60, "more text")
+        assert out.scroll_y == 0  # the reader stays where they are
+        out.scroll_end(animate=False)  # back to the end: following again
+        grown = out.max_scroll_y + 4
+        await until(pilot, lambda: out.max_scroll_y > grown, 60, "more text")
+        await until(pilot, lambda: out.scroll_y == out.max_scroll_y, 5, "following again")
+        await pilot.press("escape")
+        await app.workers.wait_for_complete()
+        await until(pilot, lambda: app.state == "cancelled", 10, "the cancelled state")
+
+
 async def test_changed_parameters_reach_the_engine_and_persist(home):
     app = MullamaApp()
     async with app.run_test(size=(100, 40)) as pilot:

@@ -25,7 +25,7 @@ from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
-from textual.widgets import Footer, Header, Markdown, Static
+from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
 from ..config import Settings
@@ -42,7 +42,7 @@ from .screens.models import ModelChoice, ModelsScreen
 from .screens.params import ParamsScreen, sampler_params
 from .themes import load_themes
 from .widgets.gauge import Gauge
-from .widgets.output import RawOutput
+from .widgets.output import MarkdownReply, RawOutput
 from .widgets.prompt import PromptInput
 
 # Seconds between TokenBatch messages: 5 screen updates a second while streaming, each
@@ -70,10 +70,10 @@ def user_turn(text: str) -> Static:
     return Static(Text(text), classes="user-turn", markup=False)
 
 
-def assistant_turn(text: str, mode: str) -> Markdown | RawOutput:
+def assistant_turn(text: str, mode: str) -> MarkdownReply | RawOutput:
     """A reply: Markdown in chat mode, plain text in raw mode."""
     if mode == "chat":
-        return Markdown(text, classes="assistant-turn")
+        return MarkdownReply(text, classes="assistant-turn")
     return RawOutput(text, classes="assistant-turn raw")
 
 
@@ -144,8 +144,7 @@ class MullamaApp(App[None]):
         self.current: Generation | None = None
         self._cancel_requested = False
         self._output_text = ""
-        self._output_widget: Markdown | RawOutput | None = None
-        self._md_stream = None
+        self._output_widget: MarkdownReply | RawOutput | None = None
         self._run_request: Request | None = None
         self.last_stats: Stats | None = None
         self.model_name = "loading..."
@@ -350,7 +349,6 @@ class MullamaApp(App[None]):
         out = self.query_one("#output", VerticalScroll)
         widget = assistant_turn("", s.mode)
         await out.mount(user_turn(prompt), widget)
-        self._md_stream = Markdown.get_stream(widget) if isinstance(widget, Markdown) else None
         self._output_widget = widget
         self._output_text = ""
         self._cancel_requested = False
@@ -426,9 +424,9 @@ class MullamaApp(App[None]):
         if not msg.text or self._output_widget is None:
             return
         self._output_text += msg.text
-        if self._md_stream is not None:
-            await self._md_stream.write(msg.text)
-        elif isinstance(self._output_widget, RawOutput):
+        if isinstance(self._output_widget, MarkdownReply):
+            await self._output_widget.append(msg.text)
+        else:
             self._output_widget.append(msg.text)
 
     async def on_generation_finished(self, msg: GenerationFinished) -> None:
@@ -451,13 +449,10 @@ class MullamaApp(App[None]):
                 Static(Text("[Generation cancelled]"), classes="cancel-mark", markup=False))
         if msg.error:
             self.notify(msg.error, title="Generation failed", severity="error", timeout=10)
-        if isinstance(self._output_widget, RawOutput):
+        if isinstance(self._output_widget, MarkdownReply):
+            await self._output_widget.finish()  # one final full Markdown render
+        elif self._output_widget is not None:
             self._output_widget.finish()
-        if self._md_stream is not None:
-            await self._md_stream.stop()
-            self._md_stream = None
-            if isinstance(self._output_widget, Markdown):
-                await self._output_widget.update(self._output_text)  # one final full render
         if msg.error:
             if self.settings.mode == "chat" and self.messages and self.messages[-1]["role"] == "user" \
                     and not self._output_text:

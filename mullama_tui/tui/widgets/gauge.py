@@ -20,6 +20,7 @@ from ...engine.types import Stats
 
 WINDOW = 1.0  # seconds over which "current tok/s" is measured
 BAR_WIDTH = 24
+FLAT = [0.0, 0.0]  # a flat baseline (Textual's Sparkline draws a single value as full bars)
 
 
 class _Line(Widget):
@@ -79,7 +80,7 @@ class Gauge(Widget):
     def compose(self) -> ComposeResult:
         with Horizontal():
             yield _Line("idle", id="rate")
-            yield Sparkline([0.0], id="spark")
+            yield Sparkline(FLAT, id="spark")
             yield _Line("", id="progress")
         yield _Line("", id="details")
 
@@ -130,7 +131,8 @@ class Gauge(Widget):
         if self.finish:
             label += f" · {self.finish}"
         self.query_one("#rate", _Line).show(Text(label))
-        self.query_one(Sparkline).data = self.rates[-120:] or [0.0]
+        if len(self.rates) % 2 == 0 or not self.running:  # half the numbers' rate: it costs 4 _Lines
+            self.query_one(Sparkline).data = self.rates[-120:] if len(self.rates) > 1 else FLAT
         theme = self.app.current_theme
         self.query_one("#progress", _Line).show(progress_text(
             self.tokens, self.max_tokens, theme.primary, theme.success or theme.primary,
