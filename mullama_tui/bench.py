@@ -371,6 +371,7 @@ def bench_ui(path: Path, *, n_tokens: int = 1000, long_tokens: int = 4000, esc_t
         def __init__(self) -> None:
             super().__init__(ignore_eos=True)
             self.stamps: list[tuple[float, int]] = []
+            self.cpu_stamps: list[tuple[float, int]] = []  # (UI-thread CPU seconds, tokens)
             self.finished = asyncio.Event()
             self.tokens_seen = asyncio.Event()
             self.t_cancel = 0.0
@@ -378,6 +379,7 @@ def bench_ui(path: Path, *, n_tokens: int = 1000, long_tokens: int = 4000, esc_t
 
         async def on_token_batch(self, msg: TokenBatch) -> None:
             self.stamps.append((time.perf_counter(), msg.n_tokens))
+            self.cpu_stamps.append((time.thread_time(), msg.n_tokens))
             await super().on_token_batch(msg)
             if sum(n for _, n in self.stamps) > 10:
                 self.tokens_seen.set()
@@ -398,7 +400,7 @@ def bench_ui(path: Path, *, n_tokens: int = 1000, long_tokens: int = 4000, esc_t
     async def start(app: TimedApp, pilot: Any) -> float:
         while app.engine is None:
             await asyncio.sleep(0.05)
-        app.stamps, app.t_done = [], 0.0
+        app.stamps, app.cpu_stamps, app.t_done = [], [], 0.0
         app.finished.clear()
         app.tokens_seen.clear()
         app.query_one(PromptInput).load_text(UI_PROMPT)
@@ -406,7 +408,7 @@ def bench_ui(path: Path, *, n_tokens: int = 1000, long_tokens: int = 4000, esc_t
         await pilot.press("enter")
         return t0
 
-    async def tui_run(max_tokens: int) -> tuple[float, list[tuple[float, int]]]:
+    async def tui_run(max_tokens: int) -> tuple[float, list[tuple[float, int]], list[tuple[float, int]]]:
         s = Settings.load()
         s.max_tokens = max_tokens
         s.save()
@@ -414,7 +416,8 @@ def bench_ui(path: Path, *, n_tokens: int = 1000, long_tokens: int = 4000, esc_t
         async with app.run_test(size=(120, 40)) as pilot:
             t0 = await start(app, pilot)
             await asyncio.wait_for(app.finished.wait(), 900)
-            return app.last_stats.generated_tokens / (app.t_done - t0), app.stamps  # type: ignore[union-attr]
+            tps = app.last_stats.generated_tokens / (app.t_done - t0)  # type: ignore[union-attr]
+            return tps, app.stamps, app.cpu_stamps
 
     async def esc_latencies() -> list[float]:
         s = Settings.load()
@@ -442,10 +445,28 @@ def bench_ui(path: Path, *, n_tokens: int = 1000, long_tokens: int = 4000, esc_t
     progress(f"headless engine, {long_tokens} tokens")
     _, head_stamps = _headless(path, long_tokens, n_ctx, mode)
     progress(f"TUI, {long_tokens} tokens")
-    _, tui_stamps = asyncio.run(tui_run(long_tokens))
+    _, tui_stamps, tui_cpu = asyncio.run(tui_run(long_tokens))
     progress(f"Esc latency, {esc_trials} trials")
     lat = sorted(asyncio.run(esc_latencies()))
     p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
+
+    def ui_cost(lo: int, hi: int) -> float:
+        """UI-thread CPU milliseconds per screen update (token batch) between token `lo`
+        and token `hi`. Per update, not per token: updates come at a fixed rate, so when
+        decoding slows (attention over a longer context) each carries fewer tokens."""
+        total, first, last = 0, None, None
+        for i, (_, n) in enumerate(tui_cpu):
+            total += n
+            if first is None and total >= lo:
+                first = i
+            if total >= hi:
+                last = i
+                break
+        if first is None or last is None or last <= first:
+            return 0.0
+        return round((tui_cpu[last][0] - tui_cpu[first][0]) * 1000 / (last - first), 3)
+
+    cost_first, cost_last = ui_cost(1, 500), ui_cost(long_tokens - 500, long_tokens)
 
     def growth(stamps: list[tuple[float, int]]) -> dict[str, float]:
         first = _rate_between(stamps, 1, 500)
@@ -459,6 +480,8 @@ def bench_ui(path: Path, *, n_tokens: int = 1000, long_tokens: int = 4000, esc_t
             "ratio_e2e": round(tui_tps / head_tps, 3), "target_e2e": 0.95,
             "long_tokens": long_tokens, "tui_growth": growth(tui_stamps),
             "headless_growth": growth(head_stamps), "target_growth": 0.9,
+            "ui_cpu_ms_per_update": {"first_500": cost_first, "last_500": cost_last,
+                                    "ratio": round(cost_last / cost_first, 3) if cost_first else 0.0},
             "esc_ms": {"median": round(statistics.median(lat) * 1000, 1),
                        "p95": round(p95 * 1000, 1), "max": round(lat[-1] * 1000, 1),
                        "trials": len(lat)}, "target_esc_p95_ms": 50}
@@ -479,6 +502,9 @@ def format_ui_report(r: dict[str, Any]) -> str:
         f"{ok(tg['ratio'] >= r['target_growth'])}); headless engine for scale: "
         f"{hg['last_500_tps']} / {hg['first_500_tps']} = {hg['ratio']}x (attention over a longer context); "
         f"the UI's own share: TUI ratio / engine ratio = {tg['ratio'] / hg['ratio'] if hg['ratio'] else 0:.3f}",
+        f"UI-thread CPU per screen update: over the first 500 tokens {r['ui_cpu_ms_per_update']['first_500']} ms, "
+        f"over the last 500 {r['ui_cpu_ms_per_update']['last_500']} ms -> {r['ui_cpu_ms_per_update']['ratio']}x "
+        f"(near 1: the UI's cost does not grow with the length of the output)",
         f"Esc to stopped over {esc['trials']} trials: median {esc['median']} ms, p95 {esc['p95']} ms, "
         f"max {esc['max']} ms (target p95 <= {r['target_esc_p95_ms']} ms: "
         f"{ok(esc['p95'] <= r['target_esc_p95_ms'])})",

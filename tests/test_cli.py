@@ -95,6 +95,19 @@ def test_bench_batched_reports_both_pane_counts_and_one_prompt_pass():
     assert all(row["ratio"] > 0 for row in rows)
 
 
+def test_bench_ui_measures_the_real_tui_end_to_end(home, model_path):
+    """`bench --ui` at a small size: every figure comes from real runs of the app."""
+    from mullama_tui.bench import bench_ui, format_ui_report
+
+    r = bench_ui(model_path, n_tokens=60, long_tokens=600, esc_trials=2, reps=1, mode="raw")
+    assert r["headless_tps"] > 0 and r["tui_tps"] > 0 and r["ratio_e2e"] > 0
+    assert r["tui_growth"]["first_500_tps"] > 0 and r["tui_growth"]["last_500_tps"] > 0
+    cost = r["ui_cpu_ms_per_update"]
+    assert cost["first_500"] > 0 and cost["last_500"] > 0
+    assert r["esc_ms"]["trials"] == 2 and r["esc_ms"]["p95"] > 0
+    assert "UI-thread CPU per screen update" in format_ui_report(r)
+
+
 @pytest.mark.parametrize("argv, backend", [
     ([], "local"),  # the README's first command: plain `mullama-tui`
     (["tui"], "local"),
