@@ -80,7 +80,8 @@ def engine_run(engine: LocalEngine, prompt: str, n_tokens: int, params: SamplerP
 
 
 def _llama_cpp_python(path: str, n_ctx: int, n_threads: int) -> Callable[[str, int, dict[str, Any]], Run]:
-    """llama-cpp-python's high-level `Llama.create_completion(stream=True)`: the baseline."""
+    """llama-cpp-python's high-level `Llama.create_completion(stream=True)`: the baseline.
+    `n_threads=0` keeps llama-cpp-python's own default (half the cores)."""
     import llama_cpp.llama_cpp as low_level
     from llama_cpp import Llama
 
@@ -89,7 +90,8 @@ def _llama_cpp_python(path: str, n_ctx: int, n_threads: int) -> Callable[[str, i
     # the same weight placement as our engine (no AMX buffers where they crash: see
     # `engine.llama.amx_kernels_allowed`); `Llama.__init__` reads these defaults here
     low_level.llama_model_default_params = model_params
-    llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
+    threads = {"n_threads": n_threads, "n_threads_batch": n_threads} if n_threads else {}
+    llm = Llama(model_path=path, n_ctx=n_ctx, verbose=False, **threads)
 
     def run(prompt: str, n_tokens: int, p: dict[str, Any]) -> Run:
         llm.reset()  # no prompt-prefix reuse between repetitions
@@ -208,14 +210,19 @@ def bench_engine_vs_llama_cpp_python(path: Path, *, n_tokens: int = 256, reps: i
     engine = LocalEngine(path, n_ctx=n_ctx, n_parallel=1, n_threads=threads)
     baseline = ChildRunner("llama-cpp-python", path, n_ctx, threads)
     ceiling = ChildRunner("bare-loop", path, n_ctx, threads)
+    # out of the box, llama-cpp-python decodes on half the cores (its default n_threads)
+    default_threads = max((os.cpu_count() or 2) // 2, 1)
+    stock = ChildRunner("llama-cpp-python", path, n_ctx, 0)
     ours = Series("mullama-tui engine")
     theirs = Series("llama-cpp-python create_completion(stream=True)")
     bare = Series("plain ctypes decode loop (no engine), for scale")
+    as_shipped = Series(f"llama-cpp-python, its default threads ({default_threads})")
     try:
         # one untimed warm-up each (first decode allocates compute buffers)
         engine_run(engine, BENCH_PROMPT, 8, params)
         baseline.run(BENCH_PROMPT, 8, params)
         ceiling.run(BENCH_PROMPT, 8, params)
+        stock.run(BENCH_PROMPT, 8, params)
         for i in range(reps):
             progress(f"rep {i + 1}/{reps}: engine")
             ours.runs.append(engine_run(engine, BENCH_PROMPT, n_tokens, params))
@@ -223,17 +230,22 @@ def bench_engine_vs_llama_cpp_python(path: Path, *, n_tokens: int = 256, reps: i
             theirs.runs.append(baseline.run(BENCH_PROMPT, n_tokens, params))
             progress(f"rep {i + 1}/{reps}: bare loop")
             bare.runs.append(ceiling.run(BENCH_PROMPT, n_tokens, params))
+            progress(f"rep {i + 1}/{reps}: llama-cpp-python, default threads")
+            as_shipped.runs.append(stock.run(BENCH_PROMPT, n_tokens, params))
     finally:
         engine.close()
         baseline.close()
         ceiling.close()
-    a, b, c = ours.summary(), theirs.summary(), bare.summary()
+        stock.close()
+    a, b, c, d = ours.summary(), theirs.summary(), bare.summary(), as_shipped.summary()
     return {"benchmark": "engine", "model": str(path), "threads": threads, "n_tokens": n_tokens,
-            "seed": seed, "series": [a, b, c],
+            "seed": seed, "series": [a, b, c, d],
             "ratio_tg": round(a["tg_tps"]["median"] / b["tg_tps"]["median"], 2),
             "ratio_pp": round(a["pp_tps"]["median"] / b["pp_tps"]["median"], 2),
             "ceiling_ratio_tg": round(c["tg_tps"]["median"] / b["tg_tps"]["median"], 2),
             "engine_of_ceiling": round(a["tg_tps"]["median"] / c["tg_tps"]["median"], 2),
+            "ratio_tg_default_threads": round(a["tg_tps"]["median"] / d["tg_tps"]["median"], 2),
+            "default_threads": default_threads,
             "target_tg": 1.4}
 
 
@@ -249,6 +261,8 @@ def format_engine_report(r: dict[str, Any]) -> str:
                  f"(target >= {r['target_tg']}x: {ok});  prompt ratio: {r['ratio_pp']}x")
     lines.append(f"for scale: plain loop / llama-cpp-python {r['ceiling_ratio_tg']}x; "
                  f"engine / plain loop {r['engine_of_ceiling']}x")
+    lines.append(f"out of the box (each with its default threads: ours {r['threads']}, llama-cpp-python "
+                 f"{r['default_threads']}): engine / llama-cpp-python {r['ratio_tg_default_threads']}x")
     return "\n".join(lines)
 
 

@@ -82,6 +82,7 @@ def test_bench_runs_all_three_contenders_side_by_side():
     report = json.loads(r.stdout)
     names = [s["name"] for s in report["series"]]
     assert names[0] == "mullama-tui engine" and "llama-cpp-python" in names[1] and "plain" in names[2]
+    assert "default threads" in names[3] and report["ratio_tg_default_threads"] > 0
     assert all(s["tg_tps"]["median"] > 0 and s["tokens"][0] >= 11 for s in report["series"])
     assert report["ratio_tg"] > 0 and report["engine_of_ceiling"] > 0
 
