@@ -49,3 +49,33 @@ async def test_markdown_reply_streams_blocks_and_ends_with_one_full_render():
         assert reply._tail is None and md.source == "".join(pieces) == reply.text
         shown = "\n".join(str(b.render()) for b in md.query("MarkdownBlock"))
         assert "Title" in shown and "**" not in shown  # rendered, not shown as source
+
+
+async def test_gauge_rate_is_measured_between_batch_arrivals(monkeypatch):
+    """Steady batches of 20 tokens every 0.2 s read as 100 tok/s from the second batch on,
+    without the start spike (the first batch was decoded before it arrived) or the ±20%
+    jumps of counting whole batches in a fixed window. A pure widget test: time is stepped
+    by hand, no model."""
+    from mullama_tui.tui.widgets import gauge as g
+
+    class GaugeHost(App[None]):
+        def compose(self) -> ComposeResult:
+            yield g.Gauge()
+
+    clock = [100.0]
+    monkeypatch.setattr(g.time, "perf_counter", lambda: clock[0])
+    app = GaugeHost()
+    async with app.run_test():
+        gauge = app.query_one(g.Gauge)
+        gauge.start(1000, 4096)
+        readings = []
+        for _ in range(15):
+            clock[0] += 0.2
+            gauge.add_tokens(20)
+            gauge.tick()
+            readings.append(round(gauge.rate, 6))
+        assert readings[0] == 0.0  # one batch: no rate yet, rather than a spike
+        assert all(r == 100.0 for r in readings[1:]), readings
+        clock[0] += 2.0  # nothing arrives for longer than the window: stalled
+        gauge.tick()
+        assert gauge.rate == 0.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from itertools import islice
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -106,14 +107,24 @@ class Gauge(Widget):
         return time.perf_counter() - self._last_tick >= interval * 0.9
 
     def tick(self) -> None:
-        """Called a few times a second while generating: recompute the current rate."""
+        """Called a few times a second while generating: recompute the current rate.
+
+        Tokens arrive in batches, so the rate is measured between batch arrivals: the
+        tokens that arrived after the oldest arrival of the last WINDOW seconds, over the
+        time from that arrival to the newest. Counting whole arrivals inside a fixed window
+        instead made the figure jump by a batch's worth (±20%), and counting the first
+        batch, decoded before it arrived, overstated the start."""
         now = time.perf_counter()
         self._last_tick = now
-        while self._arrivals and self._arrivals[0][0] < now - WINDOW:
-            self._arrivals.popleft()
+        arrivals = self._arrivals
+        while len(arrivals) > 2 and arrivals[0][0] < now - WINDOW:
+            arrivals.popleft()
         if self.t_first is not None:
-            span = min(WINDOW, now - self.t_first)
-            self.rate = sum(n for _, n in self._arrivals) / span if span > 0.05 else 0.0
+            if now - arrivals[-1][0] > WINDOW:
+                self.rate = 0.0  # nothing for a while: stalled (or paused by backpressure)
+            elif len(arrivals) >= 2 and arrivals[-1][0] - arrivals[0][0] > 0.05:
+                delivered = sum(n for _, n in islice(arrivals, 1, None))
+                self.rate = delivered / (arrivals[-1][0] - arrivals[0][0])
             self.rates.append(self.rate)
         self.refresh_view()
 
@@ -132,7 +143,9 @@ class Gauge(Widget):
             label += f" · {self.finish}"
         self.query_one("#rate", _Line).show(Text(label))
         if len(self.rates) % 2 == 0 or not self.running:  # half the numbers' rate: it costs 4 _Lines
-            self.query_one(Sparkline).data = self.rates[-120:] if len(self.rates) > 1 else FLAT
+            # from zero: Textual scales a sparkline from its minimum, which made noise of a
+            # few percent fill the whole height
+            self.query_one(Sparkline).data = [0.0, *self.rates[-119:]] if self.rates else FLAT
         theme = self.app.current_theme
         self.query_one("#progress", _Line).show(progress_text(
             self.tokens, self.max_tokens, theme.primary, theme.success or theme.primary,
