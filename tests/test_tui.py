@@ -79,6 +79,24 @@ async def test_pane_follows_new_text_until_the_reader_scrolls_up(home, mode):
         await until(pilot, lambda: app.state == "cancelled", 10, "the cancelled state")
 
 
+async def test_new_conversation_mid_stream_drops_the_old_reply_cleanly(home):
+    configure(max_tokens=600)
+    app = MullamaApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, app, LONG)
+        await until(pilot, lambda: len(app._output_text) > 100, 60, "text to stream in")
+        await pilot.press("ctrl+n")
+        await app.workers.wait_for_complete()
+        await until(pilot, lambda: app.current is None, 10, "the generation to end")
+        await pilot.pause(0.2)
+        assert app.is_running and not app.query_one("#output").children  # no late text, no mark
+        assert app.messages == []  # the old reply is not part of the new conversation
+        await send(pilot, app, "Hello")
+        await until(pilot, lambda: app.current is None and len(app.messages) == 2, 60, "a fresh turn")
+        assert app.messages[0] == {"role": "user", "content": "Hello"}
+        assert app.last_stats.prompt_tokens < 40  # the old turn is not in the prompt
+
+
 async def test_changed_parameters_reach_the_engine_and_persist(home):
     app = MullamaApp()
     async with app.run_test(size=(100, 40)) as pilot:

@@ -443,7 +443,8 @@ class MullamaApp(App[None]):
             self._retiring.pop().close()
         self.query_one(Gauge).done(stats, reason)
         self.state = reason if reason in ("cancelled", "error") else "ready"
-        if reason == "cancelled" and self._output_widget is not None:
+        in_conversation = self._output_widget is not None  # not after Ctrl+N mid-stream
+        if reason == "cancelled" and in_conversation:
             self._output_widget.add_class("cancelled")
             await self.query_one("#output", VerticalScroll).mount(
                 Static(Text("[Generation cancelled]"), classes="cancel-mark", markup=False))
@@ -453,7 +454,9 @@ class MullamaApp(App[None]):
             await self._output_widget.finish()  # one final full Markdown render
         elif self._output_widget is not None:
             self._output_widget.finish()
-        if msg.error:
+        if not in_conversation:
+            pass
+        elif msg.error:
             if self.settings.mode == "chat" and self.messages and self.messages[-1]["role"] == "user" \
                     and not self._output_text:
                 self.messages.pop()  # nothing to answer; keep the conversation consistent
@@ -539,6 +542,9 @@ class MullamaApp(App[None]):
         if self.current is not None:
             self.current.cancel()
         self.messages = []
+        # a reply still streaming belongs to the old conversation: its last batches, its
+        # end mark and its final render go nowhere, and it is not added to the new one
+        self._output_widget = None
         await self.query_one("#output", VerticalScroll).remove_children()
         if self.engine is not None:
             self.engine.clear_cache()

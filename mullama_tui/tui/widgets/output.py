@@ -173,13 +173,10 @@ class MarkdownReply(_Reply):
         super().__init__(**kwargs)
         self._text = text
         self._committed = len(text)  # text[:_committed] is in the Markdown widget
+        self.markdown = Markdown(text)
 
     def compose(self):  # type: ignore[no-untyped-def]
-        yield Markdown(self._text)
-
-    @property
-    def markdown(self) -> Markdown:
-        return self.query_one(Markdown)
+        yield self.markdown
 
     @property
     def text(self) -> str:
