@@ -79,3 +79,14 @@ async def test_gauge_rate_is_measured_between_batch_arrivals(monkeypatch):
         clock[0] += 2.0  # nothing arrives for longer than the window: stalled
         gauge.tick()
         assert gauge.rate == 0.0
+
+
+def test_the_markdown_tail_shows_markup_like_text_literally():
+    from rich.console import Console
+
+    from mullama_tui.tui.widgets.output import _Tail
+
+    console = Console(width=60, record=True)
+    console.print(_Tail("[red]x[/red] [bold and *emphasis*", markdown=True).render())
+    shown = console.export_text()
+    assert "[red]x[/red] [bold and emphasis" in shown
