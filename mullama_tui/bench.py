@@ -79,9 +79,13 @@ def engine_run(engine: LocalEngine, prompt: str, n_tokens: int, params: SamplerP
     return _time_stream(len(gen.prompt_tokens), (e for e in gen if not e.done))
 
 
-def _llama_cpp_python(path: str, n_ctx: int, n_threads: int) -> Callable[[str, int, dict[str, Any]], Run]:
+RunFn = Callable[[str, int, dict[str, Any]], Run]
+
+
+def _llama_cpp_python(path: str, n_ctx: int, n_threads: int) -> tuple[RunFn, int]:
     """llama-cpp-python's high-level `Llama.create_completion(stream=True)`: the baseline.
-    `n_threads=0` keeps llama-cpp-python's own default (half the cores)."""
+    `n_threads=0` keeps llama-cpp-python's own default; the threads it decodes on are
+    returned with the run function."""
     import llama_cpp.llama_cpp as low_level
     from llama_cpp import Llama
 
@@ -102,10 +106,10 @@ def _llama_cpp_python(path: str, n_ctx: int, n_threads: int) -> Callable[[str, i
             seed=p["seed"], stream=True)
         return _time_stream(n_prompt, stream)
 
-    return run
+    return run, llm.n_threads
 
 
-def _bare_loop(path: str, n_ctx: int, n_threads: int) -> Callable[[str, int, dict[str, Any]], Run]:
+def _bare_loop(path: str, n_ctx: int, n_threads: int) -> tuple[RunFn, int]:
     """For scale: a plain decode loop with the same C sampler chain and no scheduler,
     threads or events, i.e. about what any engine on llama.cpp can reach here."""
     from .engine import llama
@@ -138,7 +142,7 @@ def _bare_loop(path: str, n_ctx: int, n_threads: int) -> Callable[[str, int, dic
             batch.free()
             llama.free_context(ctx)
 
-    return run
+    return run, n_threads
 
 
 RUNNERS = {"llama-cpp-python": _llama_cpp_python, "bare-loop": _bare_loop}
@@ -148,8 +152,8 @@ def _child_worker(conn: Any, kind: str, path: str, n_ctx: int, n_threads: int) -
     import logging
 
     logging.disable(logging.CRITICAL)
-    run = RUNNERS[kind](path, n_ctx, n_threads)
-    conn.send("ready")
+    run, threads = RUNNERS[kind](path, n_ctx, n_threads)
+    conn.send(("ready", threads))
     while True:
         msg = conn.recv()
         if msg is None:
@@ -177,9 +181,11 @@ class ChildRunner:
         self._proc = ctx.Process(target=_child_worker, args=(child, kind, str(path), n_ctx, n_threads),
                                  daemon=True)
         self._proc.start()
-        if not self._conn.poll(120) or self._conn.recv() != "ready":
+        hello = self._conn.recv() if self._conn.poll(120) else None
+        if not (isinstance(hello, tuple) and hello[0] == "ready"):
             self.close()
             raise RuntimeError(f"the {kind} benchmark process did not start")
+        self.threads: int = hello[1]  # the threads it really decodes on
 
     def run(self, prompt: str, n_tokens: int, params: SamplerParams) -> Run:
         try:
@@ -210,13 +216,11 @@ def bench_engine_vs_llama_cpp_python(path: Path, *, n_tokens: int = 256, reps: i
     engine = LocalEngine(path, n_ctx=n_ctx, n_parallel=1, n_threads=threads)
     baseline = ChildRunner("llama-cpp-python", path, n_ctx, threads)
     ceiling = ChildRunner("bare-loop", path, n_ctx, threads)
-    # out of the box, llama-cpp-python decodes on half the cores (its default n_threads)
-    default_threads = max((os.cpu_count() or 2) // 2, 1)
-    stock = ChildRunner("llama-cpp-python", path, n_ctx, 0)
+    stock = ChildRunner("llama-cpp-python", path, n_ctx, 0)  # its own default threads
     ours = Series("mullama-tui engine")
     theirs = Series("llama-cpp-python create_completion(stream=True)")
     bare = Series("plain ctypes decode loop (no engine), for scale")
-    as_shipped = Series(f"llama-cpp-python, its default threads ({default_threads})")
+    as_shipped = Series(f"llama-cpp-python, its default threads ({stock.threads})")
     try:
         # one untimed warm-up each (first decode allocates compute buffers)
         engine_run(engine, BENCH_PROMPT, 8, params)
@@ -245,7 +249,7 @@ def bench_engine_vs_llama_cpp_python(path: Path, *, n_tokens: int = 256, reps: i
             "ceiling_ratio_tg": round(c["tg_tps"]["median"] / b["tg_tps"]["median"], 2),
             "engine_of_ceiling": round(a["tg_tps"]["median"] / c["tg_tps"]["median"], 2),
             "ratio_tg_default_threads": round(a["tg_tps"]["median"] / d["tg_tps"]["median"], 2),
-            "default_threads": default_threads,
+            "default_threads": stock.threads,
             "target_tg": 1.4}
 
 
@@ -330,19 +334,28 @@ def format_batched_report(r: dict[str, Any]) -> str:
 UI_PROMPT = "Write a very long story about a lighthouse keeper and the sea, with many chapters."
 
 
+def _arrivals_of(stamps: list[tuple[float, int]], lo: int, hi: int) -> tuple[int, int, int, int] | None:
+    """In `stamps` of (clock, tokens in this batch): the indices of the batches that
+    brought token `lo` and token `hi`, with the cumulative counts there; None if the
+    stamps do not reach `hi` or both tokens came in one batch."""
+    total, first = 0, None
+    for i, (_, n) in enumerate(stamps):
+        total += n
+        if first is None and total >= lo:
+            first, n_lo = i, total
+        if total >= hi:
+            return (first, i, n_lo, total) if first is not None and i > first else None
+    return None
+
+
 def _rate_between(stamps: list[tuple[float, int]], lo: int, hi: int) -> float:
     """tok/s between the arrival of token `lo` and token `hi` (cumulative counts)."""
-    total, t_lo, t_hi = 0, None, None
-    for t, n in stamps:
-        total += n
-        if t_lo is None and total >= lo:
-            t_lo, n_lo = t, total
-        if total >= hi:
-            t_hi, n_hi = t, total
-            break
-    if t_lo is None or t_hi is None or t_hi <= t_lo:
+    span = _arrivals_of(stamps, lo, hi)
+    if span is None:
         return 0.0
-    return (n_hi - n_lo) / (t_hi - t_lo)
+    i, j, n_lo, n_hi = span
+    dt = stamps[j][0] - stamps[i][0]
+    return (n_hi - n_lo) / dt if dt > 0 else 0.0
 
 
 def _headless(path: Path, n_tokens: int, n_ctx: int, mode: str) -> tuple[float, list[tuple[float, int]]]:
@@ -468,17 +481,11 @@ def bench_ui(path: Path, *, n_tokens: int = 1000, long_tokens: int = 4000, esc_t
         """UI-thread CPU milliseconds per screen update (token batch) between token `lo`
         and token `hi`. Per update, not per token: updates come at a fixed rate, so when
         decoding slows (attention over a longer context) each carries fewer tokens."""
-        total, first, last = 0, None, None
-        for i, (_, n) in enumerate(tui_cpu):
-            total += n
-            if first is None and total >= lo:
-                first = i
-            if total >= hi:
-                last = i
-                break
-        if first is None or last is None or last <= first:
+        span = _arrivals_of(tui_cpu, lo, hi)
+        if span is None:
             return 0.0
-        return round((tui_cpu[last][0] - tui_cpu[first][0]) * 1000 / (last - first), 3)
+        i, j, _, _ = span
+        return round((tui_cpu[j][0] - tui_cpu[i][0]) * 1000 / (j - i), 3)
 
     cost_first, cost_last = ui_cost(1, 500), ui_cost(long_tokens - 500, long_tokens)
 

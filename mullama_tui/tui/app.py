@@ -454,13 +454,11 @@ class MullamaApp(App[None]):
             await self._output_widget.finish()  # one final full Markdown render
         elif self._output_widget is not None:
             self._output_widget.finish()
-        if not in_conversation:
-            pass
-        elif msg.error:
+        if in_conversation and msg.error:
             if self.settings.mode == "chat" and self.messages and self.messages[-1]["role"] == "user" \
                     and not self._output_text:
                 self.messages.pop()  # nothing to answer; keep the conversation consistent
-        elif self.settings.mode == "chat":
+        elif in_conversation and self.settings.mode == "chat":
             self.messages.append({"role": "assistant", "content": self._output_text})
         self._save_run(stats, reason)
 
