@@ -149,7 +149,10 @@ def run(
     stats: bool = typer.Option(True, "--stats/--no-stats", help="Print stats to stderr at the end."),
     as_json: bool = typer.Option(False, "--json", help="One JSON event per line (NDJSON)."),
     temps: Optional[str] = typer.Option(None, "--temps",
-                                        help="Compare temperatures in one batch, e.g. 0.1,0.7,1.2."),
+                                        help="Compare temperatures in one batch, e.g. 0.1,0.7,1.2. Each pane "
+                                             "is a faithful sample at its temperature; it equals the single "
+                                             "run with the same seed only where the hardware decodes batches "
+                                             "bit-identically (`show --system` tells)."),
     pull: bool = PULL,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,

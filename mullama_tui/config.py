@@ -70,6 +70,7 @@ class Settings:
     seed: int = 0
     stop: list[str] = field(default_factory=list)
     keymap: dict[str, str] = field(default_factory=dict)
+    cursor_blink: bool = True  # false: a steady text cursor (also what the snapshot tests use)
     backend: str = "local"  # or "openai": an OpenAI-compatible server at base_url
     base_url: str = ""
     api_key: str = ""

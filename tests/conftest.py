@@ -32,6 +32,16 @@ def engine(model_path: Path):
     e.close()
 
 
+@pytest.fixture(scope="session")
+def batch_drift(engine) -> float:
+    """How far a sequence decoded in a batch drifts from the same sequence decoded alone on
+    this machine (0.0: bit-identical). Tests compare batched text with single runs exactly
+    only where this is 0; elsewhere they check what holds on any hardware."""
+    from mullama_tui.engine.llama import batch_invariance
+
+    return batch_invariance(engine.model, engine.scheduler.n_threads)
+
+
 @pytest.fixture()
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh, empty MULLAMA_TUI_HOME for one test."""

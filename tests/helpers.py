@@ -40,6 +40,55 @@ async def send(pilot, app, text: str) -> None:
     await pilot.press("enter")
 
 
+def require_batch_invariance(drift: float) -> None:
+    """Skip an exact batched-equals-single comparison where this machine cannot give it."""
+    if drift:
+        import pytest
+
+        pytest.skip(f"this machine's kernels are not batch-invariant (logits drift by up to {drift:.2g} "
+                    f"between a batch of 3 and a single sequence), so a batched sampled run may "
+                    f"differ from a single run; the hardware-independent checks still ran")
+
+
+def greedy_gaps(model, prompt_tokens: list[int], tokens: list[int]) -> list[float]:
+    """Teacher forcing on one sequence alone: for each generated token, the gap between
+    the best logit and the logit of the token that was generated. A greedy sequence that
+    was really decoded from its own prompt scores about 0 everywhere (up to the machine's
+    batch drift, thousandths); tokens that came from another sequence score far more."""
+    import numpy as np
+
+    from mullama_tui.engine import llama
+
+    seq = prompt_tokens + tokens
+    ctx = llama.create_context(model, len(seq) + 8, 1, len(seq), 2)
+    batch = llama.Batch(len(seq), 1)
+    try:
+        first = len(prompt_tokens) - 1
+        for i, t in enumerate(seq):
+            batch.add(t, i, 0, i >= first)
+        assert llama.decode(ctx, batch) == 0
+        gaps = []
+        for k, tok in enumerate(tokens):
+            row = llama.logits_row(ctx, first + k, model.n_vocab)
+            gaps.append(float(np.max(row) - row[tok]))
+        return gaps
+    finally:
+        batch.free()
+        llama.free_context(ctx)
+
+
+def greedy_gap(model, prompt_tokens: list[int], tokens: list[int]) -> float:
+    return max(greedy_gaps(model, prompt_tokens, tokens))
+
+
+def opening_gap(model, prompt_tokens: list[int], text: str, n: int = 8) -> float:
+    """`greedy_gap` over the first `n` tokens of a greedy text whose token ids are not at
+    hand (an HTTP stream), tokenized again. The opening tokens are what tells prompts
+    apart: further on, the text itself predicts its own continuation whatever the prompt."""
+    toks = model.tokenize(text, add_special=False, parse_special=False)[:n]
+    return greedy_gap(model, prompt_tokens, toks)
+
+
 def configure(**values) -> None:
     s = Settings(**{"seed": 5, **values})
     s.save()

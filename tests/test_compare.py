@@ -10,7 +10,7 @@ from mullama_tui.engine.types import FinishReason, Request, SamplerParams
 from mullama_tui.history import History
 from mullama_tui.tui.app import MullamaApp
 from mullama_tui.tui.screens.compare import CompareScreen, ComparePane
-from helpers import configure, run_cli, until
+from helpers import configure, require_batch_invariance, run_cli, until
 
 PROMPT = "Tell me a story about a robot who learns to paint."
 
@@ -37,13 +37,25 @@ def test_cancelling_one_pane_leaves_the_others_running_to_completion(engine):
     assert [gens[i].stats.generated_tokens for i in (0, 2)] == [80, 80]
 
 
-def test_compare_console_pane_equals_run_with_same_temperature_and_seed():
+def compare_panes() -> list[dict]:
     r = run_cli("compare", "--no-tui", "--json", "--seed", "9", "--temps", "0.1,1.0,1.5", "-n", "30",
                 "--raw", "The old lighthouse keeper")
     assert r.returncode == 0, r.stderr
-    panes = [json.loads(line) for line in r.stdout.splitlines()]
-    assert [p["temperature"] for p in panes] == [0.1, 1.0, 1.5]
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+def test_compare_console_panes_are_complete_and_distinct():
+    panes = compare_panes()
+    assert [p["temperature"] for p in panes] == [0.1, 1.0, 1.5] and {p["seed"] for p in panes} == {9}
     assert len({p["text"] for p in panes}) == 3
+    for p in panes:
+        assert p["done"] and p["finish_reason"] in ("length", "eos") and p["text"]
+        assert 0 < p["stats"]["generated_tokens"] <= 30
+
+
+def test_compare_console_pane_equals_run_with_same_temperature_and_seed(batch_drift):
+    require_batch_invariance(batch_drift)
+    panes = compare_panes()
     for p in panes[1:]:
         single = run_cli("run", "--json", "--seed", "9", "--temperature", str(p["temperature"]),
                          "-n", "30", "--raw", "The old lighthouse keeper")

@@ -16,7 +16,7 @@ from mullama_tui.engine.generation import drain_together
 from mullama_tui.engine.remote import RemoteEngine, SSEParser
 from mullama_tui.engine.types import FinishReason, Request, SamplerParams
 from mullama_tui.server.app import create_app
-from helpers import Server, configure, run_cli, send, until, wait_idle
+from helpers import Server, configure, require_batch_invariance, run_cli, send, until, wait_idle
 
 PROMPT = "The old lighthouse keeper"
 
@@ -61,28 +61,40 @@ def test_run_through_the_remote_backend_matches_a_local_run(remote_server):
     assert final["stats"]["ttft"] > 0 and final["stats"]["gen_tps"] > 0
 
 
-def test_compare_panes_send_concurrent_requests_and_match_local(remote_server, engine):
+def remote_panes(server: Server, temps: tuple[float, ...]) -> tuple[list, list[str], list[int]]:
+    eng = remote(server)
+    try:
+        gens = [eng.submit(raw(t)) for t in temps]
+        out = [""] * len(temps)
+        active = []
+
+        def collect(i, evs):
+            out[i] += "".join(e.text for e in evs)
+            active.append(remote_server_active(server))
+
+        drain_together(gens, interval=0.02, on_events=collect)
+        return gens, out, active
+    finally:
+        eng.close()
+
+
+def test_compare_panes_send_concurrent_requests(remote_server):
+    gens, out, active = remote_panes(remote_server, (0.1, 0.9, 1.4))
+    assert [g.finish_reason for g in gens] == [FinishReason.LENGTH] * 3
+    assert [g.stats.generated_tokens for g in gens] == [24] * 3
+    assert max(active) >= 2  # the server had several at once (and batched them)
+    assert all(out) and len(set(out)) == 3
+
+
+def test_remote_panes_match_local_single_runs(remote_server, engine, batch_drift):
+    require_batch_invariance(batch_drift)
     temps = (0.1, 0.9, 1.4)
     singles = []
     for t in temps:
         engine.clear_cache()
         singles.append(engine.submit(raw(t)).text())
-    eng = remote(remote_server)
-    try:
-        gens = [eng.submit(raw(t)) for t in temps]
-        out = [""] * 3
-        active = []
-
-        def collect(i, evs):
-            out[i] += "".join(e.text for e in evs)
-            active.append(remote_server_active(remote_server))
-
-        drain_together(gens, interval=0.02, on_events=collect)
-        assert [g.finish_reason for g in gens] == [FinishReason.LENGTH] * 3
-        assert max(active) >= 2  # the server had several at once (and batched them)
-        assert out == singles and len(set(out)) == 3
-    finally:
-        eng.close()
+    _, out, _ = remote_panes(remote_server, temps)
+    assert out == singles
 
 
 def remote_server_active(server: Server) -> int:

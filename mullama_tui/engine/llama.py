@@ -427,6 +427,67 @@ class SamplerChain:
             self.ptr = None
 
 
+def logits_row(ctx: Any, idx: int, n_vocab: int) -> Any:
+    """A numpy view (no copy) of the logits at batch index `idx` after the last decode."""
+    import numpy as np
+
+    return np.ctypeslib.as_array(C.llama_get_logits_ith(ctx, idx), shape=(n_vocab,))
+
+
+def batch_invariance(model: LlamaModel, n_threads: int, steps: int = 8, kv_unified: bool = False) -> float:
+    """How far a sequence decoded in a batch drifts from the same sequence decoded alone:
+    the largest absolute difference of its logits over `steps` greedy steps, in the two
+    shapes the scheduler makes: three sequences generating together (compare panes), and
+    one generating beside other sequences' prompt chunks of 1 to 64 tokens (a server
+    client arriving while another streams).
+
+    0.0 means this machine's kernels give bit-identical results whatever the batch, so a
+    compare pane or a concurrent server client reproduces `run` with the same seed
+    exactly. Not every machine does: on some CPUs and on GPUs, kernels for several rows
+    round differently from the one-row path, and a sampled token can flip where two
+    candidates are nearly tied. The tests and `show --system` ask. `kv_unified=True`
+    measures the layout the engine avoids (see `create_context`)."""
+    import numpy as np
+
+    prompt = model.prompt_tokens("Once upon a time, in a small village by the sea, there lived", chat=False)
+    other = model.prompt_tokens("The history of the printing press begins in the fifteenth century", chat=False)
+
+    def run(n_seq: int, beside: int) -> list[Any]:
+        """Sequence 0's logits per step, with `n_seq - 1` copies of it generating in the
+        same batch, or `beside` prompt tokens of another sequence in each step's batch."""
+        n_seq = max(n_seq, 2 if beside else 1)
+        ctx = create_context(model, 512 * n_seq, n_seq, 256, n_threads, kv_unified=kv_unified)
+        batch = Batch(256, n_seq)
+        try:
+            copies = 1 if beside else n_seq
+            for s in range(copies):
+                for i, t in enumerate(prompt):
+                    batch.add(t, i, s, i == len(prompt) - 1)
+            rows, idx, filler = [], (copies - 1) * len(prompt) + len(prompt) - 1, 0
+            for step in range(steps):
+                if decode(ctx, batch) != 0:
+                    raise ModelLoadError("the batch-invariance probe could not decode")
+                rows.append(logits_row(ctx, idx, model.n_vocab).copy())
+                token = int(np.argmax(rows[-1]))
+                batch.clear()
+                idx = batch.add(token, len(prompt) + step, 0, True)
+                for s in range(1, copies):
+                    batch.add(token, len(prompt) + step, s, True)
+                for _ in range(beside):
+                    batch.add(other[filler % len(other)], filler, 1, False)
+                    filler += 1
+            return rows
+        finally:
+            batch.free()
+            free_context(ctx)
+
+    alone = run(1, 0)
+    drift = 0.0
+    for n_seq, beside in ((3, 0), (2, 3), (2, 16), (2, 64)):
+        drift = max(drift, max(float(np.max(np.abs(a - b))) for a, b in zip(alone, run(n_seq, beside))))
+    return drift
+
+
 class AbortFlag:
     """A flag that llama.cpp polls between graph nodes, with no Python on that path.
 

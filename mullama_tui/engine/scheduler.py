@@ -101,7 +101,8 @@ class Scheduler:
         self._batch_slots: list[Slot] = []
         self._abort: llama.AbortFlag | None = None
         self._clear_cache = False
-        self.prompt_tokens_processed = 0  # lifetime counter (benchmarks and tests read it)
+        self.prompt_tokens_processed = 0  # lifetime counters (benchmarks and tests read them)
+        self.decode_calls = 0
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="mullama-scheduler", daemon=True)
@@ -204,6 +205,7 @@ class Scheduler:
         if self._closing or self._all_cancelled():  # a cancel() that raced the line above
             self._abort.set()
         rc = llama.decode(self._ctx, self._batch)
+        self.decode_calls += 1
         if rc != 0:
             self._decode_failed(rc)
             return True

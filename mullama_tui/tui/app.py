@@ -43,7 +43,7 @@ from .screens.params import ParamsScreen, sampler_params
 from .themes import load_themes
 from .widgets.gauge import Gauge
 from .widgets.output import MarkdownReply, RawOutput
-from .widgets.prompt import PromptInput
+from .widgets.prompt import PromptInput, with_blink
 
 # Seconds between TokenBatch messages: 5 screen updates a second while streaming, each
 # carrying the new text and the gauge (so the gauge refreshes at 5 Hz). Every frame
@@ -159,7 +159,7 @@ class MullamaApp(App[None]):
         yield Static("", id="status", markup=False)
         yield VerticalScroll(id="output")
         yield Gauge(id="gauge")
-        yield PromptInput(id="prompt")
+        yield with_blink(PromptInput(id="prompt"), self.settings.cursor_blink)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -493,7 +493,7 @@ class MullamaApp(App[None]):
         self.state = "cancelling"
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(getattr(self.screen, "HELP_NOTES", ())))
 
     def action_params(self) -> None:
         def done(new: Settings | None) -> None:

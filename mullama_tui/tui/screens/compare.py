@@ -22,7 +22,7 @@ from ...engine.generation import Generation, drain_together
 from ...engine.types import MullamaError, Request, Stats, TokenEvent
 from ...history import RunRecord
 from ..widgets.output import RawOutput
-from ..widgets.prompt import PromptInput
+from ..widgets.prompt import PromptInput, with_blink
 from .params import sampler_params
 
 MIN_PANE_WIDTH = 38
@@ -76,9 +76,10 @@ class ComparePane(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="knobs"):
             yield Label("temp")
-            yield Input(str(self._temperature), id=f"temp-{self.index}", classes="temp")
+            blink = self.app.settings.cursor_blink  # type: ignore[attr-defined]
+            yield with_blink(Input(str(self._temperature), id=f"temp-{self.index}", classes="temp"), blink)
             yield Label("seed")
-            yield Input(str(self._seed), id=f"seed-{self.index}", classes="seed")
+            yield with_blink(Input(str(self._seed), id=f"seed-{self.index}", classes="seed"), blink)
         with VerticalScroll():
             yield RawOutput()
         yield Static("", classes="pane-stats", markup=False)
@@ -135,6 +136,14 @@ class ComparePane(Vertical):
 
 
 class CompareScreen(Screen[None]):
+    HELP_NOTES = (
+        "Compare: F5..F10 cancel one pane, Esc cancels all (or goes back), Ctrl+A / Ctrl+D add or "
+        "remove a pane. The panes decode in one batch. Each is a faithful sample at its temperature "
+        "and seed; it is also the exact text of `mullama-tui run` with that temperature and seed only "
+        "where this machine decodes batches bit-identically to single runs "
+        "(`mullama-tui show --system` tells; on GPUs and some CPUs a pane can part ways after a "
+        "near-tie between two tokens).",
+    )
     BINDINGS = [
         Binding("escape", "cancel_all", "Cancel all / back", priority=True),
         Binding("ctrl+c", "cancel_all", "Cancel all", priority=True, show=False),
@@ -168,7 +177,7 @@ class CompareScreen(Screen[None]):
             with Grid(id="panes"):
                 for i, t in enumerate(self.temps):
                     yield ComparePane(i, t, seed)
-        yield PromptInput(id="prompt")
+        yield with_blink(PromptInput(id="prompt"), self.app.settings.cursor_blink)  # type: ignore[attr-defined]
         yield Footer()
 
     def on_mount(self) -> None:

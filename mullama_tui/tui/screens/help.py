@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -18,7 +19,13 @@ class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen VerticalScroll { width: 76; height: 80%; border: thick $primary; background: $surface; padding: 1 2; }
+    HelpScreen .help-note { margin-top: 1; color: $text-muted; }
     """
+
+    def __init__(self, notes: tuple[str, ...] = ()) -> None:
+        """`notes`: what the screen below wants its users to know, under the keys."""
+        super().__init__()
+        self.notes = notes
 
     def compose(self) -> ComposeResult:
         table = Table(title="mullama-tui keys", expand=True)
@@ -34,3 +41,5 @@ class HelpScreen(ModalScreen[None]):
         table.add_row("ctrl+p", "Command palette (every action is there too)")
         with VerticalScroll():
             yield Static(table)
+            for note in self.notes:
+                yield Static(Text(note), classes="help-note", markup=False)

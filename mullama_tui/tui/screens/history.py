@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Footer, Header, Input
 
 from ...config import data_dir
 from ...history import History, RunRecord
+from ..widgets.prompt import with_blink
 
 
 class HistoryScreen(Screen[RunRecord | None]):
@@ -29,7 +30,8 @@ class HistoryScreen(Screen[RunRecord | None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="search prompts and outputs", id="search")
+        yield with_blink(Input(placeholder="search prompts and outputs", id="search"),
+                         self.app.settings.cursor_blink)  # type: ignore[attr-defined]
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Footer()
 

@@ -12,6 +12,7 @@ from textual.widgets import Button, Input, Label, Switch
 
 from ...config import Settings
 from ...engine.types import InvalidParamsError, SamplerParams
+from ..widgets.prompt import with_blink
 
 FIELDS = [  # (settings field, label, type)
     ("temperature", "Temperature", float), ("max_tokens", "Max tokens", int),
@@ -38,24 +39,28 @@ class ParamsScreen(ModalScreen[Settings | None]):
 
     def compose(self) -> ComposeResult:
         s = self.settings
+
+        def field(value: str, **kwargs: str) -> Input:
+            return with_blink(Input(value, **kwargs), s.cursor_blink)
+
         with Vertical():
             yield Label("Generation parameters (saved to the config file)")
             with Grid():
                 for name, label, _ in FIELDS:
                     yield Label(label)
-                    yield Input(str(getattr(s, name)), id=name)
+                    yield field(str(getattr(s, name)), id=name)
                 yield Label("Stop strings (|-separated)")
-                yield Input("|".join(s.stop), id="stop")
+                yield field("|".join(s.stop), id="stop")
                 yield Label("System prompt")
-                yield Input(s.system, id="system")
+                yield field(s.system, id="system")
                 yield Label("Chat mode")
                 yield Switch(s.mode == "chat", id="chat")
                 yield Label("Backend (local/openai)")
-                yield Input(s.backend, id="backend")
+                yield field(s.backend, id="backend")
                 yield Label("Server URL (openai)")
-                yield Input(s.base_url, placeholder="http://host:8080/v1", id="base_url")
+                yield field(s.base_url, placeholder="http://host:8080/v1", id="base_url")
                 yield Label("Remote model")
-                yield Input(s.remote_model, id="remote_model")
+                yield field(s.remote_model, id="remote_model")
             yield Label("", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel")

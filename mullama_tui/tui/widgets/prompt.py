@@ -3,9 +3,20 @@ Down on the last line walk through earlier prompts."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from textual import events
 from textual.message import Message
-from textual.widgets import TextArea
+from textual.widgets import Input, TextArea
+
+W = TypeVar("W", Input, TextArea)
+
+
+def with_blink(widget: W, blink: bool) -> W:
+    """Set a text widget's cursor blink before it mounts. Turned off after mounting, a
+    blink tick already queued can still hide the cursor once (a flaky snapshot)."""
+    widget.cursor_blink = blink
+    return widget
 
 
 class PromptInput(TextArea):
