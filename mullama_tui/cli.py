@@ -55,6 +55,9 @@ TIMEOUT = typer.Option(None, "--timeout", help="Seconds to wait for a remote ser
 MODELS_DIR = typer.Option(None, "--models-dir", envvar="MULLAMA_TUI_MODELS",
                           help="Folder of pulled models (default: the user cache dir).")
 PULL = typer.Option(False, "--pull", help="Download MODEL first if it is an alias, hf: name or URL not here yet.")
+GPU_LAYERS = typer.Option(None, "--gpu-layers", "-ngl",
+                          help="Layers to offload to the GPU: -1 all, 0 none (default: all where this "
+                               "llama.cpp build can offload, else none; or gpu_layers in config.toml).")
 
 
 def _use_models_dir(models_dir: Optional[Path]) -> None:
@@ -109,6 +112,14 @@ def _split_model_prompt(args: list[str]) -> tuple[str | None, str]:
     raise _fail("expected [MODEL] PROMPT", 2)
 
 
+def _gpu_layers(value: Optional[int], settings: Settings) -> Optional[int]:
+    """--gpu-layers, else the config's, else None (all layers where the build can)."""
+    layers = value if value is not None else settings.gpu_layers
+    if layers is not None and layers < -1:
+        raise _fail(f"--gpu-layers {layers}: -1 (all), 0 (none) or a number of layers", 2)
+    return layers
+
+
 @app.callback(invoke_without_command=True)
 def main_callback(ctx: typer.Context,
                   verbose: bool = typer.Option(False, "--verbose", "-v",
@@ -116,18 +127,25 @@ def main_callback(ctx: typer.Context,
                   theme: Optional[str] = typer.Option(None, "--theme", help="Theme name (for the TUI)."),
                   backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL,
                   api_key: Optional[str] = API_KEY, remote_model: Optional[str] = REMOTE_MODEL,
-                  timeout: Optional[float] = TIMEOUT, models_dir: Optional[Path] = MODELS_DIR) -> None:
-    """With no command, open the TUI on the default model (or the given backend)."""
+                  timeout: Optional[float] = TIMEOUT, models_dir: Optional[Path] = MODELS_DIR,
+                  gpu_layers: Optional[int] = GPU_LAYERS) -> None:
+    """With no command, open the TUI on the default model (or the given backend).
+    `mullama-tui MODEL` opens it on MODEL, as `mullama-tui tui MODEL` does."""
     _setup_logging(verbose)
     _use_models_dir(models_dir)
+    # what `tui` falls back to when these came before MODEL (`mullama-tui --theme x MODEL`)
+    ctx.obj = {"theme": theme, "backend": (backend, base_url, api_key, remote_model, timeout),
+               "gpu_layers": gpu_layers}
     if ctx.invoked_subcommand is None:
-        _open_tui(None, theme, _backend(_settings(), backend, base_url, api_key, remote_model, timeout))
+        settings = _settings()
+        _open_tui(None, theme, _backend(settings, backend, base_url, api_key, remote_model, timeout),
+                  _gpu_layers(gpu_layers, settings))
 
 
-def _open_tui(model: str | None, theme: str | None, choice: "BackendChoice") -> None:
+def _open_tui(model: str | None, theme: str | None, choice: "BackendChoice", gpu_layers: Optional[int]) -> None:
     from .tui.app import MullamaApp
 
-    MullamaApp(model=model, theme_name=theme, backend=choice).run()
+    MullamaApp(model=model, theme_name=theme, backend=choice, gpu_layers=gpu_layers).run()
 
 
 @app.command()
@@ -153,7 +171,7 @@ def run(
                                              "is a faithful sample at its temperature; it equals the single "
                                              "run with the same seed only where the hardware decodes batches "
                                              "bit-identically (`show --system` tells)."),
-    pull: bool = PULL,
+    pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,
 ) -> None:
@@ -168,11 +186,13 @@ def run(
     request = Request(prompt=prompt, mode="chat" if chat else "raw", system=system,
                       params=params, max_tokens=max_tokens)
     choice = _backend(settings, backend, base_url, api_key, remote_model, timeout)
-    raise typer.Exit(_run(model_arg, request, temps, n_ctx, threads, as_json, stats, settings, choice))
+    raise typer.Exit(_run(model_arg, request, temps, n_ctx, threads, as_json, stats, settings, choice,
+                          _gpu_layers(gpu_layers, settings)))
 
 
 def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int, threads: int,
-         as_json: bool, stats: bool, settings: Settings, choice: "BackendChoice") -> int:
+         as_json: bool, stats: bool, settings: Settings, choice: "BackendChoice",
+         gpu_layers: Optional[int] = None) -> int:
     """`run` and `compare --no-tui`: one stream, or one batch of temperature panes."""
     from .console import compare_requests, parse_temps, print_compare, stream_to_stdout
     from .engine.backends import open_engine
@@ -181,7 +201,7 @@ def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int,
         request.validate()
         temp_list = parse_temps(temps) if temps else None
         engine = open_engine(choice, model_arg, settings.default_model, n_ctx=n_ctx,
-                             n_parallel=len(temp_list or [1]), n_threads=threads or None)
+                             n_parallel=len(temp_list or [1]), n_threads=threads or None, n_gpu_layers=gpu_layers)
     except MullamaError as e:
         raise _fail(str(e)) from None
     try:
@@ -194,7 +214,9 @@ def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int,
             raise _fail(str(e)) from None
         if temp_list:
             return print_compare(gens, temp_list, as_json, stats)
-        return stream_to_stdout(gen, as_json, stats)
+        placement = getattr(engine.model, "placement", None)
+        where = f"{engine.model.info.name} ({placement.summary if placement else engine.model.info.description})"
+        return stream_to_stdout(gen, as_json, stats, where=where)
     finally:
         engine.close()
 
@@ -202,57 +224,86 @@ def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int,
 @app.command()
 def bench(
     model: Optional[str] = typer.Argument(None, help="Model: a .gguf path, a pulled name or alias, hf:owner/repo, a URL (default: configured or bundled)."),
-    n_tokens: int = typer.Option(256, "--tokens", "-n", help="Tokens to generate per run."),
+    n_tokens: int = typer.Option(256, "--tokens", "-n", help="Tokens to generate per run (end-of-text cannot stop a run)."),
     reps: int = typer.Option(3, "--reps", "-r", help="Repetitions of each side."),
     seed: int = typer.Option(42, "--seed"),
     threads: int = typer.Option(0, "--threads", help="CPU threads (0 = all cores)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    ui: bool = typer.Option(False, "--ui", help="The TUI: end-to-end tok/s, cost growth, Esc latency."),
+    ui: bool = typer.Option(False, "--ui", help="The TUI against the headless engine: end-to-end tok/s, UI CPU, Esc latency."),
+    compare_screen: bool = typer.Option(False, "--compare", help="With --ui: the compare screen with 3 panes."),
     ui_mode: str = typer.Option("chat", "--ui-mode", help="chat (Markdown pane) or raw (plain text)."),
     batched: bool = typer.Option(False, "--batched", help="Compare panes: batched vs one after another."),
     server: bool = typer.Option(False, "--server", help="8 concurrent streaming clients vs one."),
-    pull: bool = PULL,
+    overhead: bool = typer.Option(False, "--overhead", help="The engine's host time per step and per sequence "
+                                                            "(1, 4, 8 sequences; also on a made-up 128k-vocabulary model)."),
+    soak: bool = typer.Option(False, "--soak", help="`serve` under a mixed crowd of clients for --seconds."),
+    seconds: float = typer.Option(60.0, "--seconds", help="With --soak: how long."),
+    pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,
 ) -> None:
     """Benchmarks, measured side by side in one run. Default: the engine vs
-    llama-cpp-python's create_completion(stream=True)."""
-    from . import bench as b
+    llama-cpp-python's create_completion(stream=True) and a plain decode loop."""
     from .models.resolve import resolve_model
 
     settings = _settings()
     choice = _backend(settings, backend, base_url, api_key, remote_model, timeout)
     if not choice.remote:
         model = _pull_if_needed(model, pull)
+    ngl = _gpu_layers(gpu_layers, settings)
     progress = (lambda s: None) if as_json else (lambda s: typer.echo(f"  {s}", err=True))
+    if ui_mode not in ("chat", "raw"):
+        raise _fail(f"--ui-mode {ui_mode!r}: chat or raw", 2)
     try:
         if choice.remote:
+            from .bench.remote import bench_remote, format_remote_report
             from .engine.backends import open_engine
 
             engine = open_engine(choice, model)
             try:
-                report = b.bench_remote(engine, n_tokens=n_tokens, reps=reps, seed=seed, progress=progress)
-            except RuntimeError as e:
-                raise _fail(str(e)) from None
+                report = bench_remote(engine, n_tokens=n_tokens, reps=reps, seed=seed, progress=progress)
             finally:
                 engine.close()
-            typer.echo(json.dumps(report, indent=2) if as_json else b.format_remote_report(report))
+            typer.echo(json.dumps(report, indent=2) if as_json else format_remote_report(report))
             return
         path = resolve_model(model, settings.default_model)
-        if ui:
-            report = b.bench_ui(path, mode=ui_mode, reps=reps, progress=progress)
-            text = b.format_ui_report(report)
+        if ui and compare_screen:
+            from .bench.ui import bench_ui_compare, format_compare_report
+
+            report = bench_ui_compare(path, mode=ui_mode, reps=reps, progress=progress)
+            text = format_compare_report(report)
+        elif ui:
+            from .bench.ui import bench_ui, format_ui_report
+
+            report = bench_ui(path, mode=ui_mode, reps=reps, progress=progress)
+            text = format_ui_report(report)
         elif server:
-            report = b.bench_server(path, progress=progress)
-            text = b.format_server_report(report)
+            from .bench.server import bench_server, format_server_report
+
+            report = bench_server(path, progress=progress)
+            text = format_server_report(report)
+        elif soak:
+            from .bench.soak import bench_soak, format_soak_report
+
+            report = bench_soak(path, seconds=seconds, seed=seed, progress=progress)
+            text = format_soak_report(report)
+        elif overhead:
+            from .bench.overhead import bench_overhead, format_overhead_report
+
+            report = bench_overhead(path, n_tokens=n_tokens, n_threads=threads, n_gpu_layers=ngl, progress=progress)
+            text = format_overhead_report(report)
         elif batched:
-            report = b.bench_batched(path, n_tokens=n_tokens, seed=seed, progress=progress)
-            text = b.format_batched_report(report)
+            from .bench.batched import bench_batched, format_batched_report
+
+            report = bench_batched(path, n_tokens=n_tokens, seed=seed, n_gpu_layers=ngl, progress=progress)
+            text = format_batched_report(report)
         else:
-            report = b.bench_engine_vs_llama_cpp_python(path, n_tokens=n_tokens, reps=reps, seed=seed,
-                                                        n_threads=threads, progress=progress)
-            text = b.format_engine_report(report)
-    except MullamaError as e:
+            from .bench.engine import bench_engine, format_engine_report
+
+            report = bench_engine(path, n_tokens=n_tokens, reps=reps, seed=seed, n_threads=threads,
+                                  n_gpu_layers=ngl, progress=progress)
+            text = format_engine_report(report)
+    except (MullamaError, RuntimeError) as e:
         raise _fail(str(e)) from None
     typer.echo(json.dumps(report, indent=2) if as_json else text)
 
@@ -268,7 +319,7 @@ def compare(
     no_tui: bool = typer.Option(False, "--no-tui", help="Print the panes to the console instead."),
     as_json: bool = typer.Option(False, "--json", help="With --no-tui: one JSON object per pane."),
     stats: bool = typer.Option(True, "--stats/--no-stats"),
-    pull: bool = PULL,
+    pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,
 ) -> None:
@@ -294,10 +345,11 @@ def compare(
         request = Request(prompt=prompt, mode="chat" if chat else "raw", max_tokens=max_tokens,
                           params=SamplerParams(seed=seed))
         raise typer.Exit(_run(model_arg, request, temps, settings.n_ctx, settings.threads, as_json,
-                              stats, settings, choice))
+                              stats, settings, choice, _gpu_layers(gpu_layers, settings)))
     from .tui.app import MullamaApp
 
-    MullamaApp(model=model_arg, compare=(temp_list, prompt), backend=choice).run()
+    MullamaApp(model=model_arg, compare=(temp_list, prompt), backend=choice,
+               gpu_layers=_gpu_layers(gpu_layers, settings)).run()
 
 
 @app.command()
@@ -312,7 +364,7 @@ def serve(
     cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allowed origin (repeatable)."),
     n_ctx: int = typer.Option(4096, "--ctx", help="Context size per sequence."),
     threads: int = typer.Option(0, "--threads"),
-    pull: bool = PULL,
+    pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS,
 ) -> None:
     """Serve SSE (/stream), WebSocket (/ws) and OpenAI-compatible (/v1) streaming."""
     try:
@@ -325,15 +377,17 @@ def serve(
     from .models.resolve import resolve_model
 
     model = _pull_if_needed(model, pull)
+    settings = _settings()
     try:
-        path = resolve_model(model, _settings().default_model)
+        path = resolve_model(model, settings.default_model)
         engine = LocalEngine(path, n_ctx=n_ctx, n_parallel=max_concurrency, max_queue=queue,
-                             n_threads=threads or None)
+                             n_threads=threads or None, n_gpu_layers=_gpu_layers(gpu_layers, settings))
     except MullamaError as e:
         raise _fail(str(e)) from None
     name = engine.model.info.name
     api = create_app(engine, name, api_key=api_key, cors_origins=list(cors_origin or []))
-    typer.echo(f"mullama-tui serving {name} ({path}) on http://{host}:{port}  (Ctrl+C stops)", err=True)
+    typer.echo(f"mullama-tui serving {name} ({path}, {engine.model.placement.summary}) on "
+               f"http://{host}:{port}  (Ctrl+C stops)", err=True)
     try:
         uvicorn.run(api, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
     finally:
@@ -342,15 +396,21 @@ def serve(
 
 
 @app.command()
-def tui(model: Optional[str] = typer.Argument(None, help="Model: a .gguf path, a pulled name or alias, hf:owner/repo, a URL (default: configured or bundled)."),
+def tui(ctx: typer.Context,
+        model: Optional[str] = typer.Argument(None, help="Model: a .gguf path, a pulled name or alias, hf:owner/repo, a URL (default: configured or bundled)."),
         theme: Optional[str] = typer.Option(None, "--theme", help="Theme name."),
-        pull: bool = PULL,
+        pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS,
         backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL,
         api_key: Optional[str] = API_KEY, remote_model: Optional[str] = REMOTE_MODEL,
         timeout: Optional[float] = TIMEOUT) -> None:
-    """Open the terminal UI."""
-    choice = _backend(_settings(), backend, base_url, api_key, remote_model, timeout)
-    _open_tui(model if choice.remote else _pull_if_needed(model, pull), theme, choice)
+    """Open the terminal UI (also: `mullama-tui MODEL`)."""
+    early = ctx.obj or {}  # options given before MODEL in `mullama-tui [OPTIONS] MODEL`
+    given = (backend, base_url, api_key, remote_model, timeout)
+    merged = [a if a is not None else b for a, b in zip(given, early.get("backend", (None,) * 5))]
+    settings = _settings()
+    choice = _backend(settings, *merged)
+    layers = _gpu_layers(gpu_layers if gpu_layers is not None else early.get("gpu_layers"), settings)
+    _open_tui(model if choice.remote else _pull_if_needed(model, pull), theme or early.get("theme"), choice, layers)
 
 
 @app.command()
@@ -442,9 +502,15 @@ app.command("ls", help="Same as `models`.")(models_cmd)
 def show(name: Optional[str] = typer.Argument(None, help="A pulled name, alias, path or `bundled` "
                                                           "(default: the default model)."),
          as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+         system: bool = typer.Option(False, "--system", help="This machine instead: the llama.cpp build "
+                                                             "(CPU features, GPU support), its devices, and "
+                                                             "whether batched decoding is bit-identical here."),
          models_dir: Optional[Path] = MODELS_DIR) -> None:
     """Architecture, parameters, context length, quantization, chat template and path of a model."""
     _use_models_dir(models_dir)
+    if system:
+        _show_system(name, as_json)
+        return
     from .models.catalog import find_local
     from .models.report import show_lines
 
@@ -459,6 +525,30 @@ def show(name: Optional[str] = typer.Argument(None, help="A pulled name, alias, 
         typer.echo(f"{key:>15}  {value}")
     if model.error:
         raise typer.Exit(1)
+
+
+def _show_system(model_arg: Optional[str], as_json: bool) -> None:
+    """`show --system`: which llama.cpp build is installed and what it can use; with a
+    model at hand, also whether this machine decodes batches bit-identically."""
+    from .engine import llama
+    from .models.resolve import resolve_model
+
+    rows = llama.system_report()
+    try:
+        path = resolve_model(model_arg, _settings().default_model)
+        model = llama.LlamaModel(path, n_gpu_layers=0)
+        drift = llama.batch_invariance(model, os.cpu_count() or 1)
+        model.close()
+        rows.append(("batched decoding", "bit-identical to single runs (compare panes equal `run`)" if not drift
+                     else f"drifts by up to {drift:.2g} in the logits from single runs (compare panes and "
+                          f"concurrent clients can part ways from `run` after a near-tie)"))
+    except MullamaError as e:
+        rows.append(("batched decoding", f"not measured: {e}"))
+    if as_json:
+        typer.echo(json.dumps(dict(rows), indent=2))
+        return
+    for key, value in rows:
+        typer.echo(f"{key:>22}  {value}")
 
 
 @app.command()
@@ -502,7 +592,30 @@ def rm(names: List[str] = typer.Argument(..., metavar="NAME...", help="Pulled mo
         typer.echo(json.dumps(removed, indent=2))
 
 
+# The top-level options that take a value (to find MODEL in `mullama-tui [OPTIONS] MODEL`).
+_VALUE_OPTIONS = {"--theme", "--backend", "--base-url", "--api-key", "--remote-model", "--timeout",
+                  "--models-dir", "--gpu-layers", "-ngl"}
+
+
+def _model_as_command(argv: list[str]) -> list[str]:
+    """`mullama-tui MODEL ...` is `mullama-tui tui MODEL ...`, as `ollama run NAME`: the
+    first argument that is not an option nor a command is a model. A name that is both
+    a command and a file is the command."""
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback}  # type: ignore[union-attr]
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return argv
+        if arg.startswith("-"):
+            i += 2 if arg in _VALUE_OPTIONS else 1
+            continue
+        return argv if arg in commands else argv[:i] + ["tui"] + argv[i:]
+    return argv
+
+
 def main() -> None:
+    sys.argv[1:] = _model_as_command(sys.argv[1:])
     try:
         app()
     except MullamaError as e:  # last line of defence: never a traceback for our own errors

@@ -16,6 +16,8 @@ from typing import Any
 
 import platformdirs
 
+from .engine.types import Request, SamplerParams
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -62,6 +64,7 @@ class Settings:
     max_tokens: int = 512
     n_ctx: int = 4096
     threads: int = 0
+    gpu_layers: int | None = None  # layers to offload to a GPU: -1 all, 0 none; unset: all where the build can
     temperature: float = 0.8
     top_k: int = 40
     top_p: float = 0.95
@@ -77,6 +80,24 @@ class Settings:
     remote_model: str = ""
     timeout: float = 60.0  # seconds to wait for a remote server's first byte
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def sampler(self) -> SamplerParams:
+        """The sampler settings as the engine takes them."""
+        return SamplerParams(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                             min_p=self.min_p, penalty_repeat=self.repeat_penalty, seed=self.seed,
+                             stop=list(self.stop))
+
+    def request(self, *, prompt: str | None = None, messages: list[dict[str, str]] | None = None,
+                params: SamplerParams | None = None, ignore_eos: bool = False) -> Request:
+        """What the TUI sends for one prompt (raw mode) or transcript (chat mode), with
+        these settings; `params` overrides the sampler (a compare pane's temperature)."""
+        params = params or self.sampler()
+        if self.mode == "chat":
+            return Request(prompt=prompt if messages is None else None, messages=messages, mode="chat",
+                           system=self.system or None, params=params, max_tokens=self.max_tokens,
+                           ignore_eos=ignore_eos)
+        return Request(prompt=prompt, mode="raw", params=params, max_tokens=self.max_tokens,
+                       ignore_eos=ignore_eos)
 
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:

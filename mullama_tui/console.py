@@ -58,18 +58,21 @@ class _SigintCancels:
         signal.signal(signal.SIGINT, self._old)
 
 
-def _print_stats(final: TokenEvent, err: TextIO) -> None:
+def _print_stats(final: TokenEvent, err: TextIO, where: str | None = None) -> None:
     if final.stats is None:
         return
     print("--- Stats ---", file=err)
+    if where:
+        print(f"model:           {where}", file=err)
     for line in final.stats.summary_lines():
         print(line, file=err)
 
 
 def stream_to_stdout(gen: Generation, as_json: bool, show_stats: bool,
-                     out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+                     out: TextIO = sys.stdout, err: TextIO = sys.stderr, where: str | None = None) -> int:
     """Print pieces as they come (flushed per piece). The first Ctrl+C cancels; what was
-    produced and its stats are still printed. Returns the exit code."""
+    produced and its stats (after `where` the model runs) are still printed. Returns the
+    exit code."""
     final = None
     try:
         with _SigintCancels([gen]):
@@ -92,7 +95,7 @@ def stream_to_stdout(gen: Generation, as_json: bool, show_stats: bool,
     if cancelled and not as_json:
         print("[Generation cancelled]", file=err)
     if show_stats and not as_json:
-        _print_stats(final, err)
+        _print_stats(final, err, where)
     if final.stats is not None and final.stats.error:
         print(f"error: {final.stats.error}", file=err)
         return 1

@@ -60,21 +60,16 @@ def greedy_gaps(model, prompt_tokens: list[int], tokens: list[int]) -> list[floa
     from mullama_tui.engine import llama
 
     seq = prompt_tokens + tokens
-    ctx = llama.create_context(model, len(seq) + 8, 1, len(seq), 2)
-    batch = llama.Batch(len(seq), 1)
-    try:
+    with llama.LlamaContext(model, max(16, len(seq) + 8), 1, len(seq), 2) as ctx:
         first = len(prompt_tokens) - 1
         for i, t in enumerate(seq):
-            batch.add(t, i, 0, i >= first)
-        assert llama.decode(ctx, batch) == 0
+            ctx.batch.add(t, i, 0, i >= first)
+        assert ctx.decode() == 0
         gaps = []
         for k, tok in enumerate(tokens):
-            row = llama.logits_row(ctx, first + k, model.n_vocab)
+            row = ctx.logits(first + k)
             gaps.append(float(np.max(row) - row[tok]))
         return gaps
-    finally:
-        batch.free()
-        llama.free_context(ctx)
 
 
 def greedy_gap(model, prompt_tokens: list[int], tokens: list[int]) -> float:

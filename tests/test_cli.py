@@ -76,39 +76,6 @@ def test_not_a_gguf_file(tmp_path):
     assert r.returncode == 1 and "not a GGUF file" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_bench_runs_all_three_contenders_side_by_side():
-    r = run_cli("bench", "--reps", "1", "-n", "12", "--json", timeout=300)
-    assert r.returncode == 0, r.stderr
-    report = json.loads(r.stdout)
-    names = [s["name"] for s in report["series"]]
-    assert names[0] == "mullama-tui engine" and "llama-cpp-python" in names[1] and "plain" in names[2]
-    assert "default threads" in names[3] and report["ratio_tg_default_threads"] > 0
-    assert all(s["tg_tps"]["median"] > 0 and s["tokens"][0] >= 11 for s in report["series"])
-    assert report["ratio_tg"] > 0 and report["engine_of_ceiling"] > 0
-
-
-def test_bench_batched_reports_both_pane_counts_and_one_prompt_pass():
-    r = run_cli("bench", "--batched", "-n", "8", "--json", timeout=300)
-    assert r.returncode == 0, r.stderr
-    rows = json.loads(r.stdout)["rows"]
-    assert [row["panes"] for row in rows] == [3, 4]
-    assert all(row["prompt_tokens_processed"] == row["prompt_tokens"] for row in rows)
-    assert all(row["ratio"] > 0 for row in rows)
-
-
-def test_bench_ui_measures_the_real_tui_end_to_end(home, model_path):
-    """`bench --ui` at a small size: every figure comes from real runs of the app."""
-    from mullama_tui.bench import bench_ui, format_ui_report
-
-    r = bench_ui(model_path, n_tokens=60, long_tokens=600, esc_trials=2, reps=1, mode="raw")
-    assert r["headless_tps"] > 0 and r["tui_tps"] > 0 and r["ratio_e2e"] > 0
-    assert r["tui_growth"]["first_500_tps"] > 0 and r["tui_growth"]["last_500_tps"] > 0
-    cost = r["ui_cpu_ms_per_update"]
-    assert cost["first_500"] > 0 and cost["last_500"] > 0
-    assert r["esc_ms"]["trials"] == 2 and r["esc_ms"]["p95"] > 0
-    assert "UI-thread CPU per screen update" in format_ui_report(r)
-
-
 @pytest.mark.parametrize("argv, backend", [
     ([], "local"),  # the README's first command: plain `mullama-tui`
     (["tui"], "local"),
@@ -129,3 +96,53 @@ def test_tui_entry_points_build_the_app_with_a_real_backend_choice(home, monkeyp
     choice = built[0]._backend
     assert isinstance(choice, BackendChoice) and choice.backend == backend
     assert all(isinstance(v, (str, float)) for v in vars(choice).values())
+
+
+def test_mullama_tui_model_opens_the_tui_on_that_model(home, model_path, tmp_path):
+    """`mullama-tui MODEL` as a user types it, in a real pseudo-terminal: the TUI opens on
+    that model (its name in the header), and Ctrl+Q quits with exit code 0."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import time
+
+    copy = tmp_path / "my-model.gguf"
+    os.link(model_path, copy)
+    master, slave = pty.openpty()
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS="100", LINES="30")
+    proc = subprocess.Popen([*CLI, str(copy)], stdin=slave, stdout=slave, stderr=slave, env=env,
+                            start_new_session=True)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"Smollm2" not in seen and b"my-model.gguf" not in seen:
+            assert time.monotonic() < deadline and proc.poll() is None, seen[-2000:]
+            if select.select([master], [], [], 0.5)[0]:
+                seen += os.read(master, 65536)
+        os.write(master, b"\x11")  # Ctrl+Q
+        deadline = time.monotonic() + 20
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, "the TUI did not quit"
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    os.read(master, 65536)
+                except OSError:
+                    break
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+
+
+def test_a_command_name_is_the_command_even_if_a_file_has_that_name(tmp_path, monkeypatch):
+    from mullama_tui.cli import _model_as_command
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").write_bytes(b"GGUF")
+    assert _model_as_command(["run", "hi"]) == ["run", "hi"]
+    assert _model_as_command(["llama3.2:1b"]) == ["tui", "llama3.2:1b"]
+    assert _model_as_command(["--theme", "x", "m.gguf"]) == ["--theme", "x", "tui", "m.gguf"]
+    assert _model_as_command(["-v", "--help"]) == ["-v", "--help"]

@@ -384,3 +384,75 @@ def test_flash_attention_only_where_layers_go_to_a_gpu(engine, model_path):
             assert sum(1 for ev in gen if not ev.done) == 4 and gen.stats.generated_tokens == 4
     finally:
         model.close()
+
+
+# -- bounds the C code can trust ----------------------------------------------------------
+
+def test_a_full_batch_refuses_another_token(model_path):
+    from mullama_tui.engine.llama import Batch
+
+    batch = Batch(2, 1)
+    try:
+        batch.add(1, 0, 0, False)
+        batch.add(2, 1, 0, True)
+        with pytest.raises(OverflowError, match="full"):
+            batch.add(3, 2, 0, True)
+        assert batch.n == 2
+    finally:
+        batch.free()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n_batch": 2, "n_parallel": 4}, "n_batch=2 is smaller than n_parallel=4"),
+    ({"n_batch": 0}, "n_batch=0"),
+    ({"n_ctx": 8}, "n_ctx=8"),
+    ({"n_parallel": 0}, "n_parallel=0"),
+    ({"n_threads": 0}, "n_threads=0"),
+    ({"capacity": 0}, "capacity=0"),
+])
+def test_engine_parameters_are_checked_before_any_c_call(engine, kwargs, match):
+    with pytest.raises(InvalidParamsError, match=match):
+        LocalEngine(engine.model, **kwargs)
+
+
+def test_compat_context_with_a_zero_batch_is_a_typed_error(engine):
+    from mullama_tui import Context, Model
+
+    with pytest.raises(InvalidParamsError, match="n_batch=0"):
+        Context(Model(engine.model), n_batch=0)
+
+
+def test_slot_states_follow_a_request_through_the_scheduler(model_path):
+    from mullama_tui.engine.scheduler import SlotState
+
+    with LocalEngine(model_path, n_ctx=512, n_parallel=2, capacity=2) as eng:
+        assert [s.state for s in eng.scheduler._slots] == [SlotState.IDLE] * 2
+        gen = eng.submit(raw(max_tokens=50, ignore_eos=True))
+        wait_until(lambda: len(gen._events) == 2, what="the channel to fill")  # paused by backpressure
+        assert [s.state for s in eng.scheduler._slots].count(SlotState.GENERATING) == 1
+        assert eng.scheduler.active == 1
+        gen.cancel()
+        assert gen.wait(5)
+        wait_until(lambda: eng.scheduler.active == 0, what="the slot to be freed")
+        assert [s.state for s in eng.scheduler._slots] == [SlotState.IDLE] * 2
+
+
+def test_backend_sampling_gives_the_host_samplers_tokens(model_path):
+    """Sampling inside llama.cpp's graph (what the engine does where the output layer runs
+    on a GPU) is forced here on the CPU: the same seeds give the same tokens as the host's
+    C sampler chains, for compare panes sharing a prompt and for a penalised greedy run."""
+    def tokens(sampling: str) -> list[list[int]]:
+        with LocalEngine(model_path, n_ctx=512, n_parallel=4, sampling=sampling) as eng:
+            assert eng.scheduler.sampling_mode == sampling
+            gens = [eng.submit(raw(max_tokens=30, temperature=t, seed=11, ignore_eos=True)) for t in (0.3, 0.9, 1.4)]
+            gens.append(eng.submit(raw("The three primary colours are", max_tokens=30, temperature=0.0,
+                                       penalty_repeat=1.3, ignore_eos=True)))
+            return [[e.token_id for e in evs[:-1]] for evs in read_together(gens)]
+
+    host, backend = tokens("host"), tokens("backend")
+    assert all(len(t) == 30 for t in backend)
+    assert backend == host and len({tuple(t) for t in host}) == 4
+
+
+def test_the_engine_samples_on_the_host_on_a_cpu_build(engine):
+    assert engine.model.placement.summary == "CPU" and engine.scheduler.sampling_mode == "host"

@@ -132,8 +132,8 @@ def test_tui_through_the_remote_backend(home, remote_server):
         async with app.run_test() as pilot:
             await until(pilot, lambda: app.state == "ready", 20, "the remote backend")
             await send(pilot, app, PROMPT)
-            await until(pilot, lambda: app.last_stats is not None, 60, "the reply")
-            return app._output_text
+            await until(pilot, lambda: app.chat.last_stats is not None, 60, "the reply")
+            return app.chat.reply_text
 
     import asyncio
     text = asyncio.run(go())
@@ -299,8 +299,8 @@ def test_backend_can_be_switched_from_the_tui(home, remote_server):
             await pilot.press("ctrl+s")
             await until(pilot, lambda: isinstance(app.engine, Remote) and app.state == "ready", 20, "the switch")
             await send(pilot, app, "Hi")
-            await until(pilot, lambda: app.last_stats is not None, 30, "a remote reply")
-            assert app._output_text
+            await until(pilot, lambda: app.chat.last_stats is not None, 30, "a remote reply")
+            assert app.chat.reply_text
 
     import asyncio
     asyncio.run(go())

@@ -27,18 +27,18 @@ async def test_prompt_streams_and_cancel_key_stops_it(home, key):
         await until(pilot, lambda: gauge.tokens > 15, what="tokens to stream in")
         assert app.state == "generating"
         await until(pilot, lambda: gauge.rate > 0, what="a live tok/s")
-        assert len(app._output_text) > 20
+        assert len(app.chat.reply_text) > 20
         await pilot.press(key)
         await app.workers.wait_for_complete()
         await until(pilot, lambda: app.state == "cancelled", 5, "the cancelled state")
-        text = app._output_text
+        text = app.chat.reply_text
         await pilot.pause(0.3)
-        assert app._output_text == text  # the text stopped growing
-        assert gauge.finish == "cancelled" and app.last_stats.generated_tokens < 1000
+        assert app.chat.reply_text == text  # the text stopped growing
+        assert gauge.finish == "cancelled" and app.chat.last_stats.generated_tokens < 1000
         assert app.query(".cancel-mark")
-        assert app.current is None
+        assert app.chat.current is None
         # the partial answer stays in the pane and in the conversation
-        assert app.messages[-1] == {"role": "assistant", "content": text}
+        assert app.chat.messages[-1] == {"role": "assistant", "content": text}
 
 
 async def test_chat_reply_renders_markdown_and_follow_up_reuses_the_cache(home):
@@ -46,13 +46,13 @@ async def test_chat_reply_renders_markdown_and_follow_up_reuses_the_cache(home):
     app = MullamaApp()
     async with app.run_test(size=(100, 30)) as pilot:
         await send(pilot, app, "What is the capital of France?")
-        await until(pilot, lambda: app.state == "ready" and app.last_stats is not None, what="reply")
-        assert app.query(Markdown) and app._output_text
-        first = app.last_stats
+        await until(pilot, lambda: app.state == "ready" and app.chat.last_stats is not None, what="reply")
+        assert app.query(Markdown) and app.chat.reply_text
+        first = app.chat.last_stats
         await send(pilot, app, "And of Germany?")
-        await until(pilot, lambda: app.last_stats is not first and app.state == "ready", what="follow-up")
-        assert app.last_stats.cached_tokens >= first.prompt_tokens
-        assert [m["role"] for m in app.messages] == ["user", "assistant", "user", "assistant"]
+        await until(pilot, lambda: app.chat.last_stats is not first and app.state == "ready", what="follow-up")
+        assert app.chat.last_stats.cached_tokens >= first.prompt_tokens
+        assert [m["role"] for m in app.chat.messages] == ["user", "assistant", "user", "assistant"]
 
 
 @pytest.mark.parametrize("mode", ["chat", "raw"])
@@ -84,17 +84,18 @@ async def test_new_conversation_mid_stream_drops_the_old_reply_cleanly(home):
     app = MullamaApp()
     async with app.run_test(size=(100, 30)) as pilot:
         await send(pilot, app, LONG)
-        await until(pilot, lambda: len(app._output_text) > 100, 60, "text to stream in")
+        await until(pilot, lambda: len(app.chat.reply_text) > 100, 60, "text to stream in")
         await pilot.press("ctrl+n")
         await app.workers.wait_for_complete()
-        await until(pilot, lambda: app.current is None, 10, "the generation to end")
+        await until(pilot, lambda: app.chat.current is None, 10, "the generation to end")
         await pilot.pause(0.2)
-        assert app.is_running and not app.query_one("#output").children  # no late text, no mark
-        assert app.messages == []  # the old reply is not part of the new conversation
+        out = app.query_one("#output")
+        assert app.is_running and [w.id for w in out.children] == ["empty-hint"]  # no late text, no mark
+        assert app.chat.messages == []  # the old reply is not part of the new conversation
         await send(pilot, app, "Hello")
-        await until(pilot, lambda: app.current is None and len(app.messages) == 2, 60, "a fresh turn")
-        assert app.messages[0] == {"role": "user", "content": "Hello"}
-        assert app.last_stats.prompt_tokens < 40  # the old turn is not in the prompt
+        await until(pilot, lambda: app.chat.current is None and len(app.chat.messages) == 2, 60, "a fresh turn")
+        assert app.chat.messages[0] == {"role": "user", "content": "Hello"}
+        assert app.chat.last_stats.prompt_tokens < 40  # the old turn is not in the prompt
 
 
 async def test_changed_parameters_reach_the_engine_and_persist(home):
@@ -108,9 +109,9 @@ async def test_changed_parameters_reach_the_engine_and_persist(home):
         await pilot.press("ctrl+s")
         await until(pilot, lambda: app.screen is not screen, 5, "the modal to close")
         await send(pilot, app, LONG)
-        await until(pilot, lambda: app.last_stats is not None, what="the run")
-        assert app._run_request.params.temperature == 0.0
-        assert app.last_stats.generated_tokens <= 7
+        await until(pilot, lambda: app.chat.last_stats is not None, what="the run")
+        assert app.chat._run_request.params.temperature == 0.0
+        assert app.chat.last_stats.generated_tokens <= 7
     saved = Settings.load()
     assert saved.max_tokens == 7 and saved.temperature == 0.0
 
@@ -132,8 +133,8 @@ async def test_history_survives_a_restart_and_reopens(home):
     app = MullamaApp()
     async with app.run_test(size=(100, 30)) as pilot:
         await send(pilot, app, "Name a colour.")
-        await until(pilot, lambda: app.last_stats is not None and app.state == "ready", what="run")
-        output = app._output_text
+        await until(pilot, lambda: app.chat.last_stats is not None and app.state == "ready", what="run")
+        output = app.chat.reply_text
     runs = History().list()
     assert len(runs) == 1 and runs[0].output == output
     app2 = MullamaApp()
@@ -141,8 +142,8 @@ async def test_history_survives_a_restart_and_reopens(home):
         await pilot.press("f3")
         await until(pilot, lambda: app2.screen.__class__.__name__ == "HistoryScreen", 5, "history")
         await pilot.press("enter")
-        await until(pilot, lambda: len(app2.messages) == 2, 5, "the reopened conversation")
-        assert app2.messages[-1]["content"] == output
+        await until(pilot, lambda: len(app2.chat.messages) == 2, 5, "the reopened conversation")
+        assert app2.chat.messages[-1]["content"] == output
 
 
 async def test_theme_choice_persists(home):
@@ -189,7 +190,7 @@ async def test_missing_model_shows_an_error_instead_of_crashing(home):
         assert any("not found" in n.message for n in app._notifications)
         await send(pilot, app, "hello")
         await pilot.pause(0.1)
-        assert app.current is None and app.is_running
+        assert app.chat.current is None and app.is_running
 
 
 async def test_prompt_history_recall_and_newline_key(home):
@@ -215,9 +216,9 @@ async def test_raw_mode_streams_plain_text_in_bounded_chunks(home):
     app = MullamaApp()
     async with app.run_test(size=(100, 30)) as pilot:
         await send(pilot, app, "Chapter one. The lighthouse keeper woke before dawn, and")
-        await until(pilot, lambda: app.last_stats is not None, 60, "the run")
+        await until(pilot, lambda: app.chat.last_stats is not None, 60, "the run")
         raw = app.query_one(RawOutput)
-        assert raw.text == app._output_text and len(raw.text) > 100
+        assert raw.text == app.chat.reply_text and len(raw.text) > 100
         assert not app.query(Markdown)
 
 
@@ -231,3 +232,107 @@ async def test_keymap_from_config_rebinds_keys(home):
         await pilot.press("f1")  # the old key no longer opens it
         await pilot.pause(0.1)
         assert app.screen.__class__.__name__ != "HelpScreen"
+
+
+# -- failures a real model cannot produce on demand ------------------------------------------
+
+class ScriptedEngine:
+    """Stands in for the engine in the tests below, and only there: they need a worker that
+    crashes with an unexpected exception, or a generation that ends in an engine error,
+    which the real bundled model does not produce on demand. `Generation` is the engine's
+    real, pure-Python handle; the test feeds its events by hand."""
+
+    n_ctx = 2048
+
+    def __init__(self, submit) -> None:
+        from types import SimpleNamespace
+
+        from mullama_tui.engine.llama import ModelInfo
+
+        self._submit = submit
+        self.model = SimpleNamespace(info=ModelInfo("scripted", "scripted", "no model", 0, 0, 0, 0, 0, True))
+
+    def submit(self, request):
+        return self._submit(request)
+
+    def clear_cache(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def fed_generation(request, events):
+    from mullama_tui.engine.generation import Generation
+
+    gen = Generation(request, [1, 2, 3], 7, lambda: None)
+    for ev in events:
+        gen.push(ev)
+    return gen
+
+
+async def test_a_crashing_worker_never_wedges_the_chat_screen(home):
+    from mullama_tui.engine.types import FinishReason, Stats, TokenEvent
+
+    calls = []
+
+    def submit(request):
+        calls.append(request)
+        if len(calls) == 1:
+            raise RuntimeError("boom in the engine")
+        stats = Stats(finish_reason=FinishReason.LENGTH, generated_tokens=1)
+        return fed_generation(request, [TokenEvent("Hello", 5, 0), TokenEvent("", -1, 1, FinishReason.LENGTH, stats)])
+
+    app = MullamaApp(engine=ScriptedEngine(submit))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.state == "ready", 5, "the scripted engine")
+        await send(pilot, app, "first")
+        await until(pilot, lambda: app.state == "error", 5, "the error state")
+        assert app.chat.current is None
+        assert any("boom in the engine" in n.message for n in app._notifications)
+        assert app.chat.messages == []  # the failed turn is not left half in the conversation
+        await send(pilot, app, "second")  # the screen takes prompts again
+        await until(pilot, lambda: app.state == "ready" and app.chat.reply_text == "Hello", 5, "the second run")
+        assert len(calls) == 2 and app.chat.messages[-1] == {"role": "assistant", "content": "Hello"}
+
+
+async def test_an_engine_error_mid_reply_keeps_the_text_and_says_why(home):
+    from mullama_tui.engine.types import FinishReason, Stats, TokenEvent
+
+    stats = Stats(finish_reason=FinishReason.ERROR, generated_tokens=2, error="llama_decode failed (-3)")
+
+    def submit(request):
+        return fed_generation(request, [TokenEvent("Partial ", 5, 0), TokenEvent("text", 6, 1),
+                                        TokenEvent("", -1, 2, FinishReason.ERROR, stats)])
+
+    app = MullamaApp(engine=ScriptedEngine(submit))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.state == "ready", 5, "the scripted engine")
+        await send(pilot, app, "go")
+        await until(pilot, lambda: app.state == "error", 5, "the error state")
+        assert app.chat.reply_text == "Partial text" and app.chat.last_stats is stats
+        assert any("llama_decode failed" in n.message for n in app._notifications)
+        assert app.query_one(Gauge).finish == "error"
+    runs = History().list()
+    assert runs[0].finish_reason == "error" and runs[0].output == "Partial text"
+
+
+async def test_a_crashing_compare_worker_ends_every_pane_and_esc_leaves(home):
+    from mullama_tui.tui.screens.compare import CompareScreen, ComparePane
+
+    def submit(request):
+        raise RuntimeError("compare boom")
+
+    app = MullamaApp(engine=ScriptedEngine(submit))
+    async with app.run_test(size=(130, 40)) as pilot:
+        await until(pilot, lambda: app.state == "ready", 5, "the scripted engine")
+        await pilot.press("f4")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the compare screen")
+        screen = app.screen
+        await screen.run_prompt("anything")
+        await until(pilot, lambda: not screen.running, 5, "the comparison to end")
+        panes = list(screen.query(ComparePane))
+        assert all(p.done and p.state == "error" for p in panes)
+        assert any("compare boom" in n.message for n in app._notifications)
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, CompareScreen), 5, "Esc to leave")

@@ -30,7 +30,9 @@ class BackendChoice:
 
 def open_engine(choice: BackendChoice, model_arg: str | None, default_model: str | None = None, *,
                 n_ctx: int = 4096, n_parallel: int = 4, n_threads: int | None = None,
-                max_queue: int = 64) -> Engine:
+                max_queue: int = 64, n_gpu_layers: int | None = None) -> Engine:
+    """The remote backend for `--backend openai`, else a local engine on MODEL (or the
+    default): `n_gpu_layers` None offloads every layer where the build can."""
     if choice.backend == "openai":
         if not choice.base_url:
             raise RemoteError("--backend openai needs --base-url, e.g. http://127.0.0.1:8080/v1")
@@ -42,4 +44,5 @@ def open_engine(choice: BackendChoice, model_arg: str | None, default_model: str
     from ..models.resolve import resolve_model
 
     path = resolve_model(model_arg, default_model)
-    return LocalEngine(path, n_ctx=n_ctx, n_parallel=n_parallel, n_threads=n_threads, max_queue=max_queue)
+    return LocalEngine(path, n_ctx=n_ctx, n_parallel=n_parallel, n_threads=n_threads, max_queue=max_queue,
+                       n_gpu_layers=n_gpu_layers)

@@ -38,6 +38,7 @@ class Generation:
         self.t_submit = time.perf_counter()
         self.stats: Stats | None = None
         self.cached_tokens = 0  # prompt tokens reused from the KV cache (set on admission)
+        self.prompt_done = 0  # prompt tokens in the KV cache so far (reused + processed)
         self._wake = wake
         self._events: deque[TokenEvent] = deque()
         self._cond = threading.Condition(threading.Lock())
@@ -169,19 +170,16 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 
 def drain_together(gens: list[Generation], interval: float = 0.05,
                    on_events: Callable[[int, list[TokenEvent]], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> None:
+                   on_round: Callable[[], None] | None = None) -> None:
     """Read several generations at once, from one thread, until all have finished.
 
     Reading them one after another would not work: backpressure pauses every generation
     nobody is reading. Wakes every `interval` seconds (not per token), hands each
-    generation's new events to `on_events(i, events)`, and cancels all of them if
-    `should_stop()` says so.
+    generation's new events to `on_events(i, events)`, then calls `on_round()` once (so a
+    UI can send all generations' news in one message).
     """
     done = [False] * len(gens)
     while not all(done):
-        if should_stop is not None and should_stop():
-            for g in gens:
-                g.cancel()
         # wake when the first unfinished generation ends, or at the next interval
         next(g for g, d in zip(gens, done) if not d).wait(interval)
         for i, g in enumerate(gens):
@@ -193,3 +191,5 @@ def drain_together(gens: list[Generation], interval: float = 0.05,
                     done[i] = True
                 if on_events is not None:
                     on_events(i, events)
+        if on_round is not None:
+            on_round()

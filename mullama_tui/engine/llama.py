@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import llama_cpp as C
+import numpy as np
 
-from .types import ModelLoadError, ModelNotFoundError, SamplerParams
+from .types import InvalidParamsError, ModelLoadError, ModelNotFoundError, SamplerParams
 
 log = logging.getLogger("mullama_tui.llama")
 
@@ -95,6 +96,90 @@ def supports_gpu_offload() -> bool:
     return bool(C.llama_supports_gpu_offload())
 
 
+def default_gpu_layers() -> int:
+    """What `--gpu-layers` means when not given: every layer where the build can offload
+    (as Ollama does without being asked), none on a CPU-only build."""
+    return -1 if supports_gpu_offload() else 0
+
+
+@dataclass(frozen=True)
+class Device:
+    """A compute device llama.cpp's build can use (ggml's backend device registry)."""
+
+    name: str  # "CPU", "CUDA0", "Metal", "Vulkan0", ...
+    description: str  # "NVIDIA H200", "AMD EPYC", ...
+    kind: str  # cpu, gpu, igpu, accel
+    memory_free: int
+    memory_total: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.description}".strip()
+
+
+_DEVICE_KINDS = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel"}
+
+
+def devices() -> list[Device]:
+    """Every device of this build, CPU included (llama-cpp-python binds none of these
+    ggml calls, so they are looked up in the loaded library)."""
+    init_backend()
+    from llama_cpp.llama_cpp import _lib as lib
+    count = lib.ggml_backend_dev_count
+    count.restype = ctypes.c_size_t
+    get = lib.ggml_backend_dev_get
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    name = lib.ggml_backend_dev_name
+    name.restype, name.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
+    desc = lib.ggml_backend_dev_description
+    desc.restype, desc.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
+    kind = lib.ggml_backend_dev_type
+    kind.restype, kind.argtypes = ctypes.c_int, [ctypes.c_void_p]
+    memory = lib.ggml_backend_dev_memory
+    memory.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]
+    out = []
+    for i in range(count()):
+        dev = get(i)
+        free, total = ctypes.c_size_t(), ctypes.c_size_t()
+        memory(dev, ctypes.byref(free), ctypes.byref(total))
+        out.append(Device((name(dev) or b"?").decode(errors="replace"), (desc(dev) or b"").decode(errors="replace"),
+                          _DEVICE_KINDS.get(kind(dev), "other"), free.value, total.value))
+    return out
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a loaded model runs: how many of its layers (llama.cpp counts the output
+    layer as one more) went to which GPU."""
+
+    gpu_layers: int
+    n_layers: int
+    gpu: str | None  # the first GPU's label, if the build has one
+
+    @property
+    def summary(self) -> str:
+        """'CPU', or e.g. 'CUDA0 NVIDIA H200, 31/31 layers'."""
+        if self.gpu is None or self.gpu_layers <= 0:
+            return "CPU"
+        where = f"{self.gpu}, {self.gpu_layers}/{self.n_layers} layers"
+        return where if self.gpu_layers >= self.n_layers else where + " (the rest on the CPU)"
+
+
+def system_report() -> list[tuple[str, str]]:
+    """What `show --system` prints: the llama.cpp build and the devices it can use."""
+    init_backend()
+    info = C.llama_print_system_info().decode(errors="replace").strip(" |")
+    rows = [("llama-cpp-python", getattr(C, "__version__", "?")),
+            ("llama.cpp build", info),
+            ("GPU offload", "yes" if supports_gpu_offload() else "no (a CPU-only build: see the README to "
+                                                               "install a CUDA, Metal, Vulkan or ROCm one)")]
+    for d in devices():
+        mem = f", {d.memory_free / 2**30:.1f} of {d.memory_total / 2**30:.1f} GiB free" if d.memory_total else ""
+        rows.append((f"device ({d.kind})", f"{d.label}{mem}"))
+    rows.append(("default --gpu-layers", f"{default_gpu_layers()} ({'all' if default_gpu_layers() < 0 else 'none'})"))
+    return rows
+
+
 def check_gguf_file(path: str | os.PathLike[str]) -> Path:
     """Fail early and clearly on paths llama.cpp would reject (or crash on)."""
     p = Path(path).expanduser()
@@ -130,11 +215,16 @@ class ModelInfo:
 class LlamaModel:
     """A loaded GGUF model: weights, vocabulary and chat template."""
 
-    def __init__(self, path: str | os.PathLike[str], n_gpu_layers: int = 0,
+    def __init__(self, path: str | os.PathLike[str], n_gpu_layers: int | None = None,
                  on_progress: Callable[[float], None] | None = None) -> None:
-        """`on_progress(fraction)` is called from this thread while the weights load."""
+        """`n_gpu_layers`: layers to offload to a GPU (-1 all, None: `default_gpu_layers()`).
+        `on_progress(fraction)` is called from this thread while the weights load."""
         p = check_gguf_file(path)
         init_backend()
+        if n_gpu_layers is None:
+            n_gpu_layers = default_gpu_layers()
+        if isinstance(n_gpu_layers, bool) or not isinstance(n_gpu_layers, int) or n_gpu_layers < -1:
+            raise InvalidParamsError(f"--gpu-layers {n_gpu_layers!r}: give a number of layers, or -1 for all")
         params = model_params(n_gpu_layers)
         if on_progress is not None:
             def report(fraction: float, _user: object) -> bool:
@@ -151,10 +241,19 @@ class LlamaModel:
         ptr = C.llama_model_load_from_file(str(p).encode(), params)
         if not ptr:
             detail = "; ".join(_recent_errors) or "llama.cpp could not load it"
+            if n_gpu_layers != 0 and supports_gpu_offload():
+                detail += (f" (with --gpu-layers {n_gpu_layers}: if it does not fit in GPU memory, offload "
+                           f"fewer layers, e.g. --gpu-layers 10, or none with --gpu-layers 0)")
             raise ModelLoadError(f"cannot load {p}: {detail}")
         self.path = p
         self.ptr = ptr
         self.n_gpu_layers = n_gpu_layers
+        n_layers = C.llama_model_n_layer(ptr) + 1  # llama.cpp counts the output layer too
+        offloaded = 0
+        if supports_gpu_offload():
+            offloaded = n_layers if n_gpu_layers < 0 else min(n_gpu_layers, n_layers)
+        gpus = [d for d in devices() if d.kind in ("gpu", "igpu")]
+        self.placement = Placement(offloaded if gpus else 0, n_layers, gpus[0].label if gpus else None)
         self.vocab = C.llama_model_get_vocab(ptr)
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train = C.llama_model_n_ctx_train(ptr)
@@ -292,48 +391,16 @@ CHATML_TEMPLATE = (
 )
 
 
-def create_context(model: LlamaModel, n_ctx: int, n_seq_max: int, n_batch: int,
-                   n_threads: int, kv_unified: bool = False, flash_attn: bool = False) -> Any:
-    """A llama_context for `n_seq_max` sequences.
-
-    The KV cache is split into one stream per sequence (`kv_unified=False`) on purpose:
-    measured here, with a unified cache a sequence's logits depend on where its cells
-    sit among other sequences' cells, so a batched compare pane did not reproduce
-    `run` with the same seed; with one stream each, every sequence sees exactly the
-    layout of a single run, and attention skips other sequences' cells entirely.
-
-    Flash attention is off unless asked for: llama.cpp's default (AUTO) turns on its CPU
-    flash-attention kernel, which measured here much slower for one-token decode steps
-    (bundled model, 2 threads, plain loop: 75 vs 88 tok/s over 256 tokens, 42 vs 68
-    tok/s averaged over 2000, the gap growing with the context). It pays off on GPUs.
-    """
-    params = C.llama_context_default_params()
-    params.n_ctx = n_ctx
-    params.n_batch = n_batch
-    params.n_ubatch = n_batch
-    params.n_seq_max = n_seq_max
-    params.n_threads = n_threads
-    params.n_threads_batch = n_threads
-    params.kv_unified = kv_unified
-    params.flash_attn_type = (C.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
-                              else C.LLAMA_FLASH_ATTN_TYPE_DISABLED)
-    params.no_perf = True
-    _recent_errors.clear()
-    ctx = C.llama_init_from_model(model.ptr, params)
-    if not ctx:
-        detail = "; ".join(_recent_errors) or "llama.cpp refused the context parameters"
-        raise ModelLoadError(f"cannot create a context of {n_ctx} tokens: {detail}")
-    return ctx
-
-
-def free_context(ctx: Any) -> None:
-    C.llama_free(ctx)
-
-
 class Batch:
-    """A reusable llama_batch; `add` is on the hot path, so it writes the C arrays directly."""
+    """A reusable llama_batch of `capacity` tokens, one sequence each.
+
+    `add` is on the hot path. It refuses a full batch (llama.cpp's own server does the
+    same): the C arrays have no bound of their own, and writing past them corrupts memory.
+    """
 
     def __init__(self, capacity: int, n_seq_max: int) -> None:
+        if capacity < 1:
+            raise InvalidParamsError(f"n_batch={capacity}: must be at least 1")
         self.capacity = capacity
         self.raw = C.llama_batch_init(capacity, 0, n_seq_max)
         self._token = self.raw.token
@@ -346,9 +413,15 @@ class Batch:
     def clear(self) -> None:
         self.n = 0
 
+    @property
+    def room(self) -> int:
+        return self.capacity - self.n
+
     def add(self, token: int, pos: int, seq: int, logits: bool) -> int:
         """Append one token; returns its index in the batch (where its logits will be)."""
         i = self.n
+        if i >= self.capacity:
+            raise OverflowError(f"the batch is full ({self.capacity} tokens)")
         self._token[i] = token
         self._pos[i] = pos
         self._n_seq_id[i] = 1
@@ -361,12 +434,6 @@ class Batch:
         if self.raw is not None:
             C.llama_batch_free(self.raw)
             self.raw = None
-
-
-def decode(ctx: Any, batch: Batch) -> int:
-    """One llama_decode over the batch. 0 ok, 1 no KV room, 2 aborted, <0 error."""
-    batch.raw.n_tokens = batch.n
-    return C.llama_decode(ctx, batch.raw)
 
 
 class Memory:
@@ -386,18 +453,103 @@ class Memory:
         C.llama_memory_seq_cp(self.mem, src, dst, -1, -1)
         C.llama_memory_seq_rm(self.mem, dst, n, -1)
 
-    def clear(self) -> None:
-        C.llama_memory_clear(self.mem, True)
+
+class LlamaContext:
+    """One llama_context and what belongs to it: its batch, its KV memory and its abort
+    flag, created together and freed together by one idempotent `close()`.
+
+    A context is not thread-safe: one thread owns it (the scheduler's). Its parameters
+    are checked here, before any C call, because llama.cpp trusts them: a batch smaller
+    than the number of sequences that generate together would be written past its end.
+
+    The KV cache is split into one stream per sequence (`kv_unified=False`) on purpose:
+    measured here, with a unified cache a sequence's logits depend on where its cells
+    sit among other sequences' cells, so a batched compare pane did not reproduce `run`
+    with the same seed (`batch_invariance(kv_unified=True)` shows it); with one stream
+    each, every sequence sees exactly the layout of a single run, and attention skips
+    other sequences' cells entirely.
+
+    Flash attention is off unless asked for: llama.cpp's default (AUTO) turns on its CPU
+    flash-attention kernel, which measured here much slower for one-token decode steps
+    (bundled model, 2 threads, plain loop: 75 vs 88 tok/s over 256 tokens, 42 vs 68
+    tok/s averaged over 2000, the gap growing with the context). It pays off on GPUs.
+    """
+
+    def __init__(self, model: LlamaModel, n_ctx: int, n_seq_max: int = 1, n_batch: int = 512,
+                 n_threads: int = 1, kv_unified: bool = False, flash_attn: bool = False) -> None:
+        for name, value, least in (("n_ctx", n_ctx, 16), ("n_seq_max", n_seq_max, 1), ("n_batch", n_batch, 1),
+                                   ("n_threads", n_threads, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise InvalidParamsError(f"{name}={value!r}: must be a whole number >= {least}")
+        if n_batch < n_seq_max:
+            raise InvalidParamsError(f"n_batch={n_batch} is smaller than the {n_seq_max} sequences that may "
+                                     f"generate together (each needs a place in every batch)")
+        self.model = model
+        self.n_ctx, self.n_seq_max, self.n_batch = n_ctx, n_seq_max, n_batch
+        params = C.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = n_seq_max
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        params.kv_unified = kv_unified
+        params.flash_attn_type = (C.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
+                                  else C.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        params.no_perf = True
+        _recent_errors.clear()
+        self.ptr = C.llama_init_from_model(model.ptr, params)
+        if not self.ptr:
+            detail = "; ".join(_recent_errors) or "llama.cpp refused the context parameters"
+            raise ModelLoadError(f"cannot create a context of {n_ctx} tokens: {detail}")
+        self.memory = Memory(self.ptr)
+        self.batch = Batch(n_batch, n_seq_max)
+        self.abort = AbortFlag(self.ptr)
+
+    def decode(self) -> int:
+        """One llama_decode over the batch. 0 ok, 1 no KV room, 2 aborted, <0 error."""
+        batch = self.batch
+        batch.raw.n_tokens = batch.n
+        return C.llama_decode(self.ptr, batch.raw)
+
+    def logits(self, idx: int) -> Any:
+        """A numpy view (no copy) of the logits at batch index `idx` after the last decode;
+        valid until the next decode."""
+        address = ctypes.cast(C.llama_get_logits_ith(self.ptr, idx), ctypes.c_void_p).value
+        return np.frombuffer((ctypes.c_float * self.model.n_vocab).from_address(address), dtype=np.float32)
+
+    def close(self) -> None:
+        if self.ptr:
+            self.batch.free()
+            C.llama_free(self.ptr)
+            self.ptr = None
+
+    def __enter__(self) -> LlamaContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class SamplerChain:
     """llama.cpp's C sampler chain for one sequence: penalties, top-k, typical, top-p,
-    min-p, temperature, then a seeded draw (or greedy when temperature is 0)."""
+    min-p, temperature, then a seeded draw (or greedy when temperature is 0).
+
+    Sampled on the host by default: `llama_sampler_sample` copies the sequence's logits
+    into a candidate array and runs the chain over it (about 0.25 ms a token for a
+    49k vocabulary on one core here, 0.57 ms for Llama 3's 128k). `attach` instead runs the
+    same chain inside llama.cpp's compute graph (backend sampling): the token comes back
+    with the decode, and on a GPU the logits never leave it. Measured here, both give the
+    same tokens for a seed; on a CPU the graph's sampling costs the compute threads about
+    what the host saved (`bench --overhead` shows both), so the engine attaches only where
+    the output layer runs on a GPU.
+    """
 
     def __init__(self, model: LlamaModel, params: SamplerParams, seed: int) -> None:
         cp = C.llama_sampler_chain_default_params()
         cp.no_perf = True
         self.ptr = C.llama_sampler_chain_init(cp)
+        self._attached: tuple[LlamaContext, int] | None = None
         add = lambda s: C.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
         if params.penalty_repeat != 1.0 or params.penalty_freq or params.penalty_present:
             add(C.llama_sampler_init_penalties(model.n_vocab, params.penalty_last_n,
@@ -417,21 +569,35 @@ class SamplerChain:
         add(C.llama_sampler_init_temp(params.temperature))
         add(C.llama_sampler_init_dist(seed))
 
-    def sample(self, ctx: Any, idx: int) -> int:
-        """Sample (and accept) the next token from the logits at batch index `idx`."""
-        return C.llama_sampler_sample(self.ptr, ctx, idx)
+    def sample(self, ctx: LlamaContext, idx: int) -> int:
+        """Sample (and accept) the next token from the logits at batch index `idx` (or
+        take the token the graph sampled, when attached)."""
+        return C.llama_sampler_sample(self.ptr, ctx.ptr, idx)
+
+    @property
+    def attached(self) -> bool:
+        return self._attached is not None
+
+    def attach(self, ctx: LlamaContext, seq: int) -> bool:
+        """Sample sequence `seq` inside llama.cpp's graph from now on (backend sampling);
+        False if this chain cannot run there (then `sample` stays on the host)."""
+        if C.llama_set_sampler(ctx.ptr, seq, self.ptr):
+            self._attached = (ctx, seq)
+            return True
+        return False
+
+    def detach(self) -> None:
+        if self._attached is not None:
+            ctx, seq = self._attached
+            if ctx.ptr:
+                C.llama_set_sampler(ctx.ptr, seq, None)
+            self._attached = None
 
     def free(self) -> None:
+        self.detach()
         if self.ptr:
             C.llama_sampler_free(self.ptr)
             self.ptr = None
-
-
-def logits_row(ctx: Any, idx: int, n_vocab: int) -> Any:
-    """A numpy view (no copy) of the logits at batch index `idx` after the last decode."""
-    import numpy as np
-
-    return np.ctypeslib.as_array(C.llama_get_logits_ith(ctx, idx), shape=(n_vocab,))
 
 
 def batch_invariance(model: LlamaModel, n_threads: int, steps: int = 8, kv_unified: bool = False) -> float:
@@ -446,9 +612,7 @@ def batch_invariance(model: LlamaModel, n_threads: int, steps: int = 8, kv_unifi
     exactly. Not every machine does: on some CPUs and on GPUs, kernels for several rows
     round differently from the one-row path, and a sampled token can flip where two
     candidates are nearly tied. The tests and `show --system` ask. `kv_unified=True`
-    measures the layout the engine avoids (see `create_context`)."""
-    import numpy as np
-
+    measures the layout the engine avoids (see `LlamaContext`)."""
     prompt = model.prompt_tokens("Once upon a time, in a small village by the sea, there lived", chat=False)
     other = model.prompt_tokens("The history of the printing press begins in the fifteenth century", chat=False)
 
@@ -456,18 +620,17 @@ def batch_invariance(model: LlamaModel, n_threads: int, steps: int = 8, kv_unifi
         """Sequence 0's logits per step, with `n_seq - 1` copies of it generating in the
         same batch, or `beside` prompt tokens of another sequence in each step's batch."""
         n_seq = max(n_seq, 2 if beside else 1)
-        ctx = create_context(model, 512 * n_seq, n_seq, 256, n_threads, kv_unified=kv_unified)
-        batch = Batch(256, n_seq)
-        try:
+        with LlamaContext(model, 512 * n_seq, n_seq, 256, n_threads, kv_unified=kv_unified) as ctx:
+            batch = ctx.batch
             copies = 1 if beside else n_seq
             for s in range(copies):
                 for i, t in enumerate(prompt):
                     batch.add(t, i, s, i == len(prompt) - 1)
             rows, idx, filler = [], (copies - 1) * len(prompt) + len(prompt) - 1, 0
             for step in range(steps):
-                if decode(ctx, batch) != 0:
+                if ctx.decode() != 0:
                     raise ModelLoadError("the batch-invariance probe could not decode")
-                rows.append(logits_row(ctx, idx, model.n_vocab).copy())
+                rows.append(ctx.logits(idx).copy())
                 token = int(np.argmax(rows[-1]))
                 batch.clear()
                 idx = batch.add(token, len(prompt) + step, 0, True)
@@ -477,9 +640,6 @@ def batch_invariance(model: LlamaModel, n_threads: int, steps: int = 8, kv_unifi
                     batch.add(other[filler % len(other)], filler, 1, False)
                     filler += 1
             return rows
-        finally:
-            batch.free()
-            free_context(ctx)
 
     alone = run(1, 0)
     drift = 0.0

@@ -22,18 +22,19 @@ class LocalEngine:
     def __init__(self, model: str | os.PathLike[str] | llama.LlamaModel, *, n_ctx: int = 4096,
                  n_parallel: int = 4, n_threads: int | None = None, n_batch: int = 512,
                  max_queue: int = 64, capacity: int = DEFAULT_CAPACITY,
-                 n_gpu_layers: int = 0, on_progress: Callable[[float], None] | None = None,
-                 flash_attn: bool | None = None) -> None:
-        """`flash_attn=None` turns it on only when layers are offloaded to a GPU (it is
-        slower on CPUs: see `llama.create_context`)."""
+                 n_gpu_layers: int | None = None, on_progress: Callable[[float], None] | None = None,
+                 flash_attn: bool | None = None, sampling: str = "auto") -> None:
+        """`n_gpu_layers`: -1 all, 0 none, None: all where the llama.cpp build can offload.
+        `flash_attn=None` turns it on only when layers are offloaded to a GPU (it is
+        slower on CPUs: see `llama.LlamaContext`)."""
         self.model = model if isinstance(model, llama.LlamaModel) else llama.LlamaModel(
             model, n_gpu_layers=n_gpu_layers, on_progress=on_progress)
         if flash_attn is None:
-            flash_attn = self.model.n_gpu_layers != 0 and llama.supports_gpu_offload()
+            flash_attn = self.model.placement.gpu_layers > 0
         self._owns_model = not isinstance(model, llama.LlamaModel)
         self.scheduler = Scheduler(self.model, n_ctx=n_ctx, n_parallel=n_parallel,
                                    n_batch=n_batch, n_threads=n_threads, max_queue=max_queue,
-                                   capacity=capacity, flash_attn=flash_attn)
+                                   capacity=capacity, flash_attn=flash_attn, sampling=sampling)
 
     @property
     def n_ctx(self) -> int:

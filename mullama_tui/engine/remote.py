@@ -167,6 +167,8 @@ class RemoteEngine:
         }
         if p.stop:
             body["stop"] = list(p.stop)
+        if req.ignore_eos:  # benchmarks: llama.cpp's server and mullama-tui honour it
+            body["ignore_eos"] = True
         if self.model.name:
             body["model"] = self.model.name
         if req.mode == "chat":

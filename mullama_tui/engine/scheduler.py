@@ -25,6 +25,7 @@ N compare panes process their prompt once, not N times.
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import random
@@ -50,11 +51,41 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return i
 
 
+class SlotState(enum.Enum):
+    """What a sequence slot is doing (llama.cpp's server names its slot states the same way)."""
+
+    IDLE = "idle"              # no request; its KV may still hold a prefix for reuse
+    PREFILLING = "prefilling"  # prompt tokens left to decode
+    GENERATING = "generating"  # its last sampled token goes into the next batch
+
+
+@dataclass
+class StepTimes:
+    """Where the scheduler thread's time goes, summed over its life (`bench --overhead`).
+    Host time is everything but `decode`: what the engine adds to llama.cpp per step."""
+
+    steps: int = 0
+    sampled: int = 0  # sequences sampled, summed over steps
+    total: float = 0.0
+    decode: float = 0.0
+    sample: float = 0.0  # the C sampler chains
+    text: float = 0.0  # token bytes -> text (UTF-8, stop strings), events pushed
+
+    @property
+    def host(self) -> float:
+        return self.total - self.decode
+
+    @property
+    def bookkeeping(self) -> float:
+        return self.host - self.sample - self.text
+
+
 @dataclass(eq=False)
 class Slot:
-    """One llama sequence id and what it is doing."""
+    """One llama sequence id and the request it is serving."""
 
     seq: int
+    state: SlotState = SlotState.IDLE
     cached: list[int] = field(default_factory=list)  # tokens whose KV this sequence holds
     gen: Generation | None = None
     todo: list[int] = field(default_factory=list)  # prompt tokens still to prefill
@@ -70,21 +101,26 @@ class Slot:
     t_last: float = 0.0
     last_used: float = 0.0
 
-    @property
-    def prefilling(self) -> bool:
-        return self.gen is not None and bool(self.todo)
-
 
 class Scheduler:
     """Owns one llama context with `n_parallel` sequences of up to `n_ctx` tokens each."""
 
     def __init__(self, model: llama.LlamaModel, n_ctx: int = 4096, n_parallel: int = 4,
                  n_batch: int = 512, n_threads: int | None = None, max_queue: int = 64,
-                 capacity: int = DEFAULT_CAPACITY, flash_attn: bool = False) -> None:
-        if n_ctx < 16:
-            raise InvalidParamsError(f"n_ctx={n_ctx}: must be at least 16")
-        if n_parallel < 1:
-            raise InvalidParamsError(f"n_parallel={n_parallel}: must be at least 1")
+                 capacity: int = DEFAULT_CAPACITY, flash_attn: bool = False, sampling: str = "auto") -> None:
+        """`sampling`: "host" (a C sampler chain per sequence, after each decode), "backend"
+        (the same chains inside llama.cpp's graph), or "auto": backend where the output
+        layer runs on a GPU, host otherwise (see `llama.SamplerChain`)."""
+        for name, value, least in (("n_ctx", n_ctx, 16), ("n_parallel", n_parallel, 1), ("n_batch", n_batch, 1),
+                                   ("max_queue", max_queue, 0), ("capacity", capacity, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise InvalidParamsError(f"{name}={value!r}: must be a whole number >= {least}")
+        if n_batch < n_parallel:
+            raise InvalidParamsError(f"n_batch={n_batch} is smaller than n_parallel={n_parallel}: every "
+                                     f"generating sequence needs a place in each batch")
+        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int)
+                                      or n_threads < 1):
+            raise InvalidParamsError(f"n_threads={n_threads!r}: must be a whole number >= 1")
         self.model = model
         self.n_ctx = n_ctx
         self.n_parallel = n_parallel
@@ -99,10 +135,16 @@ class Scheduler:
         self._closing = False
         self._slots = [Slot(seq=i) for i in range(n_parallel)]
         self._batch_slots: list[Slot] = []
-        self._abort: llama.AbortFlag | None = None
+        self._ctx: llama.LlamaContext | None = None
         self._clear_cache = False
         self.prompt_tokens_processed = 0  # lifetime counters (benchmarks and tests read them)
         self.decode_calls = 0
+        self.times = StepTimes()
+        if sampling not in ("auto", "host", "backend"):
+            raise InvalidParamsError(f"sampling={sampling!r}: auto, host or backend")
+        placement = model.placement
+        on_gpu = placement.gpu_layers >= placement.n_layers > 0
+        self.sampling_mode = "backend" if sampling == "backend" or (sampling == "auto" and on_gpu) else "host"
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="mullama-scheduler", daemon=True)
@@ -139,7 +181,7 @@ class Scheduler:
 
     @property
     def active(self) -> int:
-        return sum(1 for s in self._slots if s.gen is not None)
+        return sum(1 for s in self._slots if s.state is not SlotState.IDLE)
 
     @property
     def queued(self) -> int:
@@ -154,8 +196,9 @@ class Scheduler:
         """Cancel everything, stop the thread and free the context."""
         with self._lock:
             self._closing = True
-        if self._abort is not None:
-            self._abort.set()
+        ctx = self._ctx
+        if ctx is not None and ctx.ptr:
+            ctx.abort.set()
         self.wake()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
@@ -163,12 +206,10 @@ class Scheduler:
     # -- the scheduler thread -----------------------------------------------------
     def _run(self) -> None:
         try:
-            self._ctx = llama.create_context(self.model, self.n_ctx * self.n_parallel,
-                                             self.n_parallel, self.n_batch, self.n_threads,
-                                             flash_attn=self.flash_attn)
-            self._mem = llama.Memory(self._ctx)
-            self._batch = llama.Batch(self.n_batch, self.n_parallel)
-            self._abort = llama.AbortFlag(self._ctx)
+            self._ctx = llama.LlamaContext(self.model, self.n_ctx * self.n_parallel, self.n_parallel,
+                                           self.n_batch, self.n_threads, flash_attn=self.flash_attn)
+            self._mem = self._ctx.memory
+            self._batch = self._ctx.batch
         except BaseException as e:  # reported to the constructor
             self._startup_error = e
             self._ready.set()
@@ -185,13 +226,14 @@ class Scheduler:
 
     def _step(self) -> bool:
         """One admit/decode/sample round. Returns False when the engine is closing."""
+        self._t_step = time.perf_counter()
         self._wake_event.clear()
         if self._closing:
             return False
         if self._clear_cache:
             self._clear_cache = False
             for s in self._slots:
-                if s.gen is None:
+                if s.state is SlotState.IDLE:
                     self._mem.remove(s.seq)
                     s.cached = []
         self._admit()
@@ -201,15 +243,23 @@ class Scheduler:
         if not self._build_batch():
             self._wake_event.wait(0.5)
             return True
-        self._abort.clear()
+        ctx = self._ctx
+        assert ctx is not None
+        ctx.abort.clear()
         if self._closing or self._all_cancelled():  # a cancel() that raced the line above
-            self._abort.set()
-        rc = llama.decode(self._ctx, self._batch)
+            ctx.abort.set()
+        t0 = time.perf_counter()
+        rc = ctx.decode()
+        t1 = time.perf_counter()
         self.decode_calls += 1
         if rc != 0:
             self._decode_failed(rc)
             return True
         self._after_decode()
+        times = self.times
+        times.steps += 1
+        times.decode += t1 - t0
+        times.total += time.perf_counter() - self._t_step
         return True
 
     def _all_cancelled(self) -> bool:
@@ -219,8 +269,9 @@ class Scheduler:
         """From any thread, when a consumer cancelled or drained a full channel. If every
         sequence in the running decode is now cancelled, abort that decode at once rather
         than when it ends (a long prompt chunk); in any case wake the loop."""
-        if self._abort is not None and self._batch_slots and self._all_cancelled():
-            self._abort.set()
+        ctx = self._ctx
+        if ctx is not None and ctx.ptr and self._batch_slots and self._all_cancelled():
+            ctx.abort.set()
         self.wake()
 
     def _admit(self) -> None:
@@ -233,7 +284,7 @@ class Scheduler:
                 self._remove_pending(gen)
                 self._end_pending(gen, FinishReason.CANCELLED)
                 continue
-            free = [s for s in self._slots if s.gen is None]
+            free = [s for s in self._slots if s.state is SlotState.IDLE]
             if not free:
                 break
             prompt = gen.prompt_tokens
@@ -244,7 +295,7 @@ class Scheduler:
                 if n > best:
                     src, best = s, n
             # Someone is prefilling a longer shared prefix right now: wait and share it.
-            if any(s.prefilling and common_prefix(s.gen.prompt_tokens, prompt) > best  # type: ignore[union-attr]
+            if any(s.state is SlotState.PREFILLING and common_prefix(s.gen.prompt_tokens, prompt) > best  # type: ignore[union-attr]
                    for s in self._slots):
                 continue
             own = max(free, key=lambda s: (common_prefix(s.cached, prompt), -s.last_used))
@@ -271,8 +322,11 @@ class Scheduler:
             self._mem.copy_prefix(src.seq, slot.seq, keep)
         slot.cached = prompt[:keep]
         slot.todo = prompt[keep:]
+        slot.state = SlotState.PREFILLING if slot.todo else SlotState.GENERATING
         slot.gen = gen
         slot.sampler = llama.SamplerChain(self.model, gen.request.params, gen.seed)
+        if self.sampling_mode == "backend":
+            slot.sampler.attach(self._ctx, slot.seq)  # type: ignore[arg-type]
         slot.text = TextAssembler(gen.request.params.stop)
         slot.n_gen = 0
         slot.next_token = -1
@@ -280,20 +334,20 @@ class Scheduler:
         slot.t_admit = time.perf_counter()
         slot.t_first = None
         slot.t_prompt_done = slot.t_admit if shared_logits >= 0 else 0.0
-        gen.cached_tokens = keep
+        gen.cached_tokens = gen.prompt_done = keep
 
     def _build_batch(self) -> bool:
         batch = self._batch
         batch.clear()
         self._batch_slots = []
-        for s in self._slots:  # generating sequences first: one token each
-            if s.gen is not None and not s.todo and s.next_token >= 0 and s.gen.has_room():
+        for s in self._slots:  # generating sequences first: one token each (n_batch >= n_parallel)
+            if s.state is SlotState.GENERATING and s.next_token >= 0 and s.gen.has_room():  # type: ignore[union-attr]
                 s.logits_idx = batch.add(s.next_token, len(s.cached), s.seq, True)
                 self._batch_slots.append(s)
         for s in self._slots:  # then prompt chunks with the room that is left
-            if s.gen is None or not s.todo:
+            if s.state is not SlotState.PREFILLING:
                 continue
-            room = batch.capacity - batch.n
+            room = batch.room
             if room <= 0:
                 break
             chunk = s.todo[:room]
@@ -310,12 +364,14 @@ class Scheduler:
         now = time.perf_counter()
         sampling: list[Slot] = []
         for s in self._batch_slots:
-            if s.todo:
+            if s.state is SlotState.PREFILLING:
                 s.cached.extend(s.todo[:s.chunk])
                 del s.todo[:s.chunk]
                 self.prompt_tokens_processed += s.chunk
+                s.gen.prompt_done = len(s.cached)  # type: ignore[union-attr]
                 if s.todo:
                     continue
+                s.state = SlotState.GENERATING
                 s.t_prompt_done = now
                 sampling.append(s)
                 sampling.extend(self._attach_followers(s))
@@ -326,7 +382,10 @@ class Scheduler:
             self._sample(s)
 
     def _attach_followers(self, leader: Slot) -> list[Slot]:
-        """Requests waiting on this exact prompt start now, on the logits just computed."""
+        """Requests waiting on this exact prompt start now, on the logits just computed.
+        With backend sampling the graph already sampled those logits with the leader's
+        chain, so a follower takes the prompt's KV but its last token, and decodes that
+        one itself in the next batch."""
         started: list[Slot] = []
         if not self._pending:
             return started
@@ -334,11 +393,14 @@ class Scheduler:
         with self._lock:
             same = [g for g in self._pending if g.prompt_tokens == prompt and not g.cancelled]
         for gen in same:
-            free = [s for s in self._slots if s.gen is None]
+            free = [s for s in self._slots if s.state is SlotState.IDLE]
             if not free:
                 break
             self._remove_pending(gen)
             slot = free[0]
+            if self.sampling_mode == "backend":
+                self._start(slot, gen, leader, len(prompt))
+                continue
             self._start(slot, gen, leader, len(prompt), shared_logits=leader.logits_idx)
             slot.t_admit, slot.t_prompt_done = leader.t_admit, leader.t_prompt_done
             started.append(slot)
@@ -347,7 +409,8 @@ class Scheduler:
     def _sample(self, s: Slot) -> None:
         gen = s.gen
         assert gen is not None and s.sampler is not None and s.text is not None
-        tok = s.sampler.sample(self._ctx, s.logits_idx)
+        t0 = time.perf_counter()
+        tok = s.sampler.sample(self._ctx, s.logits_idx)  # type: ignore[arg-type]
         now = time.perf_counter()
         s.t_last = now
         model = self.model
@@ -366,6 +429,10 @@ class Scheduler:
             self._finish(s, FinishReason.LENGTH)
         else:
             s.next_token = tok
+        times = self.times
+        times.sampled += 1
+        times.sample += now - t0
+        times.text += time.perf_counter() - now
 
     def _stats(self, s: Slot | None, gen: Generation, reason: FinishReason,
                error: str | None = None) -> Stats:
@@ -401,6 +468,7 @@ class Scheduler:
             self._mem.remove(s.seq, len(s.cached), -1)
         if s.sampler is not None:
             s.sampler.free()
+        s.state = SlotState.IDLE
         s.gen = None
         s.sampler = None
         s.text = None
@@ -432,7 +500,7 @@ class Scheduler:
                 except Exception:
                     s.gen.push(TokenEvent("", -1, 0, FinishReason.ERROR,
                                           Stats(finish_reason=FinishReason.ERROR, error=error)))
-                    s.gen = None
+                    s.gen, s.state = None, SlotState.IDLE
 
     def _shutdown(self) -> None:
         for s in self._slots:
@@ -443,5 +511,5 @@ class Scheduler:
             pending, self._pending = list(self._pending), deque()
         for gen in pending:
             self._end_pending(gen, FinishReason.CANCELLED)
-        self._batch.free()
-        llama.free_context(self._ctx)
+        if self._ctx is not None:
+            self._ctx.close()

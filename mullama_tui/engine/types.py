@@ -236,7 +236,7 @@ class Stats:
         ttft = f"{self.ttft * 1000:.0f} ms" if self.ttft is not None else "-"
         lines = [
             f"prompt tokens:   {self.prompt_tokens}"
-            + (f" ({self.cached_tokens} cached)" if self.cached_tokens else ""),
+            + (f" ({self.cached_tokens} of them reused from the KV cache)" if self.cached_tokens else ""),
             f"prompt eval:     {self.prompt_time * 1000:.0f} ms ({self.prompt_tps:.1f} tok/s)",
             f"first token:     {ttft}",
             f"generated:       {self.generated_tokens} tokens",

@@ -142,7 +142,8 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
         sched = engine.scheduler
         return {"status": "ok", "model": model_name, "state": "ready", "active": sched.active,
                 "queued": sched.queued, "max_concurrency": sched.n_parallel,
-                "queue": sched.max_queue, "n_ctx": engine.n_ctx}
+                "queue": sched.max_queue, "n_ctx": engine.n_ctx,
+                "placement": engine.model.placement.summary, "sampling": sched.sampling_mode}
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -305,7 +306,6 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
     async def chat_completions(request: HTTPRequest) -> Any:
         return await openai(request, ChatCompletionRequest, chat=True)
 
-    app.state.engine = engine
     return app
 
 

@@ -72,6 +72,7 @@ class OpenAIBase(SamplingFields):
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     n: int = Field(1, ge=1, le=1)
+    ignore_eos: bool = False  # as llama.cpp's server: always generate max_tokens (benchmarks)
 
     def stops(self) -> list[str]:
         if self.stop is None:
@@ -88,7 +89,7 @@ class CompletionRequest(OpenAIBase):
     def to_request(self) -> Request:
         prompt = self.prompt if isinstance(self.prompt, str) else "".join(self.prompt)
         return Request(prompt=prompt, mode="raw", max_tokens=self.limit(256),
-                       params=self.sampler(self.stops(), 1.0))
+                       params=self.sampler(self.stops(), 1.0), ignore_eos=self.ignore_eos)
 
 
 class ChatCompletionRequest(OpenAIBase):
@@ -96,4 +97,5 @@ class ChatCompletionRequest(OpenAIBase):
 
     def to_request(self) -> Request:
         return Request(messages=[m.model_dump() for m in self.messages], mode="chat",
-                       max_tokens=self.limit(512), params=self.sampler(self.stops(), 1.0))
+                       max_tokens=self.limit(512), params=self.sampler(self.stops(), 1.0),
+                       ignore_eos=self.ignore_eos)

@@ -1,13 +1,23 @@
-"""One prompt, 2-6 panes side by side, each at its own temperature (and seed), streaming
-at the same time from one batch in the engine.
+"""One prompt, 2-6 panes side by side, each at its own temperature (and seed), streaming at
+the same time from one batch in the engine: an instrument for what temperature does.
 
-One thread worker reads all the panes' generations together (`drain_together`) and posts
-one `PaneBatch` per pane every ~100 ms; per-pane stats come from the engine's `Stats`.
+Why it is shaped this way: on a 2-core machine every millisecond of UI work is taken from
+llama.cpp's two compute threads (and stalls the other one at its barrier), so the screen
+costs what the main screen costs and no more:
+- one thread worker reads every pane's generation together (`drain_together`) and posts
+  ONE `CompareBatch` per frame (5 a second) for all panes, applied in one
+  `batch_update()`: one screen refresh per frame, however many panes;
+- pane text streams into the same cheap-append widget as the main screen (a tail that
+  reserves its height ahead, frozen chunks), so most frames lay nothing out;
+- live figures (a pane's tokens, tok/s and state; the batch's total and its sparkline)
+  are fixed-size lines and border titles, which repaint without a layout pass.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -15,19 +25,25 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Label, Static
+from textual.widgets import Footer, Header, Input, Label, Sparkline, Static
 
 from ...engine.generation import Generation, drain_together
 from ...engine.types import MullamaError, Request, Stats, TokenEvent
 from ...history import RunRecord
+from ..widgets.gauge import FLAT, _Line
 from ..widgets.output import RawOutput
 from ..widgets.prompt import PromptInput, with_blink
-from .params import sampler_params
+from .base import WorkerScreen
+
+if TYPE_CHECKING:
+    from ..app import MullamaApp
 
 MIN_PANE_WIDTH = 38
+MIN_PANE_HEIGHT = 10  # below this a pane is unreadable: stack the panes and scroll instead
+STACKED_PANE_HEIGHT = 14
 DEFAULT_TEMPS = (0.1, 0.7, 1.2)
 PANE_KEYS = ["f5", "f6", "f7", "f8", "f9", "f10"]
+FRAME = 0.2  # seconds between screen updates while streaming (as the main screen)
 
 
 def summary_line(stats: dict, chars: int) -> str:
@@ -37,30 +53,40 @@ def summary_line(stats: dict, chars: int) -> str:
             f"{stats['finish_reason']} · {chars} chars")
 
 
-class PaneBatch(Message):
-    def __init__(self, pane: int, text: str, n_tokens: int) -> None:
-        super().__init__()
-        self.pane, self.text, self.n_tokens = pane, text, n_tokens
+@dataclass
+class PaneUpdate:
+    """What one pane got since the last frame: its new text and tokens, and its stats
+    (or error) if it finished."""
+
+    pane: int
+    text: str = ""
+    n_tokens: int = 0
+    done: bool = False
+    stats: Stats | None = None
+    error: str | None = None
 
 
-class PaneFinished(Message):
-    def __init__(self, pane: int, stats: Stats | None, error: str | None = None) -> None:
-        super().__init__()
-        self.pane, self.stats, self.error = pane, stats, error
+@dataclass
+class CompareBatch(Message):
+    """Every pane's news of one frame, in one message (one screen refresh)."""
+
+    updates: list[PaneUpdate] = field(default_factory=list)
 
 
 class ComparePane(Vertical):
-    """A temperature/seed header, the streaming text, and a stats line."""
+    """Title line (pane, temperature, seed; live tokens, tok/s and state on the right),
+    one line of knobs, the streaming text and a one-line summary."""
 
     DEFAULT_CSS = """
-    ComparePane { border: round $panel; height: 1fr; min-height: 10; }
+    ComparePane { border: round $panel; height: 1fr; padding: 0 1; border-subtitle-color: $text-muted; }
     ComparePane.running { border: round $primary; }
     ComparePane.cancelled { border: round $warning; }
-    ComparePane Horizontal.knobs { height: 3; }
-    ComparePane Horizontal.knobs Label { padding: 1 0 0 1; width: auto; }
-    ComparePane Horizontal.knobs Input { width: 1fr; }
-    ComparePane VerticalScroll { height: 1fr; padding: 0 1; }
-    ComparePane .pane-stats { height: auto; padding: 0 1; color: $text-muted; }
+    ComparePane.failed { border: round $error; }
+    ComparePane Horizontal.knobs { height: 1; }
+    ComparePane Horizontal.knobs Label { width: auto; padding: 0 1 0 0; color: $text-muted; }
+    ComparePane Horizontal.knobs Input { width: 1fr; margin: 0 1 0 0; }
+    ComparePane VerticalScroll { height: 1fr; }
+    ComparePane .pane-stats { color: $text-muted; }
     """
 
     def __init__(self, index: int, temperature: float, seed: int) -> None:
@@ -70,23 +96,37 @@ class ComparePane(Vertical):
         self.tokens = 0
         self.text = ""
         self.t_start = 0.0
+        self.t_first: float | None = None
         self.stats: Stats | None = None
         self.done = True
+        self.state = "ready"
 
     def compose(self) -> ComposeResult:
+        blink = self.app.settings.cursor_blink  # type: ignore[attr-defined]
         with Horizontal(classes="knobs"):
             yield Label("temp")
-            blink = self.app.settings.cursor_blink  # type: ignore[attr-defined]
-            yield with_blink(Input(str(self._temperature), id=f"temp-{self.index}", classes="temp"), blink)
+            yield with_blink(Input(str(self._temperature), id=f"temp-{self.index}", classes="temp", compact=True),
+                             blink)
             yield Label("seed")
-            yield with_blink(Input(str(self._seed), id=f"seed-{self.index}", classes="seed"), blink)
+            yield with_blink(Input(str(self._seed), id=f"seed-{self.index}", classes="seed", compact=True), blink)
         with VerticalScroll():
             yield RawOutput()
-        yield Static("", classes="pane-stats", markup=False)
+        yield _Line("", classes="pane-stats")
 
     def on_mount(self) -> None:
         self.query_one(VerticalScroll).anchor()
-        self.border_title = f"pane {self.index + 1} ({PANE_KEYS[self.index]} cancels)"
+        self._title()
+
+    def _title(self) -> None:
+        try:
+            knobs = f"t {self.temperature:g} · seed {self.seed}"
+        except ValueError:
+            knobs = "?"
+        self.border_title = f"{self.index + 1} · {knobs} · {PANE_KEYS[self.index]} cancels"
+
+    @on(Input.Changed)
+    def _knob_changed(self) -> None:
+        self._title()
 
     @property
     def temperature(self) -> float:
@@ -96,46 +136,71 @@ class ComparePane(Vertical):
     def seed(self) -> int:
         return int(self.query_one(".seed", Input).value)
 
+    @property
+    def rate(self) -> float:
+        """Live tok/s since this pane's first token (the engine's figure once finished)."""
+        if self.stats is not None:
+            return self.stats.gen_tps
+        if self.t_first is None or self.tokens < 2:
+            return 0.0
+        elapsed = time.perf_counter() - self.t_first
+        return (self.tokens - 1) / elapsed if elapsed > 0 else 0.0
+
     async def reset(self) -> None:
         await self.query_one(RawOutput).remove()
         await self.query_one(VerticalScroll).mount(RawOutput())
         self.tokens, self.text, self.stats, self.done = 0, "", None, False
-        self.t_start = time.perf_counter()
-        self.remove_class("cancelled")
+        self.t_start, self.t_first = time.perf_counter(), None
+        self.remove_class("cancelled", "failed")
         self.add_class("running")
-        self.show_line("waiting...")
+        self.state = "waiting"
+        self.show_live()
+        self.show_line("")
+        self._title()
 
-    def add(self, text: str, n: int) -> None:
+    async def add(self, text: str, n: int) -> None:
+        if n and self.t_first is None:
+            self.t_first = time.perf_counter()
         self.tokens += n
-        self.text += text
+        self.state = "running"
         if text:
-            self.query_one(RawOutput).append(text)
-        elapsed = time.perf_counter() - self.t_start
-        self.show_line(f"{self.tokens} tok · {self.tokens / elapsed if elapsed else 0:.1f} tok/s · running")
+            self.text += text
+            await self.query_one(RawOutput).append(text)
 
-    def finish(self, stats: Stats | None, error: str | None) -> None:
+    def show_live(self) -> None:
+        """The title line's right side: tokens, tok/s, state (a border repaint, no layout)."""
+        self.border_subtitle = f"{self.tokens} tok · {self.rate:.1f} tok/s · {self.state}"
+
+    async def finish(self, stats: Stats | None, error: str | None) -> None:
         self.stats = stats
         self.done = True
-        self.query_one(RawOutput).finish()
+        await self.query_one(RawOutput).finish()
         self.remove_class("running")
-        reason = str(stats.finish_reason) if stats and stats.finish_reason else "error"
+        reason = str(stats.finish_reason) if stats and stats.finish_reason else ("error" if error else "cancelled")
+        self.state = reason
         if reason == "cancelled":
             self.add_class("cancelled")
-        if stats is None:
-            self.show_line(f"error: {error}")
+        elif reason == "error":
+            self.add_class("failed")
+        if stats is not None:
+            self.tokens = stats.generated_tokens
+        self.show_live()
+        if error or stats is None:
+            self.show_line(f"error: {error}" if error else "cancelled before it started")
             return
         self.show_line(summary_line(stats.to_dict(), len(self.text)))
 
     def show_line(self, line: str) -> None:
-        self.query_one(".pane-stats", Static).update(Text(line))
+        self.query_one(".pane-stats", _Line).show(Text(line))
 
-    def show_text(self, text: str) -> None:
+    async def show_text(self, text: str) -> None:
         self.text = text
-        self.query_one(RawOutput).append(text)
-        self.query_one(RawOutput).finish()
+        out = self.query_one(RawOutput)
+        await out.append(text)
+        await out.finish()
 
 
-class CompareScreen(Screen[None]):
+class CompareScreen(WorkerScreen[None]):
     HELP_NOTES = (
         "Compare: F5..F10 cancel one pane, Esc cancels all (or goes back), Ctrl+A / Ctrl+D add or "
         "remove a pane. The panes decode in one batch. Each is a faithful sample at its temperature "
@@ -145,47 +210,68 @@ class CompareScreen(Screen[None]):
         "near-tie between two tokens).",
     )
     BINDINGS = [
-        Binding("escape", "cancel_all", "Cancel all / back", priority=True),
+        Binding("escape", "cancel_all", "Cancel/Back", priority=True),
         Binding("ctrl+c", "cancel_all", "Cancel all", priority=True, show=False),
         Binding("ctrl+a", "add_pane", "Add pane", priority=True),
-        Binding("ctrl+d", "remove_pane", "Remove pane", priority=True),
+        Binding("ctrl+d", "remove_pane", "Remove", priority=True),
         *[Binding(k, f"cancel_pane({i})", f"Cancel pane {i + 1}", show=False, priority=True)
           for i, k in enumerate(PANE_KEYS)],
     ]
     DEFAULT_CSS = """
-    CompareScreen #panes { height: 1fr; grid-gutter: 0 1; }
-    CompareScreen #panes.stacked { height: auto; }
+    CompareScreen #compare-prompt { height: auto; max-height: 3; padding: 0 1; color: $text-muted;
+                                    background: $panel; }
+    CompareScreen #aggregate { height: 1; padding: 0 1; }
+    CompareScreen #aggregate #total { width: 44; color: $accent; text-style: bold; }
+    CompareScreen #aggregate Sparkline { width: 1fr; height: 1; margin: 0 1; }
     CompareScreen #scroller { height: 1fr; }
-    CompareScreen #panes.stacked ComparePane { height: 14; }
+    CompareScreen #panes { height: 100%; grid-gutter: 0 1; }
+    CompareScreen #panes.stacked { height: auto; }
     CompareScreen #prompt { height: 4; border: round $primary; }
     """
 
     def __init__(self, temps: tuple[float, ...] | list[float] = DEFAULT_TEMPS, prompt: str | None = None,
-                 record: RunRecord | None = None) -> None:
+                 record: RunRecord | None = None, carry: bool = False) -> None:
+        """`prompt` runs at once, or with `carry` only fills the prompt box (F4 from the
+        chat screen brings what was typed there); `record` shows a saved comparison."""
         super().__init__()
         self.temps = list(temps)
         self.initial_prompt = prompt
+        self.carry = carry
         self.record = record
         self.gens: list[Generation] = []
         self.running = False
         self._prompt = ""
+        self._rates: list[float] = []
+        self._t_run = 0.0
+
+    @property
+    def mullama(self) -> MullamaApp:
+        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header()
-        seed = self.app.settings.seed or 42  # type: ignore[attr-defined]
+        yield Static(Text("no prompt yet: type one below and press Enter"), id="compare-prompt", markup=False)
+        with Horizontal(id="aggregate"):
+            yield _Line("", id="total")
+            yield Sparkline(FLAT, id="total-spark")
+        seed = self.mullama.settings.seed or 42
         with VerticalScroll(id="scroller"):
             with Grid(id="panes"):
                 for i, t in enumerate(self.temps):
                     yield ComparePane(i, t, seed)
-        yield with_blink(PromptInput(id="prompt"), self.app.settings.cursor_blink)  # type: ignore[attr-defined]
-        yield Footer()
+        yield with_blink(PromptInput(id="prompt"), self.mullama.settings.cursor_blink)
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "compare temperatures"
         self._relayout()
-        self.query_one(PromptInput).focus()
+        self._show_total()
+        prompt = self.query_one(PromptInput)
+        prompt.focus()
         if self.record is not None:
             self.call_after_refresh(self._show_record, self.record)
+        elif self.initial_prompt and self.carry:
+            prompt.load_text(self.initial_prompt)
         elif self.initial_prompt:
             self.call_after_refresh(self.run_prompt, self.initial_prompt)
 
@@ -193,14 +279,20 @@ class CompareScreen(Screen[None]):
         self._relayout()
 
     def _relayout(self) -> None:
+        """Side by side while each pane gets MIN_PANE_WIDTH columns and MIN_PANE_HEIGHT
+        rows; otherwise one column of fixed-height panes that scrolls."""
         grid = self.query_one("#panes", Grid)
         n = len(self.query(ComparePane))
         cols = max(1, min(n, self.size.width // MIN_PANE_WIDTH))
-        grid.styles.grid_size_columns = cols
-        stacked = cols < n
-        grid.set_class(stacked, "stacked")
         rows = -(-n // cols)
+        height = self.query_one("#scroller").size.height or max(0, self.size.height - 9)
+        stacked = height // rows < MIN_PANE_HEIGHT
+        if stacked:
+            cols, rows = 1, n
+        grid.styles.grid_size_columns = cols
         grid.styles.grid_size_rows = rows
+        grid.styles.grid_rows = str(STACKED_PANE_HEIGHT) if stacked else "1fr"
+        grid.set_class(stacked, "stacked")
 
     def panes(self) -> list[ComparePane]:
         return list(self.query(ComparePane))
@@ -215,24 +307,14 @@ class CompareScreen(Screen[None]):
         if self.running:
             self.notify("a comparison is running: Esc cancels it", severity="warning")
             return
-        app = self.app
+        app = self.mullama
         try:
             knobs = [(p.temperature, p.seed) for p in self.panes()]
         except ValueError:
             self.notify("every pane needs a number for temperature and seed", severity="error")
             return
-        base = sampler_params(app.settings)  # type: ignore[attr-defined]
-        ignore_eos = getattr(app, "_ignore_eos", False)  # benchmarks and tests only
-        s = app.settings  # type: ignore[attr-defined]
-        requests = []
-        for t, seed in knobs:
-            params = base.with_(temperature=t, seed=seed)
-            if s.mode == "chat":
-                requests.append(Request(prompt=prompt, mode="chat", system=s.system or None,
-                                        params=params, max_tokens=s.max_tokens, ignore_eos=ignore_eos))
-            else:
-                requests.append(Request(prompt=prompt, mode="raw", params=params, max_tokens=s.max_tokens,
-                                        ignore_eos=ignore_eos))
+        base = app.settings.sampler()
+        requests = [app.request(prompt=prompt, params=base.with_(temperature=t, seed=seed)) for t, seed in knobs]
         try:
             for r in requests:
                 r.validate()
@@ -240,63 +322,113 @@ class CompareScreen(Screen[None]):
             self.notify(str(e), severity="error")
             return
         self._prompt = prompt
+        self.query_one("#compare-prompt", Static).update(Text(prompt))
         for p in self.panes():
             await p.reset()
         self.running = True
+        self._rates, self._t_run = [], time.perf_counter()
         self.sub_title = "generating"
+        self._show_total()
         self._generate(requests)
 
-    @work(thread=True, group="compare", exit_on_error=False)
+    @work(thread=True, group="compare", exit_on_error=False, description="drain the compare panes")
     def _generate(self, requests: list[Request]) -> None:
-        app = self.app
-        while not app._engine_ready.wait(0.05):  # type: ignore[attr-defined]
-            if not self.running:
-                return
-        engine = app.engine  # type: ignore[attr-defined]
-        if engine is None:
-            for i in range(len(requests)):
-                self.post_message(PaneFinished(i, None, app._engine_error or "no model"))  # type: ignore[attr-defined]
-            return
-        gens: list[Generation] = []
         try:
+            gens = []
             for r in requests:
-                gens.append(engine.submit(r))
+                gen = self.mullama.submit(r, cancelled=lambda: not self.running)
+                if gen is None:
+                    break
+                gens.append(gen)
         except MullamaError as e:
             for g in gens:
                 g.cancel()
-            for i in range(len(requests)):
-                self.post_message(PaneFinished(i, None, str(e)))
+            self.post_message(CompareBatch([PaneUpdate(i, done=True, error=str(e)) for i in range(len(requests))]))
+            return
+        if len(gens) < len(requests):  # cancelled while waiting for the model
+            for g in gens:
+                g.cancel()
+            self.post_message(CompareBatch([PaneUpdate(i, done=True) for i in range(len(requests))]))
             return
         self.gens = gens
+        news: dict[int, PaneUpdate] = {}
+        last = [time.perf_counter()]
 
-        def forward(i: int, events: list[TokenEvent]) -> None:
-            text = "".join(e.text for e in events)
-            n = sum(1 for e in events if not e.done)
-            self.post_message(PaneBatch(i, text, n))
+        def collect(i: int, events: list[TokenEvent]) -> None:
+            u = news.setdefault(i, PaneUpdate(i))
+            u.text += "".join(e.text for e in events)
+            u.n_tokens += sum(1 for e in events if not e.done)
             if events[-1].done:
-                st = events[-1].stats
-                self.post_message(PaneFinished(i, st, st.error if st else None))
+                u.done, u.stats = True, events[-1].stats
+                u.error = u.stats.error if u.stats else None
 
-        drain_together(gens, interval=0.1, on_events=forward)
+        def frame() -> None:
+            now = time.perf_counter()
+            if news and (now - last[0] >= FRAME or any(u.done for u in news.values())):
+                self.post_message(CompareBatch(list(news.values())))
+                news.clear()
+                last[0] = now
 
-    def on_pane_batch(self, msg: PaneBatch) -> None:
-        self.panes()[msg.pane].add(msg.text, msg.n_tokens)
+        drain_together(gens, interval=FRAME, on_events=collect, on_round=frame)
+        if news:
+            self.post_message(CompareBatch(list(news.values())))
 
-    def on_pane_finished(self, msg: PaneFinished) -> None:
-        self.panes()[msg.pane].finish(msg.stats, msg.error)
-        if all(p.done for p in self.panes()):
+    def worker_failed(self, group: str, error: str) -> None:
+        """The app's one handler for crashed workers calls this: every pane still running
+        ends as failed, so Esc leaves the screen again."""
+        if group == "compare":
+            for g in self.gens:
+                g.cancel()
+            self.post_message(CompareBatch([PaneUpdate(p.index, done=True, error=error)
+                                            for p in self.panes() if not p.done]))
+
+    async def on_compare_batch(self, msg: CompareBatch) -> None:
+        panes = self.panes()
+        with self.app.batch_update():
+            for u in msg.updates:
+                if u.pane >= len(panes) or panes[u.pane].done:
+                    continue
+                pane = panes[u.pane]
+                if u.text or u.n_tokens:
+                    await pane.add(u.text, u.n_tokens)
+                if u.done:
+                    await pane.finish(u.stats, u.error)
+            for pane in panes:
+                if not pane.done:
+                    pane.show_live()
+            self._show_total()
+        if self.running and all(p.done for p in panes):
             self.running = False
             self.gens = []
             self.sub_title = "done"
+            self.mullama.generation_ended()
+            self._show_total()
             self._save()
+
+    def _show_total(self) -> None:
+        """The aggregate line: the batch's total tok/s (and its sparkline), tokens, panes."""
+        panes = self.panes()
+        total = sum(p.rate for p in panes if p.t_first is not None)
+        tokens = sum(p.tokens for p in panes)
+        live = sum(1 for p in panes if not p.done)
+        if self.running:
+            self._rates.append(total)
+            state = f"{live} running"
+        else:
+            state = "done" if self._rates else "ready"
+        self.query_one("#total", _Line).show(
+            Text(f"batch {total:6.1f} tok/s · {tokens} tok · {len(panes)} panes · {state}"))
+        if len(self._rates) % 2 == 0 or not self.running:
+            self.query_one("#total-spark", Sparkline).data = [0.0, *self._rates[-120:]] if self._rates else FLAT
 
     def _save(self) -> None:
         panes = [{"temperature": p.temperature, "seed": p.seed, "text": p.text,
                   "stats": p.stats.to_dict() if p.stats else None} for p in self.panes()]
         out = "\n\n".join(f"## temperature {d['temperature']} · seed {d['seed']}\n\n{d['text']}" for d in panes)
+        app = self.mullama
         try:
-            self.app.history.add(RunRecord(  # type: ignore[attr-defined]
-                model=self.app.model_name, mode=self.app.settings.mode, prompt=self._prompt,  # type: ignore[attr-defined]
+            app.history.add(RunRecord(
+                model=app.model_name, mode=app.settings.mode, prompt=self._prompt,
                 output=out, kind="compare", params={"panes": [{"temperature": d["temperature"],
                                                               "seed": d["seed"]} for d in panes]},
                 stats={"panes": panes}, finish_reason="compare"))
@@ -304,13 +436,17 @@ class CompareScreen(Screen[None]):
             self.notify(f"could not save history: {e}", severity="warning")
 
     async def _show_record(self, rec: RunRecord) -> None:
-        panes = rec.stats.get("panes", [])
-        self.temps = [d["temperature"] for d in panes]
+        saved = rec.stats.get("panes", [])
+        while len(self.panes()) < len(saved):
+            await self.action_add_pane()
+        self.temps = [d["temperature"] for d in saved]
+        self._prompt = rec.prompt
         self.query_one(PromptInput).load_text(rec.prompt)
-        for pane, d in zip(self.panes(), panes):
+        self.query_one("#compare-prompt", Static).update(Text(rec.prompt))
+        for pane, d in zip(self.panes(), saved):
             pane.query_one(".temp", Input).value = str(d["temperature"])
             pane.query_one(".seed", Input).value = str(d["seed"])
-            pane.show_text(d["text"])
+            await pane.show_text(d["text"])
             if d.get("stats"):
                 pane.show_line(summary_line(d["stats"], len(d["text"])))
 
@@ -319,6 +455,9 @@ class CompareScreen(Screen[None]):
         if self.running:
             for g in self.gens:
                 g.cancel()
+            if not self.gens:  # still waiting for the model
+                self.running = False
+                self.mullama.wake_waiters()
             self.sub_title = "cancelling"
         else:
             self.dismiss(None)
@@ -329,7 +468,7 @@ class CompareScreen(Screen[None]):
 
     async def action_add_pane(self) -> None:
         panes = self.panes()
-        if self.running or len(panes) >= 6:
+        if self.running or len(panes) >= len(PANE_KEYS):
             return
         t = round(min(2.0, (panes[-1].temperature if panes else 0.7) + 0.4), 2)
         await self.query_one("#panes", Grid).mount(ComparePane(len(panes), t, panes[0].seed if panes else 42))

@@ -12,11 +12,12 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from ...models.catalog import LocalModel, local_models
 from ...models.report import show_lines
+from ..messages import ModelListRead
+from .base import WorkerScreen
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class ModelChoice:
     make_default: bool = False
 
 
-class ModelsScreen(Screen[ModelChoice | None]):
+class ModelsScreen(WorkerScreen[ModelChoice | None]):
     DEFAULT_CSS = """
     ModelsScreen #models-note { color: $text-muted; padding: 0 1; }
     ModelsScreen #models { height: auto; max-height: 60%; }
@@ -62,12 +63,15 @@ class ModelsScreen(Screen[ModelChoice | None]):
     def action_refresh(self) -> None:
         self._read_models()
 
-    @work(thread=True, exclusive=True, group="model-list", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="model-list", exit_on_error=False, description="read the model files")
     def _read_models(self) -> None:
-        rows = local_models(self.default_model)
-        self.app.call_from_thread(self._show, rows)
+        self.post_message(ModelListRead(local_models(self.default_model)))
 
-    def _show(self, rows: list[LocalModel]) -> None:
+    def worker_failed(self, group: str, error: str) -> None:
+        self.query_one("#models-note", Static).update(f"could not read the models folder: {error}")
+
+    def on_model_list_read(self, msg: ModelListRead) -> None:
+        rows: list[LocalModel] = msg.rows
         self.rows = rows
         table = self.query_one(DataTable)
         table.clear()

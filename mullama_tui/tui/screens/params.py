@@ -21,6 +21,10 @@ FIELDS = [  # (settings field, label, type)
 ]
 
 
+def optional_int(raw: str) -> int | None:
+    return int(raw) if raw.strip() else None
+
+
 class ParamsScreen(ModalScreen[Settings | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("ctrl+s", "save", "Save")]
     DEFAULT_CSS = """
@@ -61,6 +65,9 @@ class ParamsScreen(ModalScreen[Settings | None]):
                 yield field(s.base_url, placeholder="http://host:8080/v1", id="base_url")
                 yield Label("Remote model")
                 yield field(s.remote_model, id="remote_model")
+                yield Label("GPU layers (-1 all)")
+                yield field("" if s.gpu_layers is None else str(s.gpu_layers),
+                            placeholder="empty: all where the build can", id="gpu_layers")
             yield Label("", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel")
@@ -81,6 +88,13 @@ class ParamsScreen(ModalScreen[Settings | None]):
                     values[name] = typ(raw)
                 except ValueError:
                     raise InvalidParamsError(f"{label}: {raw!r} is not a {typ.__name__}") from None
+            raw_layers = self.query_one("#gpu_layers", Input).value.strip()
+            try:
+                gpu_layers = optional_int(raw_layers)
+            except ValueError:
+                raise InvalidParamsError(f"GPU layers: {raw_layers!r} is not a whole number") from None
+            if gpu_layers is not None and gpu_layers < -1:
+                raise InvalidParamsError("GPU layers: -1 (all), 0 (none) or a number of layers")
             stop = [x for x in self.query_one("#stop", Input).value.split("|") if x]
             backend = self.query_one("#backend", Input).value.strip() or "local"
             base_url = self.query_one("#base_url", Input).value.strip()
@@ -91,16 +105,12 @@ class ParamsScreen(ModalScreen[Settings | None]):
             new = replace(self.settings, stop=stop, system=self.query_one("#system", Input).value,
                           mode="chat" if self.query_one("#chat", Switch).value else "raw",
                           backend=backend, base_url=base_url,
-                          remote_model=self.query_one("#remote_model", Input).value.strip(), **values)
-            sampler_params(new).validate()
+                          remote_model=self.query_one("#remote_model", Input).value.strip(),
+                          gpu_layers=gpu_layers, **values)
+            new.sampler().validate()
             if new.max_tokens < 1:
                 raise InvalidParamsError("Max tokens must be at least 1")
         except InvalidParamsError as e:
             self.query_one("#error", Label).update(str(e))
             return
         self.dismiss(new)
-
-
-def sampler_params(s: Settings) -> SamplerParams:
-    return SamplerParams(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
-                         penalty_repeat=s.repeat_penalty, seed=s.seed, stop=list(s.stop))

@@ -95,10 +95,11 @@ class _Tail(Widget):
         self.styles.height = "auto"
 
 
-class _Reply(Vertical):
-    """What both replies share: a tail that is re-fitted when the width changes."""
+class Reply(Vertical):
+    """What both replies share: `append` text as it streams, `finish` once at the end, and
+    a tail that is re-fitted when the width changes."""
 
-    DEFAULT_CSS = "_Reply { height: auto; }"
+    DEFAULT_CSS = "Reply { height: auto; }"
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -112,7 +113,18 @@ class _Reply(Vertical):
         self._width = event.size.width
 
 
-class RawOutput(_Reply):
+    @property
+    def text(self) -> str:
+        raise NotImplementedError
+
+    async def append(self, text: str) -> None:
+        raise NotImplementedError
+
+    async def finish(self) -> None:
+        raise NotImplementedError
+
+
+class RawOutput(Reply):
     """Plain text: frozen chunks of ~CHUNK_CHARS, then the growing tail."""
 
     DEFAULT_CSS = "RawOutput > Static { height: auto; }"
@@ -122,37 +134,37 @@ class RawOutput(_Reply):
         self._initial = text
         self._frozen: list[str] = []
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         if self._initial:
-            self.append(self._initial)
-            self.finish()
+            await self.append(self._initial)
+            await self.finish()
 
     @property
     def text(self) -> str:
         return "".join(self._frozen) + (self._tail.text if self._tail else "")
 
-    def append(self, text: str) -> None:
+    async def append(self, text: str) -> None:
         if self._tail is None:
             self._tail = _Tail()
-            self.mount(self._tail)
+            await self.mount(self._tail)
         tail = self._tail.text + text
         cut = tail.rfind("\n") if len(tail) > CHUNK_CHARS else -1
         if cut != -1:
             done, rest = tail[:cut + 1], tail[cut + 1:]
             self._frozen.append(done)
-            self.mount(Static(Text(done), markup=False), before=self._tail)
+            await self.mount(Static(Text(done), markup=False), before=self._tail)
             tail = rest
             self._tail.fit()
         self._tail.set_text(tail)
 
-    def finish(self) -> None:
+    async def finish(self) -> None:
         """The text is complete: size the last chunk exactly."""
         if self._tail is not None:
             self._tail.fit()
             self._tail.refresh(layout=True)
 
 
-class MarkdownReply(_Reply):
+class MarkdownReply(Reply):
     """A chat reply rendered as Markdown while it streams.
 
     Finished blocks (up to the last blank line outside a code fence) are appended to a

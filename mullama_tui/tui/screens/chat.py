@@ -1,0 +1,331 @@
+"""The main screen: one conversation, its streaming reply, the live gauge and the status line.
+
+Message flow (why it is shaped this way):
+- a generation's tokens are decoded by the engine's scheduler thread; a thread worker
+  here drains the generation's channel and posts one `TokenBatch` every 200 ms with
+  `post_message` (which never blocks), so the screen gets 5 updates a second whatever
+  the token rate, and decoding never waits for the screen to draw;
+- a prompt sent before the model is ready waits for it in that worker (`app.submit`);
+- Esc / Ctrl+C are priority bindings enabled only while generating (`check_action`), so
+  they win over the prompt's own Ctrl+C (copy) and the app's quit hint; they call the
+  generation's `cancel()`, which the scheduler honours before its next decode step.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Footer, Header, Static
+from textual.worker import get_current_worker
+
+from ...engine.generation import Generation
+from ...engine.types import MullamaError, Request, Stats
+from ...history import RunRecord
+from ..messages import GenerationFinished, GenerationStarted, PromptProgress, TokenBatch
+from ..widgets.gauge import Gauge
+from ..widgets.output import MarkdownReply, RawOutput, Reply
+from ..widgets.prompt import PromptInput, with_blink
+from .base import WorkerScreen
+
+if TYPE_CHECKING:
+    from ..app import MullamaApp
+
+# Seconds between TokenBatch messages: 5 screen updates a second while streaming, each
+# carrying the new text and the gauge (so the gauge refreshes at 5 Hz). Every frame
+# preempts one of llama.cpp's two compute threads on a 2-core machine (measured: UI-thread
+# CPU per 1000 tokens 0.55 s at 4 frames/s, 0.85 s at 8, 1.3 s at 10 before the layout
+# savings in widgets/output.py and widgets/gauge.py), so frames are kept few and cheap.
+BATCH_INTERVAL = 0.2
+EMPTY_HINT = "Type a prompt below and press Enter to send it · Ctrl+J for a new line · F1 for every key"
+
+
+def user_turn(text: str) -> Static:
+    """A user's prompt in the output pane (never parsed as markup)."""
+    return Static(Text(text), classes="user-turn", markup=False)
+
+
+def assistant_turn(text: str, mode: str) -> Reply:
+    """A reply: Markdown in chat mode, plain text in raw mode."""
+    if mode == "chat":
+        return MarkdownReply(text, classes="assistant-turn")
+    return RawOutput(text, classes="assistant-turn raw")
+
+
+class ChatScreen(WorkerScreen[None]):
+    """Prompt, streaming output pane, gauge and status line: the app's default screen."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", priority=True, id="cancel"),
+        Binding("ctrl+c", "cancel", "Cancel", priority=True, show=False, id="cancel-ctrl-c"),
+        Binding("ctrl+n", "new_conversation", "New chat", id="new-conversation"),
+        Binding("ctrl+r", "toggle_mode", "Chat/Raw", id="toggle-mode"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="chat")
+        self.messages: list[dict[str, str]] = []  # the conversation sent back to the model
+        self.current: Generation | None = None
+        self.reply_text = ""  # the text of the reply streaming (or last streamed)
+        self.last_stats: Stats | None = None
+        self._reply: Reply | None = None  # None after Ctrl+N mid-stream: late text goes nowhere
+        self._run_request: Request | None = None
+        self._cancel_requested = False
+
+    @property
+    def mullama(self) -> MullamaApp:
+        return self.app  # type: ignore[return-value]
+
+    # -- layout ----------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="status", markup=False)
+        with VerticalScroll(id="output"):
+            yield self._hint()
+        yield Gauge(id="gauge")
+        yield with_blink(PromptInput(id="prompt"), self.mullama.settings.cursor_blink)
+        yield Footer(compact=True)
+
+    @staticmethod
+    def _hint() -> Static:
+        return Static(Text(EMPTY_HINT), id="empty-hint", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#output", VerticalScroll).anchor()
+        self._gauge_timer = self.set_interval(Gauge.INTERVAL, self._tick, pause=True)
+        self.query_one(PromptInput).focus()
+        self.refresh_status()
+
+    def refresh_status(self) -> None:
+        """The status line: state, mode, sampler values, model (and a model being loaded)."""
+        if not self.is_mounted:
+            return
+        app = self.mullama
+        s = app.settings
+        text = (f"{app.state} · {s.mode} · temp {s.temperature} · top-k {s.top_k} · "
+                f"top-p {s.top_p} · min-p {s.min_p} · rep {s.repeat_penalty} · max {s.max_tokens}"
+                f" · seed {s.seed or 'random'} · {app.model_name}")
+        if app.switching:
+            text += f" · loading {app.switching} {app.switch_progress:.0%}"
+        self.query_one("#status", Static).update(Text(text))
+
+    @property
+    def prompt_text(self) -> str:
+        return self.query_one(PromptInput).text
+
+    # -- sending -----------------------------------------------------------------------
+    @on(PromptInput.Submitted)
+    async def send(self, event: PromptInput.Submitted) -> None:
+        app = self.mullama
+        if self.current is not None or app.state in ("generating", "cancelling", "waiting for model"):
+            self.notify("a generation is running: Esc cancels it", severity="warning")
+            return
+        if app.engine_error:
+            self.notify(app.engine_error, title="No model", severity="error")
+            return
+        s = app.settings
+        prompt = event.text
+        if s.mode == "chat":
+            self.messages.append({"role": "user", "content": prompt})
+            request = app.request(messages=list(self.messages))
+        else:
+            request = app.request(prompt=prompt)
+        self._run_request = request
+        out = self.query_one("#output", VerticalScroll)
+        await self._clear_hint()
+        reply = assistant_turn("", s.mode)
+        await out.mount(user_turn(prompt), reply)
+        self._reply = reply
+        self.reply_text = ""
+        self._cancel_requested = False
+        self.query_one(Gauge).start(s.max_tokens, app.n_ctx)
+        app.state = "generating" if app.engine_ready else "waiting for model"
+        self._gauge_timer.resume()
+        self.query_one(PromptInput).cursor_blink = False  # 2 frames a second fewer while streaming
+        out.anchor()
+        self._generate(request)
+
+    async def _clear_hint(self) -> None:
+        for hint in self.query("#empty-hint"):
+            await hint.remove()
+
+    @work(thread=True, group="generate", exit_on_error=False, description="drain a generation")
+    def _generate(self, request: Request) -> None:
+        """Drain the generation and post batched tokens; never one message per token."""
+        worker = get_current_worker()
+        try:
+            gen = self.mullama.submit(request, cancelled=lambda: self._cancel_requested or worker.is_cancelled)
+        except MullamaError as e:
+            self.post_message(GenerationFinished(None, str(e)))
+            return
+        if gen is None:  # cancelled while waiting for the model
+            self.post_message(GenerationFinished(None, None))
+            return
+        self.current = gen
+        if self._cancel_requested:
+            gen.cancel()
+        self.post_message(GenerationStarted(len(gen.prompt_tokens)))
+        pending: list[str] = []
+        count = 0
+        ttft: float | None = None
+        last_post = time.perf_counter()
+        while True:
+            if worker.is_cancelled:
+                gen.cancel()
+            # Sleep until the next batch is due (or the generation ends) rather than wake
+            # on every token: on 2 cores each wake-up preempts one of llama.cpp's threads.
+            gen.wait(max(0.0, last_post + BATCH_INTERVAL - time.perf_counter()))
+            events = gen.take(timeout=0)
+            final = None
+            for ev in events:
+                if ev.text:
+                    pending.append(ev.text)
+                    if ttft is None:
+                        ttft = time.perf_counter() - gen.t_submit
+                if ev.done:
+                    final = ev
+                else:
+                    count += 1
+            now = time.perf_counter()
+            if (pending or count) and (final is not None or now - last_post >= BATCH_INTERVAL):
+                self.post_message(TokenBatch("".join(pending), count, ttft))
+                pending, count, last_post = [], 0, now
+            if final is not None:
+                self.post_message(GenerationFinished(final.stats, final.stats.error if final.stats else None))
+                return
+
+    def worker_failed(self, group: str, error: str) -> None:
+        """The app's one handler for crashed workers calls this: end the run as failed, so
+        the screen is never left 'generating'."""
+        if group == "generate":
+            if self.current is not None:
+                self.current.cancel()
+            self.post_message(GenerationFinished(self.current.stats if self.current else None, error))
+
+    def on_generation_started(self, msg: GenerationStarted) -> None:
+        if self.mullama.state == "waiting for model":
+            self.mullama.state = "generating"
+        self.query_one(Gauge).prompt_tokens = msg.prompt_tokens
+
+    def on_prompt_progress(self, msg: PromptProgress) -> None:
+        self.query_one(Gauge).prompt_progress(msg.done, msg.total, msg.cached, msg.rate)
+
+    async def on_token_batch(self, msg: TokenBatch) -> None:
+        gauge = self.query_one(Gauge)
+        gauge.add_tokens(msg.n_tokens, msg.ttft)
+        if gauge.due():  # ride on this batch's screen refresh, not a separate one
+            gauge.tick()
+        self._gauge_timer.reset()  # the fallback ticks only when batches stop coming
+        if not msg.text or self._reply is None:
+            return
+        self.reply_text += msg.text
+        await self._reply.append(msg.text)
+
+    async def on_generation_finished(self, msg: GenerationFinished) -> None:
+        """Show that it stopped first (state, gauge, mark), then do the slower work: the
+        final full Markdown render, the conversation and the history row."""
+        app = self.mullama
+        self._gauge_timer.pause()
+        self.query_one(PromptInput).cursor_blink = app.settings.cursor_blink
+        stats = msg.stats
+        reason = str(stats.finish_reason) if stats and stats.finish_reason else (
+            "error" if msg.error else "cancelled")
+        self.current = None
+        self.last_stats = stats
+        app.generation_ended()
+        self.query_one(Gauge).done(stats, reason)
+        app.state = "cancelled" if reason == "cancelled" else "error" if reason == "error" else "ready"
+        reply = self._reply  # None after Ctrl+N mid-stream: this run left the conversation
+        if reason == "cancelled" and reply is not None:
+            reply.add_class("cancelled")
+            await self.query_one("#output", VerticalScroll).mount(
+                Static(Text("[Generation cancelled]"), classes="cancel-mark", markup=False))
+        if msg.error:
+            self.notify(msg.error, title="Generation failed", severity="error", timeout=10)
+        if reply is not None:
+            await reply.finish()  # one final full render
+            if msg.error:
+                if app.settings.mode == "chat" and self.messages and self.messages[-1]["role"] == "user" \
+                        and not self.reply_text:
+                    self.messages.pop()  # nothing to answer; keep the conversation consistent
+            elif app.settings.mode == "chat":
+                self.messages.append({"role": "assistant", "content": self.reply_text})
+        self._save_run(stats, reason)
+
+    def _save_run(self, stats: Stats | None, reason: str) -> None:
+        req = self._run_request
+        if req is None or stats is None:
+            return
+        try:
+            self.mullama.history.add(RunRecord(
+                model=self.mullama.model_name, mode=req.mode, prompt=req.prompt or "",
+                messages=list(req.messages or []), params=req.params.to_dict() | {"max_tokens": req.max_tokens},
+                output=self.reply_text, stats=stats.to_dict(), finish_reason=reason))
+        except Exception as e:  # history must never break generation
+            self.notify(f"could not save history: {e}", severity="warning")
+
+    def _tick(self) -> None:
+        """Fallback while no tokens arrive (prompt processing): keep elapsed time moving."""
+        gauge = self.query_one(Gauge)
+        if gauge.due():
+            gauge.tick()
+
+    # -- actions -------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return self.mullama.state in ("generating", "waiting for model")
+        return True
+
+    def action_cancel(self) -> None:
+        self._cancel_requested = True
+        if self.current is not None:
+            self.current.cancel()
+        self.mullama.state = "cancelling"
+        self.mullama.wake_waiters()  # a prompt waiting for the model stops waiting
+
+    def cancel_running(self) -> None:
+        """Cancel whatever this screen is generating (quit, model switch, new conversation)."""
+        if self.current is not None:
+            self.current.cancel()
+
+    async def reopen(self, rec: RunRecord) -> None:
+        """Show a past run and continue its conversation."""
+        await self.action_new_conversation()
+        await self._clear_hint()
+        out = self.query_one("#output", VerticalScroll)
+        turns = rec.messages or [{"role": "user", "content": rec.prompt}]
+        for m in turns:
+            if m["role"] == "user":
+                await out.mount(user_turn(m["content"]))
+            elif m["role"] == "assistant":
+                await out.mount(assistant_turn(m["content"], "chat"))
+        await out.mount(assistant_turn(rec.output, rec.mode))
+        if rec.mode == "chat":
+            self.messages = [m for m in turns if m["role"] in ("user", "assistant")]
+            self.messages.append({"role": "assistant", "content": rec.output})
+        self.notify(f"reopened run {rec.id}")
+
+    async def action_new_conversation(self) -> None:
+        self.cancel_running()
+        self.messages = []
+        # a reply still streaming belongs to the old conversation: its last batches, its
+        # end mark and its final render go nowhere, and it is not added to the new one
+        self._reply = None
+        out = self.query_one("#output", VerticalScroll)
+        await out.remove_children()
+        await out.mount(self._hint())
+        self.mullama.clear_cache()
+        if self.mullama.state in ("cancelled", "error") and self.mullama.engine is not None:
+            self.mullama.state = "ready"
+
+    def action_toggle_mode(self) -> None:
+        s = self.mullama.settings
+        s.mode = "raw" if s.mode == "chat" else "chat"
+        self.mullama.save_settings()
+        self.refresh_status()
+        self.notify(f"{s.mode} mode")
