@@ -1,7 +1,9 @@
 """SQLite store of finished runs (prompt or messages, parameters, model, output, stats).
 
-One row per generation, written when it finishes or is cancelled, so a crash loses at
-most the run in progress. Lives under the data dir (see config.py).
+One row per generation, written when it finishes or is cancelled, in one transaction, so
+a crash (even `kill -9` mid-write) loses at most the run in progress: the database is in
+WAL mode, where a killed writer leaves a journal that the next open rolls back or
+forward, never a torn page. Lives under the data dir (see config.py).
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class History:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process (not a power cut)
         self._db.executescript(SCHEMA)
 
     def add(self, r: RunRecord) -> int:

@@ -91,3 +91,18 @@ def test_bench_overhead_on_a_made_up_128k_vocabulary(model_path):
     host, backend = big
     assert backend["rows"][-1]["sample_ms_per_seq_step"] < host["rows"][-1]["sample_ms_per_seq_step"]
     assert "128k vocabulary" in format_overhead_report(r)
+
+
+def test_a_short_soak_of_serve_has_no_unexpected_errors(model_path):
+    from mullama_tui.bench.soak import bench_soak, format_soak_report
+
+    r = bench_soak(model_path, seconds=6, clients=4)
+    assert r["unexpected_errors"] == 0, r["errors"]
+    assert r["requests_completed"] >= 10 and r["disconnects_survived"] >= 0
+    assert r["health_after"] == {"active": 0, "queued": 0}
+    assert r["rss_mb"]["start"] > 0 and r["rss_mb"]["growth"] < 50
+    fs = r["fixed_seed_streams"]
+    assert fs["equal"] + fs["differ"] == fs["checked"]
+    if not fs["batch_drift"]:
+        assert fs["differ"] == 0
+    assert "unexpected errors: 0" in format_soak_report(r)

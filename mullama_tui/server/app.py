@@ -28,6 +28,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from ..engine.generation import Generation
 from ..engine.local import LocalEngine
@@ -106,7 +107,10 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
         return await call_next(request)
 
     async def parse(request: HTTPRequest, model: type[BaseModel]) -> Any:
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # gone before the whole body came: nobody to answer, no traceback
+            raise APIError(400, "the client closed the connection before sending the whole body") from None
         if len(body) > max_body:
             raise APIError(413, f"request body over {max_body} bytes")
         try:
@@ -192,7 +196,13 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
 
         try:
             while True:
-                raw = await websocket.receive_text()
+                frame = await websocket.receive()
+                if frame["type"] == "websocket.disconnect":
+                    break
+                raw = frame.get("text")
+                if raw is None:  # a binary frame: answer it, keep the connection
+                    await error("send text frames with JSON objects, not binary frames")
+                    continue
                 try:
                     data = json.loads(raw)
                 except json.JSONDecodeError as e:
@@ -246,7 +256,10 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
 
     async def openai(request: HTTPRequest, schema: type[BaseModel], chat: bool) -> Any:
         body = await parse(request, schema)
-        gen = await submit(body.to_request())
+        req = body.to_request()
+        if body.max_tokens is None and body.max_completion_tokens is None:
+            req.max_tokens = min(req.max_tokens, engine.n_ctx - 1)  # not asked for: what fits
+        gen = await submit(req)
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         created = int(time.time())
         obj = "chat.completion" if chat else "text_completion"
@@ -306,7 +319,41 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
     async def chat_completions(request: HTTPRequest) -> Any:
         return await openai(request, ChatCompletionRequest, chat=True)
 
+    _document_bodies(app, {"/stream": StreamRequest, "/v1/completions": CompletionRequest,
+                           "/v1/chat/completions": ChatCompletionRequest}, max_tokens=engine.n_ctx - 1)
     return app
+
+
+def _document_bodies(app: FastAPI, bodies: dict[str, type[BaseModel]], max_tokens: int) -> None:
+    """Put the request bodies into the OpenAPI schema. The routes parse their bodies
+    themselves (so bad JSON, a body over the limit or a wrong shape is a 4xx in our words),
+    which FastAPI cannot see: without this, /openapi.json (and every client generator and
+    fuzzer reading it) would not know what the endpoints take. `max_tokens` is this
+    server's real limit (its context size less one)."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for path, model in bodies.items():
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            for name in ("max_tokens", "max_completion_tokens"):
+                prop = body["properties"].get(name)
+                if prop is not None:
+                    for variant in prop.get("anyOf", [prop]):
+                        if variant.get("type") == "integer":
+                            variant["maximum"] = max_tokens
+            components[model.__name__] = body
+            schema["paths"][path]["post"]["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _sse(data: dict[str, Any]) -> str:

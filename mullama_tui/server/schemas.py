@@ -41,7 +41,9 @@ class SamplingFields(BaseModel):
 class StreamRequest(SamplingFields):
     """POST /stream and WebSocket prompts (the tutorial's body)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # one of prompt and messages is needed; said in the schema too, for clients and fuzzers
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [{"required": ["prompt"]},
+                                                                           {"required": ["messages"]}]})
     prompt: Optional[str] = Field(None, max_length=200_000)
     messages: Optional[list[ChatMessage]] = None
     max_tokens: int = Field(200, ge=1)
