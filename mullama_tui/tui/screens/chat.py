@@ -24,8 +24,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
-from ...engine.generation import Generation
-from ...engine.types import MullamaError, Request, Stats
+from ...engine.generation import Generation, drain_together
+from ...engine.types import MullamaError, Request, Stats, TokenEvent
 from ...history import RunRecord
 from ..messages import GenerationFinished, GenerationStarted, PromptProgress, TokenBatch
 from ..widgets.gauge import Gauge
@@ -174,30 +174,43 @@ class ChatScreen(WorkerScreen[None]):
         count = 0
         ttft: float | None = None
         last_post = time.perf_counter()
-        while True:
-            if worker.is_cancelled:
-                gen.cancel()
-            # Sleep until the next batch is due (or the generation ends) rather than wake
-            # on every token: on 2 cores each wake-up preempts one of llama.cpp's threads.
-            gen.wait(max(0.0, last_post + BATCH_INTERVAL - time.perf_counter()))
-            events = gen.take(timeout=0)
-            final = None
+        prompt_seen = -1
+
+        def collect(_: int, events: list[TokenEvent]) -> None:
+            nonlocal count, ttft
             for ev in events:
                 if ev.text:
                     pending.append(ev.text)
                     if ttft is None:
                         ttft = time.perf_counter() - gen.t_submit
-                if ev.done:
-                    final = ev
-                else:
+                if not ev.done:
                     count += 1
+                else:
+                    final.append(ev)
+
+        def frame() -> None:
+            """Once per wake-up (every BATCH_INTERVAL, or at the end): one TokenBatch at
+            most; while the prompt is processed, its progress instead."""
+            nonlocal pending, count, last_post, prompt_seen
+            if worker.is_cancelled:
+                gen.cancel()
             now = time.perf_counter()
-            if (pending or count) and (final is not None or now - last_post >= BATCH_INTERVAL):
+            if (pending or count) and (final or now - last_post >= BATCH_INTERVAL):
                 self.post_message(TokenBatch("".join(pending), count, ttft))
                 pending, count, last_post = [], 0, now
-            if final is not None:
-                self.post_message(GenerationFinished(final.stats, final.stats.error if final.stats else None))
-                return
+            elif ttft is None and not final and gen.prompt_done != prompt_seen:
+                prompt_seen = gen.prompt_done
+                elapsed = now - gen.t_submit
+                done = gen.prompt_done - gen.cached_tokens
+                self.post_message(PromptProgress(gen.prompt_done, len(gen.prompt_tokens), gen.cached_tokens,
+                                                 done / elapsed if elapsed > 0 and done > 0 else 0.0))
+
+        final: list[TokenEvent] = []
+        # Wake every BATCH_INTERVAL (or when it ends), not on every token: on 2 cores each
+        # wake-up preempts one of llama.cpp's threads.
+        drain_together([gen], interval=BATCH_INTERVAL, on_events=collect, on_round=frame)
+        stats = final[-1].stats if final else gen.stats
+        self.post_message(GenerationFinished(stats, stats.error if stats else None))
 
     def worker_failed(self, group: str, error: str) -> None:
         """The app's one handler for crashed workers calls this: end the run as failed, so
