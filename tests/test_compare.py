@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from mullama_tui.engine.generation import drain_together
 from mullama_tui.engine.types import FinishReason, Request, SamplerParams
 from mullama_tui.history import History
@@ -123,3 +125,46 @@ async def test_per_pane_key_cancels_one_and_summary_rows_show(home):
         await until(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the reopened comparison")
         reopened = list(app.screen.query(ComparePane))
         await until(pilot, lambda: reopened[0].text == first.text, 5, "the pane text")
+
+
+@pytest.mark.parametrize("size, stacked", [((80, 24), True), ((160, 45), False)])
+async def test_compare_layout_fills_the_height_or_stacks_readably(home, size, stacked):
+    configure(max_tokens=40)
+    app = MullamaApp(compare=([0.2, 0.8, 1.4], None), ignore_eos=True)
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the compare screen")
+        screen = app.screen
+        await pilot.pause()
+        panes = list(screen.query(ComparePane))
+        grid = screen.query_one("#panes")
+        assert grid.has_class("stacked") is stacked
+        if stacked:  # one column of readable panes that scrolls
+            assert {p.region.x for p in panes} == {panes[0].region.x}
+            assert all(p.size.height >= 10 for p in panes)
+        else:  # side by side, together as tall as the space between the prompt line and the box
+            assert len({p.region.y for p in panes}) == 1 and len({p.region.x for p in panes}) == 3
+            assert panes[0].size.height >= size[1] - 12
+        # the footer is on screen, whole; the knobs take one line; the prompt is shown above
+        footer = screen.query_one("Footer")
+        assert footer.region.bottom == size[1] and footer.region.height == 1
+        assert all(p.query_one(".knobs").size.height == 1 for p in panes)
+        await screen.run_prompt("Describe the sea.")
+        assert str(screen.query_one("#compare-prompt").render()) == "Describe the sea."
+        await until(pilot, lambda: not screen.running, 60, "the comparison to end")
+        live = [str(p.query_one(".live").render()) for p in panes]
+        assert all("40 tok" in t and "tok/s" in t and "length" in t for t in live), live
+        total = str(screen.query_one("#total").render())
+        assert "tok/s" in total and "120 tok" in total and "3 panes" in total
+        assert screen.query_one("#total-spark").data[-1] > 0
+
+
+async def test_f4_carries_the_typed_prompt_to_the_compare_screen(home):
+    app = MullamaApp()
+    async with app.run_test(size=(130, 40)) as pilot:
+        from mullama_tui.tui.widgets.prompt import PromptInput
+
+        app.chat.query_one(PromptInput).load_text("What does temperature do?")
+        await pilot.press("f4")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the compare screen")
+        assert app.screen.query_one(PromptInput).text == "What does temperature do?"
+        assert not app.screen.running  # carried over, not started: Enter runs it

@@ -90,3 +90,35 @@ def test_the_markdown_tail_shows_markup_like_text_literally():
     console.print(_Tail("[red]x[/red] [bold and *emphasis*", markdown=True).render())
     shown = console.export_text()
     assert "[red]x[/red] [bold and emphasis" in shown
+
+
+async def test_plain_lines_stream_into_the_same_lines_as_the_whole_text():
+    """Appended in pieces of every size (paragraphs ending mid-piece, long words, a piece
+    of only spaces), the kept lines equal a fresh wrap of the whole text; a new width
+    re-wraps. A pure widget test: no model."""
+    import random
+
+    from mullama_tui.tui.widgets.output import PlainLines, RawOutput
+
+    text = ("The keeper climbed the stairs at dusk and lit the lamp. " * 3 + "\n\n"
+            + "Supercalifragilisticexpialidocious-and-then-some-more " * 2 + "\n" + "   " + "\nend.")
+    app = _Host()
+    async with app.run_test(size=(50, 30)) as pilot:
+        raw = RawOutput()
+        await app.query_one("#out").mount(raw)
+        await pilot.pause()
+        lines = raw.query_one(PlainLines)
+        rng, i = random.Random(3), 0
+        while i < len(text):
+            n = rng.choice([1, 2, 5, 17, 40])
+            await raw.append(text[i:i + n])
+            i += n
+            await pilot.pause()
+        width = lines.content_region.width
+        assert raw.text == text and lines._lines == lines._wrap(text, width)
+        assert [lines.render_line(y).text.rstrip() for y in range(len(lines._lines))] == lines._lines
+        assert all(len(line) <= width for line in lines._lines)
+        await pilot.resize_terminal(30, 30)
+        await pilot.pause()
+        narrow = lines.content_region.width
+        assert narrow < width and lines._lines == lines._wrap(text, narrow)

@@ -11,7 +11,7 @@ from mullama_tui.config import Settings
 from mullama_tui.history import History, RunRecord
 from mullama_tui.tui.app import MullamaApp
 from mullama_tui.tui.widgets.gauge import Gauge
-from mullama_tui.tui.widgets.output import RawOutput
+from mullama_tui.tui.widgets.output import PlainLines, RawOutput
 from mullama_tui.tui.widgets.prompt import PromptInput
 
 from helpers import LONG_PROMPT as LONG, configure, send, until
@@ -180,7 +180,8 @@ async def test_markup_like_text_shows_literally(home):
         assert user == "[bold]p"
         raw = app.query_one(RawOutput)
         assert raw.text == "[red]x[/red] [bold"
-        assert "[red]x[/red] [bold" in "".join(str(w.render()) for w in raw.children)
+        lines = raw.query_one(PlainLines)
+        assert lines.render_line(0).text.rstrip() == "[red]x[/red] [bold"  # drawn as is, no markup
 
 
 async def test_missing_model_shows_an_error_instead_of_crashing(home):
@@ -336,3 +337,43 @@ async def test_a_crashing_compare_worker_ends_every_pane_and_esc_leaves(home):
         assert any("compare boom" in n.message for n in app._notifications)
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, CompareScreen), 5, "Esc to leave")
+
+
+async def test_an_empty_chat_says_what_to_do_until_the_first_prompt(home):
+    configure(max_tokens=5)
+    app = MullamaApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        hint = app.chat.query_one("#empty-hint", Static)
+        assert "Enter" in str(hint.render()) and "F1" in str(hint.render())
+        await until(pilot, lambda: app.state == "ready", what="the model")
+        await send(pilot, app, "Hi")
+        await until(pilot, lambda: app.chat.last_stats is not None, what="the reply")
+        assert not app.chat.query("#empty-hint")
+
+
+async def test_prompt_processing_shows_progress_then_the_reused_share(home):
+    """A long prompt: the gauge shows tokens processed of the total while it is decoded;
+    a follow-up turn says how much of its prompt came from the KV cache."""
+    configure(max_tokens=4, temperature=0.0)
+    app = MullamaApp()
+    long_prompt = "Summarise this: " + "The tide came in over the rocks and went out again. " * 130
+    async with app.run_test(size=(110, 30)) as pilot:
+        await until(pilot, lambda: app.state == "ready", what="the model")
+        gauge = app.query_one(Gauge)
+        seen: list[tuple[int, str]] = []
+        await send(pilot, app, long_prompt)
+        while app.chat.last_stats is None:
+            if gauge.running and gauge.t_first is None and gauge.prompt_tokens:
+                seen.append((gauge.prompt_done, str(gauge.query_one("#rate").render())))
+            await pilot.pause(0.02)
+        total = app.chat.last_stats.prompt_tokens
+        assert total > 1000
+        shown = [label for done, label in seen if 0 < done < total]  # progress while it was decoded
+        assert shown and all(label.startswith("prompt ") and f"/{total}" in label for label in shown), seen
+        first = app.chat.last_stats
+        await send(pilot, app, "And in one word?")
+        await until(pilot, lambda: app.chat.last_stats is not first and app.state == "ready", what="the follow-up")
+        st = app.chat.last_stats
+        assert st.cached_tokens >= first.prompt_tokens
+        details = str(gauge.query_one("#details").render())
+        assert f"{st.cached_tokens} of {st.prompt_tokens} reused" in details

@@ -147,6 +147,7 @@ class ChatScreen(WorkerScreen[None]):
         app.state = "generating" if app.engine_ready else "waiting for model"
         self._gauge_timer.resume()
         self.query_one(PromptInput).cursor_blink = False  # 2 frames a second fewer while streaming
+        out.add_class("streaming")  # no scrollbar to repaint on every line (see app.tcss)
         out.anchor()
         self._generate(request)
 
@@ -245,6 +246,7 @@ class ChatScreen(WorkerScreen[None]):
         app = self.mullama
         self._gauge_timer.pause()
         self.query_one(PromptInput).cursor_blink = app.settings.cursor_blink
+        self.query_one("#output", VerticalScroll).remove_class("streaming")
         stats = msg.stats
         reason = str(stats.finish_reason) if stats and stats.finish_reason else (
             "error" if msg.error else "cancelled")

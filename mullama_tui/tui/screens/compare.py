@@ -43,7 +43,14 @@ MIN_PANE_HEIGHT = 10  # below this a pane is unreadable: stack the panes and scr
 STACKED_PANE_HEIGHT = 14
 DEFAULT_TEMPS = (0.1, 0.7, 1.2)
 PANE_KEYS = ["f5", "f6", "f7", "f8", "f9", "f10"]
-FRAME = 0.2  # seconds between screen updates while streaming (as the main screen)
+FRAME = 0.33  # seconds between screen updates while streaming: 3 a second (3 panes of text)
+LIVE_EVERY = 3  # frames between updates of the live figures (the panes' title lines, the batch line)
+
+
+def pane_output() -> RawOutput:
+    """A pane's text: as tall as the pane from the start (no layout pass until it fills
+    it), then 6 lines reserved ahead (no more blank lines than that under the text)."""
+    return RawOutput(fill=True)
 
 
 def summary_line(stats: dict, chars: int) -> str:
@@ -84,8 +91,11 @@ class ComparePane(Vertical):
     ComparePane.failed { border: round $error; }
     ComparePane Horizontal.knobs { height: 1; }
     ComparePane Horizontal.knobs Label { width: auto; padding: 0 1 0 0; color: $text-muted; }
-    ComparePane Horizontal.knobs Input { width: 1fr; margin: 0 1 0 0; }
-    ComparePane VerticalScroll { height: 1fr; }
+    ComparePane Horizontal.knobs Input { width: 8; margin: 0 1 0 0; }
+    ComparePane Horizontal.knobs .live { width: 1fr; text-align: right; color: $accent; }
+    /* no scrollbar drawn (the wheel and keys still scroll): a scrollbar moves with every new
+       line, and as it is as tall as the pane, each move repaints every row of every pane */
+    ComparePane VerticalScroll { height: 1fr; overflow-y: scroll; scrollbar-size-vertical: 0; }
     ComparePane .pane-stats { color: $text-muted; }
     """
 
@@ -109,8 +119,9 @@ class ComparePane(Vertical):
                              blink)
             yield Label("seed")
             yield with_blink(Input(str(self._seed), id=f"seed-{self.index}", classes="seed", compact=True), blink)
+            yield _Line("", classes="live")
         with VerticalScroll():
-            yield RawOutput()
+            yield pane_output()
         yield _Line("", classes="pane-stats")
 
     def on_mount(self) -> None:
@@ -147,8 +158,8 @@ class ComparePane(Vertical):
         return (self.tokens - 1) / elapsed if elapsed > 0 else 0.0
 
     async def reset(self) -> None:
-        await self.query_one(RawOutput).remove()
-        await self.query_one(VerticalScroll).mount(RawOutput())
+        self.query_one(RawOutput).clear()
+        self.query_one(VerticalScroll).scroll_home(animate=False)
         self.tokens, self.text, self.stats, self.done = 0, "", None, False
         self.t_start, self.t_first = time.perf_counter(), None
         self.remove_class("cancelled", "failed")
@@ -162,14 +173,17 @@ class ComparePane(Vertical):
         if n and self.t_first is None:
             self.t_first = time.perf_counter()
         self.tokens += n
-        self.state = "running"
+        if self.state != "running":
+            self.state = "running"
+            self.show_live()
         if text:
             self.text += text
             await self.query_one(RawOutput).append(text)
 
     def show_live(self) -> None:
-        """The title line's right side: tokens, tok/s, state (a border repaint, no layout)."""
-        self.border_subtitle = f"{self.tokens} tok · {self.rate:.1f} tok/s · {self.state}"
+        """The knobs line's right side: tokens, tok/s, state. A fixed-size line: updating
+        it repaints that one line (a border title would repaint the whole pane)."""
+        self.query_one(".live", _Line).show(Text(f"{self.tokens} tok · {self.rate:.1f} tok/s · {self.state}"))
 
     async def finish(self, stats: Stats | None, error: str | None) -> None:
         self.stats = stats
@@ -243,6 +257,7 @@ class CompareScreen(WorkerScreen[None]):
         self._prompt = ""
         self._rates: list[float] = []
         self._t_run = 0.0
+        self._frames = 0
 
     @property
     def mullama(self) -> MullamaApp:
@@ -251,14 +266,16 @@ class CompareScreen(WorkerScreen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(Text("no prompt yet: type one below and press Enter"), id="compare-prompt", markup=False)
-        with Horizontal(id="aggregate"):
-            yield _Line("", id="total")
-            yield Sparkline(FLAT, id="total-spark")
         seed = self.mullama.settings.seed or 42
         with VerticalScroll(id="scroller"):
             with Grid(id="panes"):
                 for i, t in enumerate(self.temps):
                     yield ComparePane(i, t, seed)
+        # below the panes, where their newest lines are: Textual repaints the box around
+        # everything that changed in a frame, so what changes together is kept together
+        with Horizontal(id="aggregate"):
+            yield _Line("", id="total")
+            yield Sparkline(FLAT, id="total-spark")
         yield with_blink(PromptInput(id="prompt"), self.mullama.settings.cursor_blink)
         yield Footer(compact=True)
 
@@ -322,9 +339,10 @@ class CompareScreen(WorkerScreen[None]):
             self.notify(str(e), severity="error")
             return
         self._prompt = prompt
-        self.query_one("#compare-prompt", Static).update(Text(prompt))
-        for p in self.panes():
-            await p.reset()
+        with self.app.batch_update():
+            self.query_one("#compare-prompt", Static).update(Text(prompt))
+            for p in self.panes():
+                await p.reset()
         self.running = True
         self._rates, self._t_run = [], time.perf_counter()
         self.sub_title = "generating"
@@ -363,6 +381,8 @@ class CompareScreen(WorkerScreen[None]):
                 u.error = u.stats.error if u.stats else None
 
         def frame() -> None:
+            if any(g.cancelled and not g.finished for g in gens):
+                return  # cancelled ones end within a decode step: show them all in one frame
             now = time.perf_counter()
             if news and (now - last[0] >= FRAME or any(u.done for u in news.values())):
                 self.post_message(CompareBatch(list(news.values())))
@@ -393,10 +413,13 @@ class CompareScreen(WorkerScreen[None]):
                     await pane.add(u.text, u.n_tokens)
                 if u.done:
                     await pane.finish(u.stats, u.error)
-            for pane in panes:
-                if not pane.done:
-                    pane.show_live()
-            self._show_total()
+            self._frames += 1
+            if self._frames % LIVE_EVERY == 0 or any(u.done for u in msg.updates):
+                # figures once a second: the text changes every frame, they need not
+                for pane in panes:
+                    if not pane.done:
+                        pane.show_live()
+                self._show_total()
         if self.running and all(p.done for p in panes):
             self.running = False
             self.gens = []
@@ -418,8 +441,7 @@ class CompareScreen(WorkerScreen[None]):
             state = "done" if self._rates else "ready"
         self.query_one("#total", _Line).show(
             Text(f"batch {total:6.1f} tok/s · {tokens} tok · {len(panes)} panes · {state}"))
-        if len(self._rates) % 2 == 0 or not self.running:
-            self.query_one("#total-spark", Sparkline).data = [0.0, *self._rates[-120:]] if self._rates else FLAT
+        self.query_one("#total-spark", Sparkline).data = [0.0, *self._rates[-120:]] if self._rates else FLAT
 
     def _save(self) -> None:
         panes = [{"temperature": p.temperature, "seed": p.seed, "text": p.text,

@@ -8,12 +8,13 @@ layout pass of the whole screen, and a widget whose size changed asks for a seco
 after it; a repaint of one widget costs a fraction of that. Measured on the bundled
 model, 1000 tokens: chat replies streamed into a `Markdown` widget cost ~1.0 s of
 UI-thread CPU, almost all of it in ~120 layout passes (every batch grows a paragraph).
-So both widgets:
-- keep the text that is still growing in a `_Tail` that reserves its height a few lines
-  ahead: most updates repaint that one widget and lay out nothing;
-- move finished text out of the tail in whole pieces, rarely: raw text in frozen chunks
-  (so no update re-renders an ever-growing text), Markdown in whole blocks appended to
-  the `Markdown` widget (one layout per paragraph, not per batch).
+So both widgets reserve their height a few lines ahead (most updates lay out nothing),
+and neither re-renders an ever-growing text per update:
+- raw text lives in one `PlainLines`, which keeps its wrapped lines, re-wraps only the
+  paragraph being written, and repaints only the lines that changed;
+- Markdown keeps the block still being written in a `_Tail` (rendered by Rich), and
+  moves finished blocks to Textual's `Markdown` widget in whole pieces (one layout per
+  paragraph, not per batch).
 
 Model text is never parsed as Rich/Textual markup: plain text is a `rich.text.Text`, and
 Markdown goes through a Markdown parser, so `[red]x[/red]` shows literally.
@@ -22,16 +23,20 @@ Markdown goes through a Markdown parser, so `[red]x[/red]` shows literally.
 from __future__ import annotations
 
 import re
+from typing import Any
 
+from rich.cells import cell_len
 from rich.console import RenderableType
 from rich.markdown import Markdown as RichMarkdown
+from rich.segment import Segment
 from rich.text import Text
 from textual import events
 from textual.containers import Vertical
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import Markdown, Static
+from textual.widgets import Markdown
 
-CHUNK_CHARS = 1500
 RESERVE_LINES = 6  # lines reserved ahead of the text while it streams
 
 _FENCE = re.compile(r"^ {0,3}(```|~~~)", re.MULTILINE)
@@ -56,11 +61,13 @@ class _Tail(Widget):
 
     DEFAULT_CSS = "_Tail { height: auto; }"
 
-    def __init__(self, text: str = "", markdown: bool = False) -> None:
+    def __init__(self, text: str = "", markdown: bool = False, reserve: int = RESERVE_LINES) -> None:
         super().__init__()
         self.text = text
         self.markdown = markdown
+        self.reserve = reserve  # lines reserved ahead each time the text outgrows its height
         self._reserved = 0
+        self._shown = 0  # lines the text took at the last repaint
 
     def render(self) -> RenderableType:
         return RichMarkdown(self.text) if self.markdown else Text(self.text)
@@ -84,15 +91,35 @@ class _Tail(Widget):
             return
         lines = self._lines(width)
         if lines > self._reserved or self._reserved == 0:
-            self._reserved = lines + RESERVE_LINES - 1
+            self._reserved = lines + self.reserve - 1
             self.styles.height = self._reserved  # a layout pass, every few lines of text
+        elif self.markdown or lines < self._shown:
+            self.refresh()  # repaint this widget only (Markdown can re-flow lines above)
         else:
-            self.refresh()  # repaint this widget only
+            # Plain text only grows at its end, and wrapping is greedy, so the lines above
+            # the last one cannot change: repaint from the previous last line down.
+            first = max(0, self._shown - 1)
+            self.refresh(Region(0, first, width, lines - first))
+        self._shown = lines
 
     def fit(self) -> None:
         """Exact height again (a new piece of text, the end of a generation, a resize)."""
-        self._reserved = 0
+        self._reserved = self._shown = 0
         self.styles.height = "auto"
+
+    def restart(self, text: str) -> None:
+        """Most of the text moved out (into a frozen chunk): start again from `text`,
+        reserving the height a whole chunk will take, so the next layout is at the next
+        chunk (one height change now instead of one now and more as it grows)."""
+        self._reserved = self._shown = 0
+        self.text = text
+        width = self.content_region.width
+        if width <= 0:
+            self.styles.height = "auto"
+            return
+        self._shown = self._lines(width)
+        self._reserved = max(self._shown + self.reserve - 1, self.reserve)
+        self.styles.height = self._reserved
 
 
 class Reply(Vertical):
@@ -103,12 +130,13 @@ class Reply(Vertical):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self._tail: _Tail | None = None
+        self._tail: _Tail | PlainLines | None = None
         self._width = 0
 
     def on_resize(self, event: events.Resize) -> None:
-        # a new width re-wraps the text; height changes are our own doing and are ignored
-        if self._tail is not None and event.size.width != self._width:
+        # a new width re-wraps the text; height changes are our own doing and are ignored,
+        # and so is the first width (nothing was wrapped before it)
+        if self._tail is not None and self._width and event.size.width != self._width:
             self._tail.fit()
         self._width = event.size.width
 
@@ -124,15 +152,122 @@ class Reply(Vertical):
         raise NotImplementedError
 
 
+class PlainLines(Widget):
+    """Plain text that keeps its wrapped lines and repaints only what changed.
+
+    Textual's own widgets render their whole text into lines on every change, so a reply
+    that grows for minutes costs more per update as it grows. Here the text is wrapped
+    once, and an append re-wraps only the paragraph it lands in (text above a newline
+    never moves); `render_line` hands out the kept lines, and a refresh names the lines
+    that changed. Its height is reserved ahead (`reserve` lines at a time), so most
+    updates lay nothing out: a layout pass costs the whole screen.
+    """
+
+    DEFAULT_CSS = "PlainLines { height: auto; }"
+
+    def __init__(self, reserve: int = RESERVE_LINES, fill: bool = False) -> None:
+        """`fill`: take at least the height of the scrolling container around it from the
+        start (a compare pane, where this is the only text), so there is no layout pass
+        at all until the text has filled the view."""
+        super().__init__()
+        self.text = ""
+        self.reserve = reserve
+        self.fill = fill
+        self._lines: list[str] = []  # the wrapped lines at `_width`
+        self._para_line = 0  # index in `_lines` of the first line of the last paragraph
+        self._para_start = 0  # index in `text` where the last paragraph starts
+        self._width = 0
+        self._reserved = 0
+        self._style: Any = None  # the widget's rich style, looked up once (it walks the DOM)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._style = None
+
+    def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
+        if width != self._width:
+            self._rewrap(width)
+        return max(1, len(self._lines))
+
+    def render_line(self, y: int) -> Strip:
+        if self._style is None:
+            self._style = self.rich_style
+        line = self._lines[y] if y < len(self._lines) else ""
+        return Strip([Segment(line, self._style)], cell_len(line))
+
+    def _wrap(self, text: str, width: int) -> list[str]:
+        out: list[str] = []
+        for para in text.split("\n"):
+            out += [line.plain.rstrip(" ") for line in Text(para).wrap(self.app.console, width)] or [""]
+        return out
+
+    def _rewrap(self, width: int) -> None:
+        """Wrap everything again (a new width)."""
+        self._width = width
+        self._para_start = self.text.rfind("\n") + 1
+        self._lines = self._wrap(self.text[:self._para_start - 1], width) if self._para_start else []
+        self._para_line = len(self._lines)
+        self._lines += self._wrap(self.text[self._para_start:], width)
+
+    def append(self, text: str) -> None:
+        if not text:
+            return
+        self.text += text
+        width = self.content_region.width
+        if width <= 0 or width != self._width:  # not laid out yet, or resized: layout re-wraps
+            self.refresh(layout=True)
+            return
+        first, start = self._para_line, self._para_start
+        newline = self.text.rfind("\n", start) + 1
+        if newline > start:  # the paragraph ended: what follows starts a new one
+            self._lines[first:] = self._wrap(self.text[start:newline - 1], width)
+            self._para_start, self._para_line = newline, len(self._lines)
+            self._lines += self._wrap(self.text[newline:], width)
+        else:
+            self._lines[first:] = self._wrap(self.text[start:], width)
+        lines = len(self._lines)
+        if lines > self._reserved:
+            self._reserved = max(lines + self.reserve - 1, self._view_height())
+            self.styles.height = self._reserved  # a layout pass, every `reserve` lines
+        else:
+            self.refresh(Region(0, first, width, lines - first))  # these lines only
+
+    def clear(self) -> None:
+        """No text (a new run in the same place)."""
+        self.text = ""
+        self._lines, self._para_line, self._para_start = [], 0, 0
+        self._reserved = self._view_height()
+        self.styles.height = self._reserved or "auto"
+        self.refresh()
+
+    def _view_height(self) -> int:
+        if not self.fill:
+            return 0
+        from textual.containers import ScrollableContainer
+
+        for ancestor in self.ancestors:
+            if isinstance(ancestor, ScrollableContainer):
+                return ancestor.scrollable_content_region.height
+        return 0
+
+    def fit(self) -> None:
+        """Exact height again (the end of a generation, a new width)."""
+        self._reserved = 0
+        self.styles.height = "auto"
+
+
 class RawOutput(Reply):
-    """Plain text: frozen chunks of ~CHUNK_CHARS, then the growing tail."""
+    """Plain text, streamed into one `PlainLines` (which keeps its wrapped lines)."""
 
-    DEFAULT_CSS = "RawOutput > Static { height: auto; }"
-
-    def __init__(self, text: str = "", **kwargs: object) -> None:
+    def __init__(self, text: str = "", reserve: int = RESERVE_LINES, fill: bool = False, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self._initial = text
-        self._frozen: list[str] = []
+        self.reserve = reserve
+        self.fill = fill
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        self._tail = PlainLines(self.reserve, self.fill)  # type: ignore[assignment]
+        yield self._tail
 
     async def on_mount(self) -> None:
         if self._initial:
@@ -141,27 +276,18 @@ class RawOutput(Reply):
 
     @property
     def text(self) -> str:
-        return "".join(self._frozen) + (self._tail.text if self._tail else "")
+        return self._tail.text if self._tail else ""
 
     async def append(self, text: str) -> None:
-        if self._tail is None:
-            self._tail = _Tail()
-            await self.mount(self._tail)
-        tail = self._tail.text + text
-        cut = tail.rfind("\n") if len(tail) > CHUNK_CHARS else -1
-        if cut != -1:
-            done, rest = tail[:cut + 1], tail[cut + 1:]
-            self._frozen.append(done)
-            await self.mount(Static(Text(done), markup=False), before=self._tail)
-            tail = rest
-            self._tail.fit()
-        self._tail.set_text(tail)
+        self._tail.append(text)  # type: ignore[union-attr]
+
+    def clear(self) -> None:
+        self._tail.clear()  # type: ignore[union-attr]
 
     async def finish(self) -> None:
-        """The text is complete: size the last chunk exactly."""
+        """The text is complete: its exact height."""
         if self._tail is not None:
             self._tail.fit()
-            self._tail.refresh(layout=True)
 
 
 class MarkdownReply(Reply):
