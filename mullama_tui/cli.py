@@ -171,6 +171,9 @@ def run(
                                              "is a faithful sample at its temperature; it equals the single "
                                              "run with the same seed only where the hardware decodes batches "
                                              "bit-identically (`show --system` tells)."),
+    logprobs: int = typer.Option(0, "--logprobs", help="With --json: each token's log-probability, its top N "
+                                                         "alternatives, the sampler's probability and the entropy."),
+    heat: bool = typer.Option(False, "--heat", help="Colour each token by its probability (on a terminal)."),
     pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,
@@ -183,16 +186,17 @@ def run(
     settings = _settings()
     params = SamplerParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                            penalty_repeat=repeat_penalty, seed=seed, stop=list(stop or []))
+    colour = heat and sys.stdout.isatty() and not as_json  # plain text into a pipe or a file
     request = Request(prompt=prompt, mode="chat" if chat else "raw", system=system,
-                      params=params, max_tokens=max_tokens)
+                      params=params, max_tokens=max_tokens, logprobs=max(logprobs, 1 if colour else 0))
     choice = _backend(settings, backend, base_url, api_key, remote_model, timeout)
     raise typer.Exit(_run(model_arg, request, temps, n_ctx, threads, as_json, stats, settings, choice,
-                          _gpu_layers(gpu_layers, settings)))
+                          _gpu_layers(gpu_layers, settings), colour=colour))
 
 
 def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int, threads: int,
          as_json: bool, stats: bool, settings: Settings, choice: "BackendChoice",
-         gpu_layers: Optional[int] = None) -> int:
+         gpu_layers: Optional[int] = None, colour: bool = False) -> int:
     """`run` and `compare --no-tui`: one stream, or one batch of temperature panes."""
     from .console import compare_requests, parse_temps, print_compare, stream_to_stdout
     from .engine.backends import open_engine
@@ -216,7 +220,7 @@ def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int,
             return print_compare(gens, temp_list, as_json, stats)
         placement = getattr(engine.model, "placement", None)
         where = f"{engine.model.info.name} ({placement.summary if placement else engine.model.info.description})"
-        return stream_to_stdout(gen, as_json, stats, where=where)
+        return stream_to_stdout(gen, as_json, stats, where=where, colour=colour)
     finally:
         engine.close()
 

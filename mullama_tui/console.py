@@ -68,19 +68,41 @@ def _print_stats(final: TokenEvent, err: TextIO, where: str | None = None) -> No
         print(line, file=err)
 
 
+# --heat: a token's probability under the model -> a terminal colour (256-colour palette)
+HEAT = [(0.9, None, "90% and up: plain"), (0.6, 114, "60-90% green"), (0.3, 221, "30-60% yellow"),
+        (0.1, 208, "10-30% orange"), (0.0, 203, "under 10% red")]
+
+
+def heat_legend() -> str:
+    parts = [label if code is None else f"\x1b[38;5;{code}m{label}\x1b[0m" for _, code, label in HEAT]
+    return "heat: each token coloured by its probability under the model: " + " · ".join(parts)
+
+
+def heat(text: str, prob: float) -> str:
+    """`text` in the colour of its probability (plain for the likely ones)."""
+    for floor, code, _ in HEAT:
+        if prob >= floor:
+            return text if code is None else f"\x1b[38;5;{code}m{text}\x1b[0m"
+    return text
+
+
 def stream_to_stdout(gen: Generation, as_json: bool, show_stats: bool,
-                     out: TextIO = sys.stdout, err: TextIO = sys.stderr, where: str | None = None) -> int:
+                     out: TextIO = sys.stdout, err: TextIO = sys.stderr, where: str | None = None,
+                     colour: bool = False) -> int:
     """Print pieces as they come (flushed per piece). The first Ctrl+C cancels; what was
-    produced and its stats (after `where` the model runs) are still printed. Returns the
-    exit code."""
+    produced and its stats (after `where` the model runs) are still printed. `colour`:
+    each piece in the colour of its token's probability (`--heat`, needs logprobs).
+    Returns the exit code."""
     final = None
+    if colour and not as_json:
+        print(heat_legend(), file=err)
     try:
         with _SigintCancels([gen]):
             for event in gen:
                 if as_json:
                     out.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
                 elif event.text:
-                    out.write(event.text)
+                    out.write(heat(event.text, event.insight.prob) if colour and event.insight else event.text)
                 out.flush()
                 if event.done:
                     final = event

@@ -574,6 +574,11 @@ class SamplerChain:
         take the token the graph sampled, when attached)."""
         return C.llama_sampler_sample(self.ptr, ctx.ptr, idx)
 
+    def accept(self, token: int) -> None:
+        """Count a token that was not sampled here (a branch's reply so far) in the history
+        the penalties look at."""
+        C.llama_sampler_accept(self.ptr, token)
+
     @property
     def attached(self) -> bool:
         return self._attached is not None

@@ -45,6 +45,15 @@ class LocalEngine:
         return self.scheduler.n_parallel
 
     def prompt_tokens(self, request: Request) -> list[int]:
+        """The tokens to decode before sampling: the prompt (raw, or the transcript through
+        the chat template), then for a branch the reply so far and the forced token."""
+        tokens = self._prompt_tokens(request)
+        tail = [*request.prefix, *([request.force] if request.force is not None else [])]
+        if any(t >= self.model.n_vocab for t in tail):
+            raise InvalidParamsError(f"a token id of the branch is beyond the vocabulary ({self.model.n_vocab})")
+        return tokens + tail
+
+    def _prompt_tokens(self, request: Request) -> list[int]:
         if request.mode == "chat":
             try:
                 text = self.model.render_chat(request.chat_messages())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import math
 import random
 import threading
 import time
@@ -24,7 +25,7 @@ import httpx
 
 from .generation import DEFAULT_CAPACITY, Generation
 from .llama import ModelInfo
-from .types import FinishReason, MullamaError, Request, Stats, TokenEvent
+from .types import Candidate, FinishReason, MullamaError, Request, Stats, TokenEvent, TokenInsight
 
 MAX_RETRY_AFTER = 30.0  # seconds we are willing to wait once for a 429/503
 
@@ -169,6 +170,11 @@ class RemoteEngine:
             body["stop"] = list(p.stop)
         if req.ignore_eos:  # benchmarks: llama.cpp's server and mullama-tui honour it
             body["ignore_eos"] = True
+        if req.logprobs:  # token insight: llama.cpp's server and vLLM send them, OpenAI too
+            if req.mode == "chat":
+                body["logprobs"], body["top_logprobs"] = True, req.logprobs
+            else:
+                body["logprobs"] = req.logprobs
         if self.model.name:
             body["model"] = self.model.name
         if req.mode == "chat":
@@ -248,6 +254,7 @@ class _StreamState:
         self.t_first: float | None = None
         self.t_last = 0.0
         self.done = False
+        self.insights = 0  # tokens that came with log-probabilities
 
     def handle(self, data: str) -> bool:
         """One SSE data payload; True when the stream is complete."""
@@ -268,19 +275,24 @@ class _StreamState:
                     text = c.get("text") or ""
                 if c.get("finish_reason"):
                     self.reason = c["finish_reason"]
-                if text:
-                    self._emit(text)
+                tokens = remote_insights(c.get("logprobs")) if self.gen.request.logprobs else []
+                if tokens and "".join(t.piece for t in tokens) == text:
+                    for t in tokens:  # one event per token, each with its insight
+                        self._emit(t.piece, t)
+                elif text:
+                    self._emit(text, tokens[-1] if tokens else None)
         except (ValueError, TypeError, AttributeError) as e:
             raise RemoteError(f"malformed chunk from the server ({e}): {data[:120]!r}") from None
         return False
 
-    def _emit(self, text: str) -> None:
+    def _emit(self, text: str, insight: TokenInsight | None = None) -> None:
         now = time.perf_counter()
         if self.t_first is None:
             self.t_first = now
         self.t_last = now
-        self.gen.push(TokenEvent(text, -1, self.pieces))
+        self.gen.push(TokenEvent(text, insight.token_id if insight else -1, self.pieces, insight=insight))
         self.pieces += 1
+        self.insights += insight is not None
 
     def finish(self, reason: FinishReason, error: str | None = None) -> None:
         if self.done:
@@ -293,6 +305,9 @@ class _StreamState:
         st = Stats(finish_reason=reason, seed=gen.seed, error=error,
                    prompt_tokens=int(usage.get("prompt_tokens") or 0), generated_tokens=tokens,
                    total_time=now - gen.t_submit)
+        if gen.request.logprobs and self.pieces and not self.insights:
+            st.notice = ("the server sent no token log-probabilities (llama.cpp's server and vLLM do): "
+                         "no token insight for this reply")
         if self.t_first is not None:
             st.ttft = self.t_first - gen.t_submit
             st.prompt_time = st.ttft
@@ -301,6 +316,33 @@ class _StreamState:
                 # count intervals between tokens, as the local engine does from prompt end
                 st.gen_time = st.gen_time * tokens / (tokens - 1)
         gen.push(TokenEvent("", -1, self.pieces, reason, st))
+
+
+def remote_insights(logprobs: Any) -> list[TokenInsight]:
+    """OpenAI's logprobs of one choice (chat: {"content": [...]}, completions: {"tokens",
+    "token_logprobs", "top_logprobs"}) as token insights. The server's distribution is the
+    model's; the sampler's is not sent (llama.cpp's server has it as post_sampling_probs),
+    so it is left unknown (NaN)."""
+    if not isinstance(logprobs, dict):
+        return []
+    out = []
+    if isinstance(logprobs.get("content"), list):
+        for item in logprobs["content"]:
+            top = [Candidate(-1, str(t.get("token", "")), float(t.get("logprob", -math.inf)))
+                   for t in item.get("top_logprobs") or []]
+            out.append(_remote_insight(str(item.get("token", "")), float(item.get("logprob", -math.inf)), top))
+    elif isinstance(logprobs.get("tokens"), list):
+        tops = logprobs.get("top_logprobs") or [None] * len(logprobs["tokens"])
+        for tok, lp, top in zip(logprobs["tokens"], logprobs.get("token_logprobs") or [], tops):
+            cands = [Candidate(-1, str(k), float(v)) for k, v in (top or {}).items()]
+            out.append(_remote_insight(str(tok), float(lp if lp is not None else -math.inf), cands))
+    return out
+
+
+def _remote_insight(token: str, logprob: float, top: list[Candidate]) -> TokenInsight:
+    top.sort(key=lambda c: -c.logprob)
+    return TokenInsight(token_id=-1, piece=token, logprob=logprob, top=top, sampled_prob=math.nan,
+                        sampled_top=[], entropy=math.nan, kept=0)
 
 
 def _retry_after(value: str | None) -> float | None:

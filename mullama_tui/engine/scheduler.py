@@ -33,9 +33,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import llama
 from .generation import DEFAULT_CAPACITY, Generation
+from .insight import InsightProbe
 from .text import TextAssembler
 from .types import (ContextOverflowError, EngineClosedError, FinishReason, InvalidParamsError,
                     QueueFullError, Request, Stats, TokenEvent)
@@ -90,6 +92,7 @@ class Slot:
     gen: Generation | None = None
     todo: list[int] = field(default_factory=list)  # prompt tokens still to prefill
     sampler: llama.SamplerChain | None = None
+    probe: InsightProbe | None = None  # with Request.logprobs: measures each token's distributions
     text: TextAssembler | None = None
     next_token: int = -1  # sampled, emitted, not yet decoded
     n_gen: int = 0
@@ -324,8 +327,14 @@ class Scheduler:
         slot.todo = prompt[keep:]
         slot.state = SlotState.PREFILLING if slot.todo else SlotState.GENERATING
         slot.gen = gen
-        slot.sampler = llama.SamplerChain(self.model, gen.request.params, gen.seed)
-        if self.sampling_mode == "backend":
+        req = gen.request
+        slot.sampler = llama.SamplerChain(self.model, req.params, gen.seed)
+        slot.probe = InsightProbe(self.model, req.params, req.logprobs) if req.logprobs else None
+        for tok in [*req.prefix, *([req.force] if req.force is not None else [])]:
+            slot.sampler.accept(tok)  # a branch: the reply so far counts for the penalties
+            if slot.probe is not None:
+                slot.probe.accept(tok)
+        if self.sampling_mode == "backend" and slot.probe is None:  # insight needs the logits here
             slot.sampler.attach(self._ctx, slot.seq)  # type: ignore[arg-type]
         slot.text = TextAssembler(gen.request.params.stop)
         slot.n_gen = 0
@@ -410,29 +419,47 @@ class Scheduler:
         gen = s.gen
         assert gen is not None and s.sampler is not None and s.text is not None
         t0 = time.perf_counter()
+        if gen.request.force is not None and s.n_gen == 0:
+            # a branch: the forced token is the reply's next token; what follows is sampled
+            # from the logits just computed after it, in the next step
+            if not self._emit(s, gen.request.force, t0, forced=True):
+                return
         tok = s.sampler.sample(self._ctx, s.logits_idx)  # type: ignore[arg-type]
+        insight = None
+        if s.probe is not None:
+            insight = s.probe.measure(self._ctx, s.logits_idx, tok)  # type: ignore[arg-type]
+            s.probe.accept(tok)
         now = time.perf_counter()
+        self._emit(s, tok, now, insight=insight)
+        times = self.times
+        times.sampled += 1
+        times.sample += now - t0
+        times.text += time.perf_counter() - now
+
+    def _emit(self, s: Slot, tok: int, now: float, insight: Any = None, forced: bool = False) -> bool:
+        """One token of the reply: text, event, and the end if it ends here. True if the
+        sequence goes on."""
+        gen = s.gen
+        assert gen is not None and s.text is not None
         s.t_last = now
         model = self.model
-        if model.is_eog(tok) and not gen.request.ignore_eos:
+        if model.is_eog(tok) and not gen.request.ignore_eos and not forced:
             self._finish(s, FinishReason.EOS)
-            return
+            return False
         text = s.text.push(model.piece(tok))
         index = s.n_gen
         s.n_gen += 1
         if s.t_first is None and text:
             s.t_first = now
-        gen.push(TokenEvent(text, tok, index))
+        gen.push(TokenEvent(text, tok, index, insight=insight))
         if s.text.stopped:
             self._finish(s, FinishReason.STOP)
         elif s.n_gen >= gen.request.max_tokens or len(s.cached) + 1 >= self.n_ctx:
             self._finish(s, FinishReason.LENGTH)
         else:
             s.next_token = tok
-        times = self.times
-        times.sampled += 1
-        times.sample += now - t0
-        times.text += time.perf_counter() - now
+            return True
+        return False
 
     def _stats(self, s: Slot | None, gen: Generation, reason: FinishReason,
                error: str | None = None) -> Stats:
@@ -468,9 +495,12 @@ class Scheduler:
             self._mem.remove(s.seq, len(s.cached), -1)
         if s.sampler is not None:
             s.sampler.free()
+        if s.probe is not None:
+            s.probe.free()
         s.state = SlotState.IDLE
         s.gen = None
         s.sampler = None
+        s.probe = None
         s.text = None
         s.todo = []
         s.next_token = -1

@@ -154,6 +154,12 @@ class Request:
     params: SamplerParams = field(default_factory=SamplerParams)
     max_tokens: int = 256
     ignore_eos: bool = False  # benchmarks only: generate exactly max_tokens
+    logprobs: int = 0  # token insight: 0 off, else the top N alternatives per token (up to 20)
+    # Branching: the reply so far is `prefix` (token ids), then `force` is taken as the next
+    # token instead of sampling one, and generation goes on from there. The KV cache still
+    # holds the earlier reply, so only the forced token and what follows are decoded.
+    prefix: list[int] = field(default_factory=list)
+    force: int | None = None
 
     def validate(self) -> Request:
         if self.mode not in ("chat", "raw"):
@@ -162,6 +168,11 @@ class Request:
             raise InvalidParamsError(f"max_tokens={self.max_tokens!r}: must be a whole number >= 1")
         if self.prompt is None and not self.messages:
             raise InvalidParamsError("a request needs a prompt or messages")
+        if isinstance(self.logprobs, bool) or not isinstance(self.logprobs, int) or not 0 <= self.logprobs <= 20:
+            raise InvalidParamsError(f"logprobs={self.logprobs!r}: a whole number from 0 (off) to 20")
+        if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in self.prefix) or (
+                self.force is not None and (not isinstance(self.force, int) or self.force < 0)):
+            raise InvalidParamsError("prefix and force are token ids (whole numbers >= 0)")
         if self.prompt is not None and not isinstance(self.prompt, str):
             raise InvalidParamsError("prompt must be a string")
         if self.messages is not None:
@@ -209,6 +220,7 @@ class Stats:
     seed: int = 0
     n_ctx: int = 0
     error: str | None = None
+    notice: str | None = None  # something the user should know that is not an error
 
     @property
     def prompt_processed(self) -> int:
@@ -246,7 +258,63 @@ class Stats:
         ]
         if self.error:
             lines.append(f"error:           {self.error}")
+        if self.notice:
+            lines.append(f"note:            {self.notice}")
         return lines
+
+
+@dataclass(slots=True)
+class Candidate:
+    """A token the model considered: its id, its text (the token's own bytes, decoded
+    with replacement), and its log-probability in the distribution it belongs to.
+    `cut_by` (model candidates only): the sampler stage that removed it, or None if the
+    sampler kept it (top-k, typical, top-p, min-p; "greedy" when decoding was greedy)."""
+
+    token_id: int
+    text: str
+    logprob: float
+    cut_by: str | None = None
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob) if self.logprob > -math.inf else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"token_id": self.token_id, "token": self.text, "logprob": self.logprob}
+        if self.cut_by is not None:
+            d["cut_by"] = self.cut_by
+        return d
+
+
+@dataclass(slots=True)
+class TokenInsight:
+    """Why one token was chosen (see `engine.insight`).
+
+    - `logprob`, `top`, `entropy`: the model's distribution (softmax of the raw logits);
+    - `sampled_prob`, `sampled_top`: the sampler's (after penalties, top-k, typical, top-p,
+      min-p and temperature: the one the token was drawn from), with `kept` candidates;
+    - `piece`: the token's own text, before UTF-8 assembly (half a character shows as U+FFFD).
+    """
+
+    token_id: int
+    piece: str
+    logprob: float
+    top: list[Candidate]
+    sampled_prob: float
+    sampled_top: list[Candidate]
+    entropy: float
+    kept: int
+    forced: bool = False  # put there by a branch, not sampled
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"token_id": self.token_id, "piece": self.piece, "logprob": self.logprob,
+                "top_logprobs": [c.to_dict() for c in self.top], "sampled_prob": self.sampled_prob,
+                "sampled_top": [{"token_id": c.token_id, "token": c.text, "prob": c.prob} for c in self.sampled_top],
+                "entropy": self.entropy, "kept": self.kept, "forced": self.forced}
 
 
 @dataclass(slots=True)
@@ -264,6 +332,7 @@ class TokenEvent:
     index: int
     finish_reason: FinishReason | None = None
     stats: Stats | None = None
+    insight: TokenInsight | None = None  # with Request.logprobs
 
     @property
     def done(self) -> bool:
@@ -272,6 +341,8 @@ class TokenEvent:
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"text": self.text, "token_id": self.token_id, "index": self.index,
                              "done": self.done}
+        if self.insight is not None:
+            d["insight"] = self.insight.to_dict()
         if self.done:
             d["finish_reason"] = str(self.finish_reason)
             d["stats"] = self.stats.to_dict() if self.stats else None

@@ -164,8 +164,8 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
         async def sse() -> AsyncIterator[str]:
             i = 0
             async for ev in events(gen):
-                if ev.text:  # empty pieces (held-back bytes) are not sent
-                    yield _sse({"token": ev.text, "index": i, "done": False})
+                if ev.text or ev.insight:  # empty pieces (held-back bytes) are sent only with their insight
+                    yield _sse({"token": ev.text, "index": i, "done": False, **insight_fields(ev)})
                     i += 1
                 if ev.done:
                     yield _sse({"token": "", "index": i, "done": True,
@@ -185,8 +185,8 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
 
         async def send_tokens(gen: Generation) -> None:
             async for ev in events(gen):
-                if ev.text:
-                    await websocket.send_json({"type": "token", "content": ev.text})
+                if ev.text or ev.insight:
+                    await websocket.send_json({"type": "token", "content": ev.text, **insight_fields(ev)})
                 if ev.done:
                     await websocket.send_json({"type": "done", "finish_reason": str(ev.finish_reason),
                                                "stats": ev.stats.to_dict() if ev.stats else None})
@@ -263,33 +263,59 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         created = int(time.time())
         obj = "chat.completion" if chat else "text_completion"
+        want = body.n_logprobs
+        post = body.post_sampling_probs
+        offset = [0]  # text_offset of the legacy completions format
+
+        def logprobs_of(evs: list[TokenEvent]) -> dict[str, Any] | None:
+            """OpenAI's logprobs object for these tokens (chat or legacy completions form)."""
+            items = [ev.insight for ev in evs if ev.insight is not None]
+            if not want:
+                return None
+            if chat:
+                return {"content": [chat_logprob(i, want, post) for i in items]}
+            out: dict[str, Any] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+            for i in items:
+                out["tokens"].append(i.piece)
+                out["token_logprobs"].append(_prob(i.sampled_prob) if post else i.logprob)
+                top = i.sampled_top if post else i.top
+                out["top_logprobs"].append({c.text: (c.prob if post else c.logprob) for c in top[:want]})
+                out["text_offset"].append(offset[0])
+                offset[0] += len(i.piece)
+            return out
+
         if not body.stream:
-            text, final = [], None
+            text, final, evs = [], None, []
             async for ev in events(gen):
                 text.append(ev.text)
                 if ev.done:
                     final = ev
+                else:
+                    evs.append(ev)
             assert final is not None
             if final.finish_reason is FinishReason.ERROR:
                 raise APIError(500, final.stats.error if final.stats else "generation failed")
-            choice: dict[str, Any] = {"index": 0, "finish_reason": finish_for_openai(final.finish_reason)}
+            choice: dict[str, Any] = {"index": 0, "finish_reason": finish_for_openai(final.finish_reason),
+                                      "logprobs": logprobs_of(evs)}
             if chat:
                 choice["message"] = {"role": "assistant", "content": "".join(text)}
             else:
-                choice.update(text="".join(text), logprobs=None)
+                choice["text"] = "".join(text)
             return {"id": rid, "object": obj, "created": created, "model": model_name,
                     "choices": [choice], "usage": usage(final)}
 
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunk_obj = "chat.completion.chunk" if chat else "text_completion"
 
-        def chunk(piece: str | None, finish: str | None, first: bool = False) -> str:
+        def chunk(piece: str | None, finish: str | None, first: bool = False,
+                  ev: TokenEvent | None = None) -> str:
+            lp = logprobs_of([ev]) if ev is not None else None
             if chat:
                 delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else (
                     {"content": piece} if piece is not None else {})
-                c: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
+                c: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": lp}
             else:
-                c = {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": finish}
+                c = {"index": 0, "text": piece or "", "logprobs": lp, "finish_reason": finish}
             d: dict[str, Any] = {"id": rid, "object": chunk_obj, "created": created, "model": model_name,
                                  "choices": [c]}
             if include_usage:
@@ -300,8 +326,8 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
             if chat:
                 yield chunk(None, None, first=True)
             async for ev in events(gen):
-                if ev.text:
-                    yield chunk(ev.text, None)
+                if ev.text or (ev.insight is not None and want):
+                    yield chunk(ev.text, None, ev=ev)
                 if ev.done:
                     yield chunk(None, finish_for_openai(ev.finish_reason))
                     if include_usage:
@@ -354,6 +380,31 @@ def _document_bodies(app: FastAPI, bodies: dict[str, type[BaseModel]], max_token
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _prob(p: float) -> float:
+    return round(p, 6)
+
+
+def insight_fields(ev: TokenEvent) -> dict[str, Any]:
+    """What /stream and /ws token events add with "logprobs": N (nothing without)."""
+    i = ev.insight
+    if i is None:
+        return {}
+    return {"token_id": i.token_id, "logprob": i.logprob, "sampled_prob": _prob(i.sampled_prob),
+            "entropy": i.entropy, "top_logprobs": [{"token": c.text, "logprob": c.logprob} for c in i.top]}
+
+
+def chat_logprob(i: Any, want: int, post: bool) -> dict[str, Any]:
+    """One token in OpenAI's chat `logprobs.content` form; with post_sampling_probs, as
+    llama.cpp's server: `prob` and `top_probs` from the sampler's distribution."""
+    if post:
+        return {"token": i.piece, "prob": _prob(i.sampled_prob), "bytes": list(i.piece.encode()),
+                "top_probs": [{"token": c.text, "prob": _prob(c.prob), "bytes": list(c.text.encode())}
+                              for c in i.sampled_top[:want]]}
+    return {"token": i.piece, "logprob": i.logprob, "bytes": list(i.piece.encode()),
+            "top_logprobs": [{"token": c.text, "logprob": c.logprob, "bytes": list(c.text.encode())}
+                             for c in i.top[:want]]}
 
 
 def _sse(data: dict[str, Any]) -> str:

@@ -50,15 +50,16 @@ class StreamRequest(SamplingFields):
     stop: list[str] = Field(default_factory=list, max_length=8)
     type: Optional[Literal["prompt"]] = None  # WebSocket messages may say {"type": "prompt", ...}
     ignore_eos: bool = False  # as llama.cpp's server: always generate max_tokens (benchmarks)
+    logprobs: int = Field(0, ge=0, le=20)  # token events carry the top N alternatives
 
     def to_request(self) -> Request:
         stop = [s for s in self.stop if s]
         if self.messages:
             return Request(messages=[m.model_dump() for m in self.messages], mode="chat",
                            max_tokens=self.max_tokens, params=self.sampler(stop, 0.7),
-                           ignore_eos=self.ignore_eos)
+                           ignore_eos=self.ignore_eos, logprobs=self.logprobs)
         return Request(prompt=self.prompt, mode="raw", max_tokens=self.max_tokens,
-                       params=self.sampler(stop, 0.7), ignore_eos=self.ignore_eos)
+                       params=self.sampler(stop, 0.7), ignore_eos=self.ignore_eos, logprobs=self.logprobs)
 
 
 class StreamOptions(BaseModel):
@@ -75,6 +76,8 @@ class OpenAIBase(SamplingFields):
     stream_options: Optional[StreamOptions] = None
     n: int = Field(1, ge=1, le=1)
     ignore_eos: bool = False  # as llama.cpp's server: always generate max_tokens (benchmarks)
+    # as llama.cpp's server: probabilities from the sampler's distribution, not the model's
+    post_sampling_probs: bool = False
 
     def stops(self) -> list[str]:
         if self.stop is None:
@@ -87,17 +90,30 @@ class OpenAIBase(SamplingFields):
 
 class CompletionRequest(OpenAIBase):
     prompt: Union[str, list[str]]
+    logprobs: Optional[int] = Field(None, ge=0, le=20)  # OpenAI's legacy form: the top N per token
+
+    @property
+    def n_logprobs(self) -> int:
+        """0 off; else how many alternatives (at least 1: the chosen token's own value)."""
+        return 0 if self.logprobs is None else max(1, self.logprobs)
 
     def to_request(self) -> Request:
         prompt = self.prompt if isinstance(self.prompt, str) else "".join(self.prompt)
         return Request(prompt=prompt, mode="raw", max_tokens=self.limit(256),
-                       params=self.sampler(self.stops(), 1.0), ignore_eos=self.ignore_eos)
+                       params=self.sampler(self.stops(), 1.0), ignore_eos=self.ignore_eos,
+                       logprobs=self.n_logprobs)
 
 
 class ChatCompletionRequest(OpenAIBase):
     messages: list[ChatMessage] = Field(min_length=1)
+    logprobs: Optional[bool] = None  # OpenAI's chat form: logprobs true, top_logprobs N
+    top_logprobs: Optional[int] = Field(None, ge=0, le=20)
+
+    @property
+    def n_logprobs(self) -> int:
+        return max(1, self.top_logprobs or 0) if self.logprobs else 0
 
     def to_request(self) -> Request:
         return Request(messages=[m.model_dump() for m in self.messages], mode="chat",
                        max_tokens=self.limit(512), params=self.sampler(self.stops(), 1.0),
-                       ignore_eos=self.ignore_eos)
+                       ignore_eos=self.ignore_eos, logprobs=self.n_logprobs)

@@ -1,0 +1,291 @@
+"""Token insight on the real bundled model: the model's and the sampler's distributions
+per token, checked against llama-cpp-python, and branching from any token."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+
+from mullama_tui.engine.types import FinishReason, InvalidParamsError, Request, SamplerParams
+
+PROMPT = "The capital of France is"
+
+
+def insights(engine, **kw):
+    req = Request(prompt=kw.pop("prompt", PROMPT), mode="raw", max_tokens=kw.pop("max_tokens", 12),
+                  ignore_eos=True, logprobs=kw.pop("logprobs", 5), params=SamplerParams(**{"seed": 3, **kw}))
+    engine.clear_cache()
+    events = [e for e in engine.submit(req) if not e.done]
+    return events
+
+
+def test_off_means_no_insight(engine):
+    events = insights(engine, logprobs=0)
+    assert events and all(e.insight is None for e in events)
+
+
+def test_greedy_chooses_the_top_alternative_with_the_largest_probability(engine):
+    for e in insights(engine, **SamplerParams.greedy().to_dict(), logprobs=8):
+        i = e.insight
+        assert i.token_id == e.token_id == i.top[0].token_id
+        assert i.logprob == max(c.logprob for c in i.top) and len(i.top) == 8
+        assert [c.logprob for c in i.top] == sorted((c.logprob for c in i.top), reverse=True)
+        assert i.sampled_prob == 1.0 and i.kept == 1  # a point mass
+        assert all(c.cut_by == "greedy" for c in i.top[1:])
+        assert i.entropy > 0 and sum(c.prob for c in i.top) <= 1.0 + 1e-6
+
+
+def test_sampler_probabilities_sum_to_one_over_kept_and_are_zero_for_cut(engine):
+    events = insights(engine, temperature=0.9, top_k=5, top_p=1.0, min_p=0.0, logprobs=20, max_tokens=16)
+    for e in events:
+        i = e.insight
+        kept = {c.token_id for c in i.sampled_top}
+        assert i.kept <= 5 and len(i.sampled_top) == i.kept
+        assert abs(sum(c.prob for c in i.sampled_top) - 1.0) < 1e-5
+        assert e.token_id in kept and i.sampled_prob > 0
+        for c in i.top:
+            assert (c.cut_by is None) == (c.token_id in kept), (c, kept)
+            if c.cut_by is not None:
+                assert c.cut_by == "top-k"  # the only filter on here
+        assert sum(1 for c in i.top if c.cut_by is None) == min(5, len(i.top))
+
+
+def test_model_logprobs_match_llama_cpp_python(engine, model_path):
+    """Same prompt, greedy: the same tokens, the same top alternatives, the same values
+    (within 1e-3) as llama-cpp-python's create_completion(logprobs=N)."""
+    from llama_cpp import Llama
+
+    from mullama_tui.engine.llama import model_params
+    import llama_cpp.llama_cpp as low
+
+    ours = insights(engine, **SamplerParams.greedy().to_dict(), logprobs=5, max_tokens=10)
+    low.llama_model_default_params = model_params  # the same weight placement as ours
+    llm = Llama(model_path=str(model_path), n_ctx=512, logits_all=True, verbose=False, n_threads=2)
+    try:
+        out = llm.create_completion(PROMPT, max_tokens=10, temperature=0.0, repeat_penalty=1.0, top_k=1,
+                                    logprobs=5)
+    finally:
+        llm.close()
+    lp = out["choices"][0]["logprobs"]
+    assert "".join(lp["tokens"]) == "".join(e.insight.piece for e in ours)
+    for e, theirs, their_top in zip(ours, lp["token_logprobs"], lp["top_logprobs"]):
+        assert abs(e.insight.logprob - theirs) < 1e-3
+        mine = {c.text: c.logprob for c in e.insight.top}
+        assert set(mine) == set(their_top)
+        assert all(abs(mine[t] - v) < 1e-3 for t, v in their_top.items())
+
+
+def test_logprobs_must_be_0_to_20(engine):
+    with pytest.raises(InvalidParamsError, match="logprobs"):
+        engine.submit(Request(prompt="x", logprobs=21))
+
+
+def test_branching_from_token_k_decodes_one_token_of_prompt(engine):
+    """A 300-token reply, then a branch at token 150 with the second-best alternative: only
+    the forced token is processed (the KV cache holds the rest), and the branch's reply
+    starts with that alternative."""
+    engine.clear_cache()
+    base = Request(prompt="Once upon a time", mode="raw", max_tokens=300, ignore_eos=True, logprobs=5,
+                   params=SamplerParams(temperature=0.8, seed=11))
+    original = [e for e in engine.submit(base) if not e.done]
+    assert len(original) == 300
+    k = 150
+    alt = next(c for c in original[k].insight.top if c.token_id != original[k].token_id)
+    before = engine.scheduler.prompt_tokens_processed
+    branch = Request(prompt="Once upon a time", mode="raw", max_tokens=20, ignore_eos=True, logprobs=5,
+                     params=SamplerParams(temperature=0.8, seed=12),
+                     prefix=[e.token_id for e in original[:k]], force=alt.token_id)
+    events = list(engine.submit(branch))
+    assert engine.scheduler.prompt_tokens_processed - before == 1
+    assert events[0].token_id == alt.token_id and events[0].text == alt.text and events[0].index == 0
+    assert events[-1].finish_reason is FinishReason.LENGTH and len(events) == 21
+    assert all(e.insight is not None for e in events[1:-1])
+
+
+# -- over HTTP --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(srv_engine):
+    from helpers import Server
+    from mullama_tui.server.app import create_app
+
+    s = Server(create_app(srv_engine, "smollm2"))
+    yield s
+    s.stop()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_openai_client_reads_chat_logprobs_from_serve(server, stream):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.url + "/v1", api_key="unused")
+    kw = dict(model="smollm2", messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8,
+              temperature=0, seed=1, logprobs=True, top_logprobs=3, extra_body={"repeat_penalty": 1.0})
+    if stream:
+        items = []
+        for chunk in client.chat.completions.create(stream=True, **kw):
+            if chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content:
+                items += chunk.choices[0].logprobs.content
+    else:
+        items = client.chat.completions.create(**kw).choices[0].logprobs.content
+    assert 1 <= len(items) <= 8
+    for it in items:
+        assert it.logprob <= 0 and len(it.top_logprobs) == 3
+        assert it.top_logprobs[0].logprob >= it.top_logprobs[-1].logprob
+        assert it.token == it.top_logprobs[0].token  # greedy: the chosen token is the best
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_openai_client_reads_completion_logprobs_from_serve(server, stream):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.url + "/v1", api_key="unused")
+    kw = dict(model="smollm2", prompt=PROMPT, max_tokens=6, temperature=0, seed=1, logprobs=4,
+              extra_body={"repeat_penalty": 1.0})
+    if stream:
+        tokens, values, tops = [], [], []
+        for chunk in client.completions.create(stream=True, **kw):
+            lp = chunk.choices[0].logprobs if chunk.choices else None
+            if lp and lp.tokens:
+                tokens += lp.tokens
+                values += lp.token_logprobs
+                tops += lp.top_logprobs
+    else:
+        lp = client.completions.create(**kw).choices[0].logprobs
+        tokens, values, tops = lp.tokens, lp.token_logprobs, lp.top_logprobs
+    assert len(tokens) == len(values) == len(tops) == 6
+    # (a dict by token text: two tokens with the same text would share a key)
+    assert all(v <= 0 and 3 <= len(t) <= 4 and max(t.values()) == v for v, t in zip(values, tops))
+
+
+def test_post_sampling_probs_and_stream_and_ws_logprobs(server):
+    import asyncio
+    import json
+
+    import httpx
+    import websockets
+
+    r = httpx.post(server.url + "/v1/chat/completions", json={
+        "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "seed": 2, "temperature": 0.8,
+        "top_k": 3, "logprobs": True, "top_logprobs": 5, "post_sampling_probs": True}).json()
+    for it in r["choices"][0]["logprobs"]["content"]:
+        probs = [t["prob"] for t in it["top_probs"]]
+        assert len(probs) <= 3 and abs(sum(probs) - 1) < 1e-3 and it["prob"] in probs
+    with httpx.stream("POST", server.url + "/stream", json={"prompt": PROMPT, "max_tokens": 5, "logprobs": 2,
+                                                           "seed": 1}) as resp:
+        events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: ")]
+    tokens = [e for e in events if not e["done"]]
+    assert len(tokens) == 5 and all(len(e["top_logprobs"]) == 2 and "entropy" in e for e in tokens)
+
+    async def ws():
+        async with websockets.connect(server.url.replace("http", "ws") + "/ws") as c:
+            await c.send(json.dumps({"prompt": PROMPT, "max_tokens": 3, "logprobs": 1}))
+            got = []
+            while True:
+                m = json.loads(await c.recv())
+                if m["type"] == "done":
+                    return got
+                got.append(m)
+
+    assert [len(m["top_logprobs"]) for m in asyncio.run(ws())] == [1, 1, 1]
+
+
+def test_the_remote_backend_shows_a_servers_logprobs_the_same_way(server):
+    from mullama_tui.engine.remote import RemoteEngine
+
+    eng = RemoteEngine(server.url + "/v1")
+    try:
+        for mode in ("chat", "raw"):
+            gen = eng.submit(Request(prompt=PROMPT, mode=mode, max_tokens=6, logprobs=3,
+                                     params=SamplerParams(temperature=0.0, penalty_repeat=1.0, seed=1)))
+            events = list(gen)
+            tokens = [e for e in events if not e.done]
+            assert tokens and all(e.insight is not None and len(e.insight.top) == 3 for e in tokens)
+            assert all(e.insight.top[0].text == e.insight.piece for e in tokens)  # greedy: the best one
+            assert math.isnan(tokens[0].insight.sampled_prob)  # not sent by the server: unknown, not zero
+            assert gen.stats.notice is None
+    finally:
+        eng.close()
+
+
+def test_a_server_that_sends_no_logprobs_gets_one_clear_line(bad_server_plain):
+    from mullama_tui.engine.remote import RemoteEngine
+
+    eng = RemoteEngine(bad_server_plain)
+    try:
+        gen = eng.submit(Request(prompt="x", mode="raw", max_tokens=6, logprobs=3))
+        text = gen.text()
+        assert text == "Hello you" and "no token log-probabilities" in gen.stats.notice
+    finally:
+        eng.close()
+
+
+@pytest.fixture(scope="module")
+def bad_server_plain():
+    """A scripted OpenAI-compatible server that streams text and never logprobs, as many
+    servers do (the real `serve` always sends them when asked, so it cannot stand in)."""
+    import json as _json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Plain(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for text, finish in (("Hello", None), (" you", "length")):
+                self.wfile.write(b"data: " + _json.dumps({"choices": [{"index": 0, "text": text,
+                                                                       "finish_reason": finish}]}).encode() + b"\n\n")
+            self.wfile.write(b"data: [DONE]\n\n")
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Plain)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+
+
+def test_run_logprobs_json_and_heat():
+    import json
+
+    from helpers import run_cli
+
+    r = run_cli("run", "--raw", "-n", "5", "--seed", "2", "--json", "--logprobs", "3", PROMPT)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    tokens = [e for e in lines if not e["done"]]
+    assert len(tokens) == 5 and all(len(e["insight"]["top_logprobs"]) == 3 for e in tokens)
+    assert all(e["insight"]["logprob"] <= 0 and 0 <= e["insight"]["sampled_prob"] <= 1 for e in tokens)
+    # --heat into a pipe: plain text, no colour codes, no legend
+    r = run_cli("run", "--raw", "-n", "5", "--seed", "2", "--heat", "--no-stats", PROMPT)
+    assert r.returncode == 0 and "\x1b[" not in r.stdout and "heat:" not in r.stderr
+
+
+def test_heat_colours_tokens_on_a_terminal():
+    import os
+    import pty
+    import subprocess
+
+    from helpers import CLI
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*CLI, "run", "--raw", "-n", "8", "--seed", "2", "--heat", "--no-stats", PROMPT],
+                            stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    assert proc.wait(60) == 0
+    os.close(master)
+    text = out.decode(errors="replace")
+    assert "heat:" in text and "\x1b[38;5;" in text
