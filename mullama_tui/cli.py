@@ -241,6 +241,8 @@ def bench(
     overhead: bool = typer.Option(False, "--overhead", help="The engine's host time per step and per sequence "
                                                             "(1, 4, 8 sequences; also on a made-up 128k-vocabulary model)."),
     soak: bool = typer.Option(False, "--soak", help="`serve` under a mixed crowd of clients for --seconds."),
+    insight: bool = typer.Option(False, "--insight", help="What token insight costs: logprobs=5 vs off, and the "
+                                                          "TUI's token view on vs off."),
     seconds: float = typer.Option(60.0, "--seconds", help="With --soak: how long."),
     pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
@@ -291,6 +293,11 @@ def bench(
 
             report = bench_soak(path, seconds=seconds, seed=seed, progress=progress)
             text = format_soak_report(report)
+        elif insight:
+            from .bench.insight import bench_insight, format_insight_report
+
+            report = bench_insight(path, n_tokens=n_tokens, reps=reps, progress=progress)
+            text = format_insight_report(report)
         elif overhead:
             from .bench.overhead import bench_overhead, format_overhead_report
 

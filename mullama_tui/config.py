@@ -74,6 +74,7 @@ class Settings:
     stop: list[str] = field(default_factory=list)
     keymap: dict[str, str] = field(default_factory=dict)
     cursor_blink: bool = True  # false: a steady text cursor (also what the snapshot tests use)
+    token_view: bool = False  # replies as tokens coloured by probability (Ctrl+T)
     backend: str = "local"  # or "openai": an OpenAI-compatible server at base_url
     base_url: str = ""
     api_key: str = ""

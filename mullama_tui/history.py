@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS runs (
     params TEXT NOT NULL,
     output TEXT NOT NULL,
     finish_reason TEXT,
-    stats TEXT NOT NULL
+    stats TEXT NOT NULL,
+    tokens TEXT NOT NULL DEFAULT '[]'
 );
 """
 
@@ -47,6 +48,7 @@ class RunRecord:
     kind: str = "chat"
     created: float = field(default_factory=time.time)
     id: int | None = None
+    tokens: list[dict[str, Any]] = field(default_factory=list)  # per token: id, text, insight (token view)
 
     def to_markdown(self) -> str:
         lines = [f"# mullama-tui run {self.id or ''}".rstrip(), "",
@@ -71,14 +73,18 @@ class History:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process (not a power cut)
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        if "tokens" not in columns:  # a history from before the token view
+            with self._db:
+                self._db.execute("ALTER TABLE runs ADD COLUMN tokens TEXT NOT NULL DEFAULT '[]'")
 
     def add(self, r: RunRecord) -> int:
         with self._db:
             cur = self._db.execute(
                 "INSERT INTO runs (created, kind, model, mode, prompt, messages, params, output,"
-                " finish_reason, stats) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " finish_reason, stats, tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (r.created, r.kind, r.model, r.mode, r.prompt, json.dumps(r.messages),
-                 json.dumps(r.params), r.output, r.finish_reason, json.dumps(r.stats)))
+                 json.dumps(r.params), r.output, r.finish_reason, json.dumps(r.stats), json.dumps(r.tokens)))
         r.id = int(cur.lastrowid or 0)
         return r.id
 
@@ -86,7 +92,8 @@ class History:
         return RunRecord(id=row["id"], created=row["created"], kind=row["kind"], model=row["model"],
                          mode=row["mode"], prompt=row["prompt"], messages=json.loads(row["messages"]),
                          params=json.loads(row["params"]), output=row["output"],
-                         finish_reason=row["finish_reason"], stats=json.loads(row["stats"]))
+                         finish_reason=row["finish_reason"], stats=json.loads(row["stats"]),
+                         tokens=json.loads(row["tokens"]))
 
     def list(self, search: str = "", limit: int = 500) -> list[RunRecord]:
         like = f"%{search}%"

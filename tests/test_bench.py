@@ -106,3 +106,12 @@ def test_a_short_soak_of_serve_has_no_unexpected_errors(model_path):
     if not fs["batch_drift"]:
         assert fs["differ"] == 0
     assert "unexpected errors: 0" in format_soak_report(r)
+
+
+def test_bench_insight_measures_both_sides(home, model_path):
+    from mullama_tui.bench.insight import bench_insight, format_insight_report
+
+    r = bench_insight(model_path, n_tokens=24, ui_tokens=40, reps=1)
+    assert r["engine_ratio"] > 0 and r["tui_ratio"] > 0
+    assert len(r["engine_on"]) == len(r["tui_on"]) == 1
+    assert "token view on vs off" in format_insight_report(r)

@@ -289,3 +289,134 @@ def test_heat_colours_tokens_on_a_terminal():
     os.close(master)
     text = out.decode(errors="replace")
     assert "heat:" in text and "\x1b[38;5;" in text
+
+
+# -- the TUI's token view ------------------------------------------------------------------
+
+async def test_token_view_streams_coloured_tokens_with_a_cursor_and_a_panel(home):
+    from helpers import configure, send, until
+    from mullama_tui.tui.app import MullamaApp
+    from mullama_tui.tui.widgets.tokens import TokenPanel, TokenView, bucket
+
+    configure(max_tokens=300, mode="raw", temperature=0.9, top_k=20, min_p=0.05)
+    app = MullamaApp(ignore_eos=True)
+    async with app.run_test(size=(130, 36)) as pilot:
+        await until(pilot, lambda: app.state == "ready", what="the model")
+        await pilot.press("ctrl+t")
+        assert app.settings.token_view and app.chat.query_one(TokenPanel).display
+        await send(pilot, app, "Once upon a time")
+        view = app.chat.query_one(TokenView)
+        await until(pilot, lambda: 0 < len(view.items) < 300, 30, "tokens to stream into the view")
+        await until(pilot, lambda: app.chat.current is None and app.state == "ready", 60, "the reply")
+        assert len(view.items) == 300 and all(i.insight is not None for i in view.items)
+        assert view.text == app.chat.reply_text
+        # colours follow probability, and boundaries alternate
+        styles = [view.style_of(i) for i in range(len(view.items))]
+        assert len({bucket(i.insight.prob) for i in view.items}) >= 2
+        assert styles[0].bgcolor != styles[1].bgcolor
+        # the cursor: keys and the panel
+        view.focus()
+        await pilot.press("home", "right", "right")
+        assert view.cursor == 2
+        panel = app.chat.query_one(TokenPanel)
+        assert panel.index == 2 and panel.item is view.items[2]
+        shown = "".join(seg.text for seg in app.console.render(panel.render()))
+        assert "model" in shown and "sampler" in shown and "entropy" in shown and "alternatives" in shown
+        item = view.items[2].insight
+        cut = [c for c in item.top if c.cut_by]
+        if cut:  # which stage cut them is said
+            assert f"cut: {cut[0].cut_by}" in shown
+        # a click on a token selects it
+        line, col = view._line_of[5], sum(len(t) for i, t in view._lines[view._line_of[5]] if i < 5)
+        await pilot.click(view, offset=(col + 1, line))
+        assert view.cursor == 5
+
+
+async def test_branching_from_a_token_keeps_the_original_and_decodes_one_token(home):
+    from helpers import configure, send, until
+    from mullama_tui.history import History
+    from mullama_tui.tui.app import MullamaApp
+    from mullama_tui.tui.widgets.tokens import TokenView
+    from mullama_tui.tui.widgets.turn import AssistantTurn
+
+    configure(max_tokens=60, mode="raw", temperature=0.8, token_view=True)
+    app = MullamaApp(ignore_eos=True)
+    async with app.run_test(size=(130, 36)) as pilot:
+        await until(pilot, lambda: app.state == "ready", what="the model")
+        await send(pilot, app, "Once upon a time")
+        await until(pilot, lambda: app.chat.current is None and app.state == "ready", 60, "the reply")
+        original = app.chat.reply_text
+        view = app.chat.query_one(TokenView)
+        k = 20
+        kept = "".join(i.text for i in view.items[:k])
+        view.focus()
+        view.select(k)
+        await pilot.press("down")  # the second alternative
+        alt = view.items[k].insight.top[1]
+        before = app.engine.scheduler.prompt_tokens_processed
+        await pilot.press("enter")
+        await until(pilot, lambda: app.chat.current is None and app.state == "ready"
+                    and len(app.query_one(AssistantTurn).branches) == 2, 60, "the branch")
+        assert app.engine.scheduler.prompt_tokens_processed - before == 1  # only the forced token
+        turn = app.query_one(AssistantTurn)
+        branch = turn.branch
+        assert branch.at == k and branch.text.startswith(kept + alt.text) and branch.text != original
+        assert branch.items[k].token_id == alt.token_id and branch.items[k].insight.forced
+        assert turn.branches[0].text == original  # the original is kept
+        await pilot.press("ctrl+b")  # and a key goes back to it
+        assert turn.branch is turn.branches[0]
+    runs = History().list()
+    assert len(runs) == 2 and runs[0].params["branch"] == {"of": runs[1].id, "at": k}
+    assert len(runs[0].tokens) == 60 and runs[0].tokens[k]["id"] == alt.token_id
+
+
+async def test_a_run_reopened_from_history_shows_its_tokens(home):
+    from helpers import configure, until
+    from mullama_tui.history import History, RunRecord
+    from mullama_tui.tui.app import MullamaApp
+    from mullama_tui.tui.widgets.tokens import TokenItem, TokenView
+
+    configure(token_view=True)
+    item = TokenItem(" Paris", 7042, None)
+    rec = RunRecord(model="m", mode="raw", prompt="The capital of France is", output=" Paris",
+                    tokens=[{"text": " Paris", "id": 7042, "lp": -0.26, "sp": 0.96, "h": 1.5, "kept": 2,
+                             "top": [[7042, " Paris", -0.26, None], [260, " the", -2.8, None]],
+                             "stop": [[7042, " Paris", -0.04]]}])
+    History().add(rec)
+    app = MullamaApp()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("f3")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "HistoryScreen", 5, "history")
+        await pilot.press("enter")
+        await until(pilot, lambda: bool(app.chat.query(TokenView)), 5, "the reopened run")
+        view = app.chat.query_one(TokenView)
+        assert [i.text for i in view.items] == [item.text] and view.items[0].insight.prob == pytest.approx(0.771, 1e-3)
+
+
+async def test_compare_token_view_marks_where_the_panes_part_ways(home):
+    from helpers import configure, until
+    from mullama_tui.tui.app import MullamaApp
+    from mullama_tui.tui.screens.compare import ComparePane, CompareScreen
+    from mullama_tui.tui.widgets.tokens import TokenView
+
+    configure(max_tokens=30, seed=4)
+    app = MullamaApp(compare=([0.1, 0.9, 1.6], None), ignore_eos=True)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the compare screen")
+        screen = app.screen
+        await pilot.press("ctrl+t")
+        await screen.run_prompt("Write a poem about the sea.")
+        await until(pilot, lambda: not screen.running, 60, "the comparison")
+        panes = list(screen.query(ComparePane))
+        views = [p.query_one(TokenView) for p in panes]
+        assert all(len(v.items) == 30 and all(i.insight for i in v.items) for v in views)
+        ids = [[i.token_id for i in v.items] for v in views]
+        expected = next(k for k in range(30) if len({row[k] for row in ids}) > 1)
+        assert screen.diverge == expected and all(v.diverge == expected for v in views)
+        assert f"part ways at token {expected}" in str(screen.query_one("#total").render())
+        # the cursor in a pane says why that token was chosen, on the pane's last line
+        views[1].focus()
+        views[1].select(expected)
+        await pilot.pause()
+        line = str(panes[1].query_one(".pane-stats").render())
+        assert line.startswith(f"token {expected}") and "model" in line and "sampler" in line

@@ -63,3 +63,26 @@ def test_compare_screen(snap_compare, size):
         await loaded(pilot)  # the compare screen has its own prompt
 
     assert snap_compare(MullamaApp(), terminal_size=size, run_before=before)
+
+
+def test_token_view(snap_compare):
+    """The token view on a fixed, greedy reply: colours, boundaries, the cursor and the panel."""
+    configure(seed=0, cursor_blink=False, token_view=True, temperature=0.0, repeat_penalty=1.0,
+              max_tokens=24, mode="raw")
+
+    async def before(pilot):
+        from mullama_tui.tui.widgets.tokens import TokenView
+
+        await loaded(pilot)
+        app = pilot.app
+        prompt = app.chat.query_one("#prompt")
+        prompt.load_text("The capital of France is")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.chat.last_stats is not None and app.state == "ready", 60, "the reply")
+        view = app.chat.query_one(TokenView)
+        view.focus()
+        view.select(1)
+        app.query_one("Gauge").display = False  # its timings differ from run to run
+        await pilot.pause()
+
+    assert snap_compare(MullamaApp(), terminal_size=(120, 30), run_before=before)

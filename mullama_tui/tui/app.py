@@ -73,6 +73,8 @@ class AppCommands(Provider):
         ("Models", "models", "Pick a local model to load, or make one the default"),
         ("New conversation", "screen.new_conversation", "Clear the conversation and the KV cache"),
         ("Toggle chat / raw mode", "screen.toggle_mode", "Chat template or raw prompt"),
+        ("Token view", "screen.toggle_tokens", "Each token coloured by its probability; why it was chosen; branch"),
+        ("Next branch", "screen.next_branch", "Show the next branch of the last reply"),
         ("Cancel generation", "screen.cancel", "Stop the running generation"),
         ("Help", "help", "List every key"),
     ]
@@ -377,7 +379,7 @@ class MullamaApp(App[None]):
         return True
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(getattr(self.screen, "HELP_NOTES", ())))
+        self.push_screen(HelpScreen(getattr(self.screen, "HELP_NOTES", ()), below=self.screen))
 
     def action_params(self) -> None:
         def done(new: Settings | None) -> None:

@@ -3,7 +3,7 @@ token (see TokenBatch). Dataclasses, so a message says what it carries in one pl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
@@ -77,11 +77,13 @@ class PromptProgress(Message):
 
 @dataclass
 class TokenBatch(Message):
-    """The text of all tokens decoded since the last batch (posted every 200 ms)."""
+    """The text of all tokens decoded since the last batch (posted every 200 ms), and the
+    tokens themselves (with why each was chosen, in the token view)."""
 
     text: str
     n_tokens: int
     ttft: float | None = None  # engine-side time to first token, once known
+    tokens: list[Any] = field(default_factory=list)  # TokenItem
 
 
 @dataclass

@@ -20,17 +20,18 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
 from ...engine.generation import Generation, drain_together
-from ...engine.types import MullamaError, Request, Stats, TokenEvent
+from ...engine.types import MullamaError, Request, Stats, TokenEvent, TokenInsight
 from ...history import RunRecord
 from ..messages import GenerationFinished, GenerationStarted, PromptProgress, TokenBatch
 from ..widgets.gauge import Gauge
-from ..widgets.output import MarkdownReply, RawOutput, Reply
 from ..widgets.prompt import PromptInput, with_blink
+from ..widgets.tokens import TokenItem, TokenPanel, TokenView, forced_insight
+from ..widgets.turn import AssistantTurn, Branch
 from .base import WorkerScreen
 
 if TYPE_CHECKING:
@@ -50,11 +51,13 @@ def user_turn(text: str) -> Static:
     return Static(Text(text), classes="user-turn", markup=False)
 
 
-def assistant_turn(text: str, mode: str) -> Reply:
-    """A reply: Markdown in chat mode, plain text in raw mode."""
-    if mode == "chat":
-        return MarkdownReply(text, classes="assistant-turn")
-    return RawOutput(text, classes="assistant-turn raw")
+INSIGHT_TOP = 10  # alternatives recorded per token while the token view is on (the panel shows 10)
+
+
+def assistant_turn(text: str, mode: str, tokens: bool = False, items: list[TokenItem] | None = None) -> AssistantTurn:
+    """A reply: Markdown in chat mode, plain text in raw mode, tokens in the token view."""
+    return AssistantTurn(mode, tokens, [Branch(items=list(items or []), text=text)],
+                         classes="assistant-turn" + (" raw" if mode == "raw" else ""))
 
 
 class ChatScreen(WorkerScreen[None]):
@@ -65,17 +68,29 @@ class ChatScreen(WorkerScreen[None]):
         Binding("ctrl+c", "cancel", "Cancel", priority=True, show=False, id="cancel-ctrl-c"),
         Binding("ctrl+n", "new_conversation", "New chat", id="new-conversation"),
         Binding("ctrl+r", "toggle_mode", "Chat/Raw", id="toggle-mode"),
+        Binding("ctrl+t", "toggle_tokens", "Tokens", id="token-view"),
+        Binding("ctrl+b", "next_branch", "Branch", show=False, id="next-branch"),
     ]
 
     def __init__(self) -> None:
         super().__init__(id="chat")
         self.messages: list[dict[str, str]] = []  # the conversation sent back to the model
         self.current: Generation | None = None
-        self.reply_text = ""  # the text of the reply streaming (or last streamed)
         self.last_stats: Stats | None = None
-        self._reply: Reply | None = None  # None after Ctrl+N mid-stream: late text goes nowhere
+        # the reply streaming (or last streamed); None after Ctrl+N mid-stream: late text goes nowhere
+        self._turn: AssistantTurn | None = None
         self._run_request: Request | None = None
+        self._turn_requests: dict[int, Request] = {}  # each turn's request (to branch it later)
         self._cancel_requested = False
+
+    @property
+    def reply_text(self) -> str:
+        """The text of the reply streaming (or last streamed)."""
+        return self._turn.text if self._turn is not None else ""
+
+    @property
+    def token_view(self) -> bool:
+        return self.mullama.settings.token_view
 
     @property
     def mullama(self) -> MullamaApp:
@@ -85,8 +100,12 @@ class ChatScreen(WorkerScreen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="status", markup=False)
-        with VerticalScroll(id="output"):
-            yield self._hint()
+        with Horizontal(id="body"):
+            with VerticalScroll(id="output"):
+                yield self._hint()
+            panel = TokenPanel(id="token-panel")
+            panel.display = self.mullama.settings.token_view
+            yield panel
         yield Gauge(id="gauge")
         yield with_blink(PromptInput(id="prompt"), self.mullama.settings.cursor_blink)
         yield Footer(compact=True)
@@ -135,29 +154,37 @@ class ChatScreen(WorkerScreen[None]):
             request = app.request(messages=list(self.messages))
         else:
             request = app.request(prompt=prompt)
-        self._run_request = request
+        request.logprobs = INSIGHT_TOP if self.token_view else 0  # off: no cost at all
         out = self.query_one("#output", VerticalScroll)
         await self._clear_hint()
-        reply = assistant_turn("", s.mode)
-        await out.mount(user_turn(prompt), reply)
-        self._reply = reply
-        self.reply_text = ""
+        turn = assistant_turn("", s.mode, self.token_view)
+        await out.mount(user_turn(prompt), turn)
+        self._turn_requests[id(turn)] = request
+        self._start(turn, request)
+
+    def _start(self, turn: AssistantTurn, request: Request, forced: TokenInsight | None = None) -> None:
+        """Stream `request` into `turn`'s current branch."""
+        app = self.mullama
+        out = self.query_one("#output", VerticalScroll)
+        self._turn = turn
+        self._run_request = request
         self._cancel_requested = False
-        self.query_one(Gauge).start(s.max_tokens, app.n_ctx)
+        self.query_one(Gauge).start(request.max_tokens, app.n_ctx)
         app.state = "generating" if app.engine_ready else "waiting for model"
         self._gauge_timer.resume()
         self.query_one(PromptInput).cursor_blink = False  # 2 frames a second fewer while streaming
         out.add_class("streaming")  # no scrollbar to repaint on every line (see app.tcss)
         out.anchor()
-        self._generate(request)
+        self._generate(request, forced)
 
     async def _clear_hint(self) -> None:
         for hint in self.query("#empty-hint"):
             await hint.remove()
 
     @work(thread=True, group="generate", exit_on_error=False, description="drain a generation")
-    def _generate(self, request: Request) -> None:
-        """Drain the generation and post batched tokens; never one message per token."""
+    def _generate(self, request: Request, forced: TokenInsight | None = None) -> None:
+        """Drain the generation and post batched tokens; never one message per token.
+        `forced`: what is known of a branch's forced token (the engine sends it bare)."""
         worker = get_current_worker()
         try:
             gen = self.mullama.submit(request, cancelled=lambda: self._cancel_requested or worker.is_cancelled)
@@ -172,6 +199,7 @@ class ChatScreen(WorkerScreen[None]):
             gen.cancel()
         self.post_message(GenerationStarted(len(gen.prompt_tokens)))
         pending: list[str] = []
+        items: list[TokenItem] = []
         count = 0
         ttft: float | None = None
         last_post = time.perf_counter()
@@ -186,19 +214,21 @@ class ChatScreen(WorkerScreen[None]):
                         ttft = time.perf_counter() - gen.t_submit
                 if not ev.done:
                     count += 1
+                    insight = forced if forced is not None and ev.index == 0 else ev.insight
+                    items.append(TokenItem(ev.text, ev.token_id, insight))
                 else:
                     final.append(ev)
 
         def frame() -> None:
             """Once per wake-up (every BATCH_INTERVAL, or at the end): one TokenBatch at
             most; while the prompt is processed, its progress instead."""
-            nonlocal pending, count, last_post, prompt_seen
+            nonlocal pending, items, count, last_post, prompt_seen
             if worker.is_cancelled:
                 gen.cancel()
             now = time.perf_counter()
             if (pending or count) and (final or now - last_post >= BATCH_INTERVAL):
-                self.post_message(TokenBatch("".join(pending), count, ttft))
-                pending, count, last_post = [], 0, now
+                self.post_message(TokenBatch("".join(pending), count, ttft, items))
+                pending, items, count, last_post = [], [], 0, now
             elif ttft is None and not final and gen.prompt_done != prompt_seen:
                 prompt_seen = gen.prompt_done
                 elapsed = now - gen.t_submit
@@ -235,10 +265,8 @@ class ChatScreen(WorkerScreen[None]):
         if gauge.due():  # ride on this batch's screen refresh, not a separate one
             gauge.tick()
         self._gauge_timer.reset()  # the fallback ticks only when batches stop coming
-        if not msg.text or self._reply is None:
-            return
-        self.reply_text += msg.text
-        await self._reply.append(msg.text)
+        if self._turn is not None:
+            await self._turn.append(msg.text, msg.tokens)
 
     async def on_generation_finished(self, msg: GenerationFinished) -> None:
         """Show that it stopped first (state, gauge, mark), then do the slower work: the
@@ -255,7 +283,7 @@ class ChatScreen(WorkerScreen[None]):
         app.generation_ended()
         self.query_one(Gauge).done(stats, reason)
         app.state = "cancelled" if reason == "cancelled" else "error" if reason == "error" else "ready"
-        reply = self._reply  # None after Ctrl+N mid-stream: this run left the conversation
+        reply = self._turn  # None after Ctrl+N mid-stream: this run left the conversation
         if reason == "cancelled" and reply is not None:
             reply.add_class("cancelled")
             await self.query_one("#output", VerticalScroll).mount(
@@ -269,18 +297,30 @@ class ChatScreen(WorkerScreen[None]):
                         and not self.reply_text:
                     self.messages.pop()  # nothing to answer; keep the conversation consistent
             elif app.settings.mode == "chat":
-                self.messages.append({"role": "assistant", "content": self.reply_text})
+                self._set_reply_message(self.reply_text)
         self._save_run(stats, reason)
 
+    def _set_reply_message(self, text: str) -> None:
+        """The last assistant message of the conversation is this reply (a new one, or the
+        branch now shown in its place)."""
+        if self.messages and self.messages[-1]["role"] == "assistant":
+            self.messages[-1] = {"role": "assistant", "content": text}
+        else:
+            self.messages.append({"role": "assistant", "content": text})
+
     def _save_run(self, stats: Stats | None, reason: str) -> None:
-        req = self._run_request
-        if req is None or stats is None:
+        req, turn = self._run_request, self._turn
+        if req is None or stats is None or turn is None:
             return
+        params = req.params.to_dict() | {"max_tokens": req.max_tokens}
+        branch = turn.branch
+        if branch.at is not None:  # a branch of an earlier run: say of which, and where
+            params["branch"] = {"of": turn.branches[0].run_id, "at": branch.at}
         try:
-            self.mullama.history.add(RunRecord(
+            branch.run_id = self.mullama.history.add(RunRecord(
                 model=self.mullama.model_name, mode=req.mode, prompt=req.prompt or "",
-                messages=list(req.messages or []), params=req.params.to_dict() | {"max_tokens": req.max_tokens},
-                output=self.reply_text, stats=stats.to_dict(), finish_reason=reason))
+                messages=list(req.messages or []), params=params, output=branch.text, stats=stats.to_dict(),
+                finish_reason=reason, tokens=[i.to_dict() for i in branch.items]))
         except Exception as e:  # history must never break generation
             self.notify(f"could not save history: {e}", severity="warning")
 
@@ -319,7 +359,15 @@ class ChatScreen(WorkerScreen[None]):
                 await out.mount(user_turn(m["content"]))
             elif m["role"] == "assistant":
                 await out.mount(assistant_turn(m["content"], "chat"))
-        await out.mount(assistant_turn(rec.output, rec.mode))
+        items = [TokenItem.from_dict(d) for d in rec.tokens]
+        turn = assistant_turn(rec.output, rec.mode, self.token_view and bool(items), items)
+        turn.branch.run_id = rec.id
+        request = Request(prompt=rec.prompt or None, messages=list(rec.messages) or None, mode=rec.mode,  # type: ignore[arg-type]
+                          params=self.mullama.settings.sampler(),
+                          max_tokens=int(rec.params.get("max_tokens", self.mullama.settings.max_tokens)))
+        self._turn_requests[id(turn)] = request
+        await out.mount(turn)
+        self._turn = turn
         if rec.mode == "chat":
             self.messages = [m for m in turns if m["role"] in ("user", "assistant")]
             self.messages.append({"role": "assistant", "content": rec.output})
@@ -330,13 +378,73 @@ class ChatScreen(WorkerScreen[None]):
         self.messages = []
         # a reply still streaming belongs to the old conversation: its last batches, its
         # end mark and its final render go nowhere, and it is not added to the new one
-        self._reply = None
+        self._turn = None
+        self._turn_requests = {}
         out = self.query_one("#output", VerticalScroll)
         await out.remove_children()
         await out.mount(self._hint())
         self.mullama.clear_cache()
         if self.mullama.state in ("cancelled", "error") and self.mullama.engine is not None:
             self.mullama.state = "ready"
+
+    # -- the token view -----------------------------------------------------------------
+    async def action_toggle_tokens(self) -> None:
+        """Ctrl+T: every reply as its tokens (coloured by probability, with a cursor and the
+        panel), or as text again. New replies record why each token was chosen while on."""
+        s = self.mullama.settings
+        s.token_view = not s.token_view
+        self.mullama.save_settings()
+        panel = self.query_one(TokenPanel)
+        panel.display = s.token_view
+        with self.app.batch_update():
+            for turn in self.query(AssistantTurn):
+                await turn.set_tokens(s.token_view)
+        if s.token_view:
+            views = list(self.query(TokenView))
+            if views:
+                views[-1].focus()
+                views[-1].select(len(views[-1].items) - 1)
+        else:
+            self.query_one(PromptInput).focus()
+        self.notify("token view: ←/→ a token, ↑/↓ an alternative, Enter branches" if s.token_view else "text view")
+
+    def on_token_view_selected(self, msg: TokenView.Selected) -> None:
+        item = msg.view.items[msg.index] if 0 <= msg.index < len(msg.view.items) else None
+        self.query_one(TokenPanel).show(item, msg.index, msg.pick)
+
+    async def on_token_view_branch(self, msg: TokenView.Branch) -> None:
+        """Enter on an alternative: cut the reply there, put the alternative in its place,
+        and generate on from it; the original stays as another branch of the turn."""
+        turn = next((a for a in msg.view.ancestors if isinstance(a, AssistantTurn)), None)
+        turns = list(self.query(AssistantTurn))
+        if turn is None or not turns or turn is not turns[-1]:
+            self.notify("branch from the last reply (the conversation goes on from there)", severity="warning")
+            return
+        if self.current is not None or self.mullama.state in ("generating", "cancelling", "waiting for model"):
+            self.notify("a generation is running: Esc cancels it", severity="warning")
+            return
+        base = self._turn_requests.get(id(turn))
+        at = turn.branch.items[msg.index] if msg.index < len(turn.branch.items) else None
+        if base is None or at is None or at.insight is None:
+            self.notify("no insight was recorded for this token: branch from a reply made in the token view",
+                        severity="warning")
+            return
+        prefix = turn.branch.items[:msg.index]
+        request = Request(prompt=base.prompt, messages=base.messages, mode=base.mode, system=base.system,
+                          params=base.params, ignore_eos=base.ignore_eos, logprobs=INSIGHT_TOP,
+                          max_tokens=max(1, base.max_tokens - msg.index),
+                          prefix=[i.token_id for i in prefix], force=msg.alt.token_id)
+        await turn.add_branch(msg.index)
+        self._start(turn, request, forced_insight(at.insight, msg.alt))
+
+    async def action_next_branch(self) -> None:
+        """Ctrl+B: show the next branch of the last reply (the conversation follows it)."""
+        turns = list(self.query(AssistantTurn))
+        if not turns or len(turns[-1].branches) < 2 or self.current is not None:
+            return
+        branch = await turns[-1].cycle()
+        if self.mullama.settings.mode == "chat":
+            self._set_reply_message(branch.text)
 
     def action_toggle_mode(self) -> None:
         s = self.mullama.settings

@@ -32,6 +32,7 @@ from ...engine.types import MullamaError, Request, Stats, TokenEvent
 from ...history import RunRecord
 from ..widgets.gauge import FLAT, _Line
 from ..widgets.output import RawOutput
+from ..widgets.tokens import TokenItem, TokenView, percent
 from ..widgets.prompt import PromptInput, with_blink
 from .base import WorkerScreen
 
@@ -43,14 +44,15 @@ MIN_PANE_HEIGHT = 10  # below this a pane is unreadable: stack the panes and scr
 STACKED_PANE_HEIGHT = 14
 DEFAULT_TEMPS = (0.1, 0.7, 1.2)
 PANE_KEYS = ["f5", "f6", "f7", "f8", "f9", "f10"]
+INSIGHT_TOP = 10  # alternatives recorded per token in the token view
 FRAME = 0.33  # seconds between screen updates while streaming: 3 a second (3 panes of text)
 LIVE_EVERY = 3  # frames between updates of the live figures (the panes' title lines, the batch line)
 
 
-def pane_output() -> RawOutput:
+def pane_output(text: str = "") -> RawOutput:
     """A pane's text: as tall as the pane from the start (no layout pass until it fills
     it), then 6 lines reserved ahead (no more blank lines than that under the text)."""
-    return RawOutput(fill=True)
+    return RawOutput(text, fill=True)
 
 
 def summary_line(stats: dict, chars: int) -> str:
@@ -68,6 +70,7 @@ class PaneUpdate:
     pane: int
     text: str = ""
     n_tokens: int = 0
+    items: list[TokenItem] = field(default_factory=list)
     done: bool = False
     stats: Stats | None = None
     error: str | None = None
@@ -110,6 +113,19 @@ class ComparePane(Vertical):
         self.stats: Stats | None = None
         self.done = True
         self.state = "ready"
+        self.items: list[TokenItem] = []
+
+    def _body(self) -> RawOutput | TokenView:
+        """The text, or (in the token view) the tokens."""
+        if self.app.settings.token_view:  # type: ignore[attr-defined]
+            return TokenView(list(self.items))
+        return pane_output(self.text)
+
+    async def set_tokens(self, on: bool) -> None:
+        body = self.query_one(VerticalScroll).children[0]
+        if on != isinstance(body, TokenView):
+            await body.remove()
+            await self.query_one(VerticalScroll).mount(self._body())
 
     def compose(self) -> ComposeResult:
         blink = self.app.settings.cursor_blink  # type: ignore[attr-defined]
@@ -121,7 +137,7 @@ class ComparePane(Vertical):
             yield with_blink(Input(str(self._seed), id=f"seed-{self.index}", classes="seed", compact=True), blink)
             yield _Line("", classes="live")
         with VerticalScroll():
-            yield pane_output()
+            yield self._body()
         yield _Line("", classes="pane-stats")
 
     def on_mount(self) -> None:
@@ -158,8 +174,16 @@ class ComparePane(Vertical):
         return (self.tokens - 1) / elapsed if elapsed > 0 else 0.0
 
     async def reset(self) -> None:
-        self.query_one(RawOutput).clear()
-        self.query_one(VerticalScroll).scroll_home(animate=False)
+        scroll = self.query_one(VerticalScroll)
+        body = scroll.children[0]
+        if isinstance(body, RawOutput) and not self.app.settings.token_view:  # type: ignore[attr-defined]
+            body.clear()
+        else:
+            self.items, self.text = [], ""
+            await body.remove()
+            await scroll.mount(self._body())
+        scroll.scroll_home(animate=False)
+        self.items = []
         self.tokens, self.text, self.stats, self.done = 0, "", None, False
         self.t_start, self.t_first = time.perf_counter(), None
         self.remove_class("cancelled", "failed")
@@ -169,16 +193,21 @@ class ComparePane(Vertical):
         self.show_line("")
         self._title()
 
-    async def add(self, text: str, n: int) -> None:
+    async def add(self, text: str, n: int, items: list[TokenItem] | None = None) -> None:
         if n and self.t_first is None:
             self.t_first = time.perf_counter()
         self.tokens += n
         if self.state != "running":
             self.state = "running"
             self.show_live()
-        if text:
+        self.items.extend(items or [])
+        body = self.query_one(VerticalScroll).children[0]
+        if isinstance(body, TokenView):
             self.text += text
-            await self.query_one(RawOutput).append(text)
+            body.extend(items or [])
+        elif text:
+            self.text += text
+            await body.append(text)  # type: ignore[union-attr]
 
     def show_live(self) -> None:
         """The knobs line's right side: tokens, tok/s, state. A fixed-size line: updating
@@ -188,7 +217,11 @@ class ComparePane(Vertical):
     async def finish(self, stats: Stats | None, error: str | None) -> None:
         self.stats = stats
         self.done = True
-        await self.query_one(RawOutput).finish()
+        body = self.query_one(VerticalScroll).children[0]
+        if isinstance(body, TokenView):
+            body.fit()
+        else:
+            await body.finish()  # type: ignore[union-attr]
         self.remove_class("running")
         reason = str(stats.finish_reason) if stats and stats.finish_reason else ("error" if error else "cancelled")
         self.state = reason
@@ -207,11 +240,24 @@ class ComparePane(Vertical):
     def show_line(self, line: str) -> None:
         self.query_one(".pane-stats", _Line).show(Text(line))
 
-    async def show_text(self, text: str) -> None:
-        self.text = text
-        out = self.query_one(RawOutput)
-        await out.append(text)
-        await out.finish()
+    async def show_text(self, text: str, items: list[TokenItem] | None = None) -> None:
+        self.text, self.items = text, list(items or [])
+        scroll = self.query_one(VerticalScroll)
+        await scroll.children[0].remove()
+        await scroll.mount(self._body())
+
+    def on_token_view_selected(self, msg: TokenView.Selected) -> None:
+        """A token under the cursor in this pane: why it was chosen, on the pane's last line."""
+        msg.stop()
+        item = msg.view.items[msg.index]
+        i = item.insight
+        if i is None:
+            self.show_line(f"token {msg.index} {item.text!r}: no insight recorded")
+            return
+        top = ", ".join(f"{c.text!r} {percent(c.prob)}" + (f" (cut: {c.cut_by})" if c.cut_by else "")
+                        for c in i.top[:4])
+        self.show_line(f"token {msg.index} {item.text!r} · model {percent(i.prob)} · sampler "
+                       f"{percent(i.sampled_prob)} · H {i.entropy:.2f} · {top}")
 
 
 class CompareScreen(WorkerScreen[None]):
@@ -228,6 +274,7 @@ class CompareScreen(WorkerScreen[None]):
         Binding("ctrl+c", "cancel_all", "Cancel all", priority=True, show=False),
         Binding("ctrl+a", "add_pane", "Add pane", priority=True),
         Binding("ctrl+d", "remove_pane", "Remove", priority=True),
+        Binding("ctrl+t", "toggle_tokens", "Tokens", priority=True),
         *[Binding(k, f"cancel_pane({i})", f"Cancel pane {i + 1}", show=False, priority=True)
           for i, k in enumerate(PANE_KEYS)],
     ]
@@ -258,6 +305,7 @@ class CompareScreen(WorkerScreen[None]):
         self._rates: list[float] = []
         self._t_run = 0.0
         self._frames = 0
+        self.diverge: int | None = None  # the first token at which the panes differ
 
     @property
     def mullama(self) -> MullamaApp:
@@ -332,6 +380,8 @@ class CompareScreen(WorkerScreen[None]):
             return
         base = app.settings.sampler()
         requests = [app.request(prompt=prompt, params=base.with_(temperature=t, seed=seed)) for t, seed in knobs]
+        for r in requests:
+            r.logprobs = INSIGHT_TOP if app.settings.token_view else 0
         try:
             for r in requests:
                 r.validate()
@@ -344,6 +394,7 @@ class CompareScreen(WorkerScreen[None]):
             for p in self.panes():
                 await p.reset()
         self.running = True
+        self.diverge = None
         self._rates, self._t_run = [], time.perf_counter()
         self.sub_title = "generating"
         self._show_total()
@@ -375,6 +426,7 @@ class CompareScreen(WorkerScreen[None]):
         def collect(i: int, events: list[TokenEvent]) -> None:
             u = news.setdefault(i, PaneUpdate(i))
             u.text += "".join(e.text for e in events)
+            u.items += [TokenItem(e.text, e.token_id, e.insight) for e in events if not e.done]
             u.n_tokens += sum(1 for e in events if not e.done)
             if events[-1].done:
                 u.done, u.stats = True, events[-1].stats
@@ -410,7 +462,7 @@ class CompareScreen(WorkerScreen[None]):
                     continue
                 pane = panes[u.pane]
                 if u.text or u.n_tokens:
-                    await pane.add(u.text, u.n_tokens)
+                    await pane.add(u.text, u.n_tokens, u.items)
                 if u.done:
                     await pane.finish(u.stats, u.error)
             self._frames += 1
@@ -419,6 +471,7 @@ class CompareScreen(WorkerScreen[None]):
                 for pane in panes:
                     if not pane.done:
                         pane.show_live()
+                self._mark_divergence()
                 self._show_total()
         if self.running and all(p.done for p in panes):
             self.running = False
@@ -427,6 +480,21 @@ class CompareScreen(WorkerScreen[None]):
             self.mullama.generation_ended()
             self._show_total()
             self._save()
+
+    def _mark_divergence(self) -> None:
+        """The first token at which the panes part ways (they share the prompt, so they
+        agree until a sampled token differs), marked in every pane's token view."""
+        panes = self.panes()
+        n = min((len(p.items) for p in panes), default=0)
+        at = next((i for i in range(n) if len({p.items[i].token_id for p in panes}) > 1), None)
+        if at is None and any(len(p.items) > n for p in panes) and all(p.done for p in panes):
+            at = n  # one ended where another went on
+        if at != self.diverge:
+            self.diverge = at
+            for p in panes:
+                for view in p.query(TokenView):
+                    view.diverge = at
+                    view.refresh()
 
     def _show_total(self) -> None:
         """The aggregate line: the batch's total tok/s (and its sparkline), tokens, panes."""
@@ -439,13 +507,15 @@ class CompareScreen(WorkerScreen[None]):
             state = f"{live} running"
         else:
             state = "done" if self._rates else "ready"
+        parted = "" if self.diverge is None else f" · part ways at token {self.diverge}"
         self.query_one("#total", _Line).show(
-            Text(f"batch {total:6.1f} tok/s · {tokens} tok · {len(panes)} panes · {state}"))
+            Text(f"batch {total:6.1f} tok/s · {tokens} tok · {len(panes)} panes · {state}{parted}"))
         self.query_one("#total-spark", Sparkline).data = [0.0, *self._rates[-120:]] if self._rates else FLAT
 
     def _save(self) -> None:
         panes = [{"temperature": p.temperature, "seed": p.seed, "text": p.text,
-                  "stats": p.stats.to_dict() if p.stats else None} for p in self.panes()]
+                  "stats": p.stats.to_dict() if p.stats else None,
+                  "tokens": [i.to_dict() for i in p.items if i.insight is not None]} for p in self.panes()]
         out = "\n\n".join(f"## temperature {d['temperature']} · seed {d['seed']}\n\n{d['text']}" for d in panes)
         app = self.mullama
         try:
@@ -468,7 +538,7 @@ class CompareScreen(WorkerScreen[None]):
         for pane, d in zip(self.panes(), saved):
             pane.query_one(".temp", Input).value = str(d["temperature"])
             pane.query_one(".seed", Input).value = str(d["seed"])
-            await pane.show_text(d["text"])
+            await pane.show_text(d["text"], [TokenItem.from_dict(t) for t in d.get("tokens", [])])
             if d.get("stats"):
                 pane.show_line(summary_line(d["stats"], len(d["text"])))
 
@@ -483,6 +553,19 @@ class CompareScreen(WorkerScreen[None]):
             self.sub_title = "cancelling"
         else:
             self.dismiss(None)
+
+    async def action_toggle_tokens(self) -> None:
+        """Ctrl+T: each pane as its tokens, coloured by probability (recorded for the next
+        comparison on), with the first token where the panes part ways marked."""
+        s = self.mullama.settings
+        s.token_view = not s.token_view
+        self.mullama.save_settings()
+        with self.app.batch_update():
+            for p in self.panes():
+                await p.set_tokens(s.token_view)
+        self.diverge = None
+        self._mark_divergence()
+        self._show_total()
 
     def action_cancel_pane(self, index: int) -> None:
         if self.running and index < len(self.gens):

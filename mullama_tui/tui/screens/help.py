@@ -7,11 +7,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
 PROMPT_KEYS = [("enter", "Send the prompt"), ("ctrl+j", "Insert a newline in the prompt"),
-               ("up / down", "Earlier prompts (on the first / last line)")]
+               ("up / down", "Earlier prompts (on the first / last line)"),
+               ("← / → / click", "Token view: move the cursor to a token"),
+               ("↑ / ↓, enter", "Token view: pick an alternative, branch from it")]
 
 
 class HelpScreen(ModalScreen[None]):
@@ -22,10 +24,12 @@ class HelpScreen(ModalScreen[None]):
     HelpScreen .help-note { margin-top: 1; color: $text-muted; }
     """
 
-    def __init__(self, notes: tuple[str, ...] = ()) -> None:
-        """`notes`: what the screen below wants its users to know, under the keys."""
+    def __init__(self, notes: tuple[str, ...] = (), below: Screen | None = None) -> None:
+        """`notes`: what the screen below wants its users to know, under the keys; `below`:
+        that screen, whose own keys come first."""
         super().__init__()
         self.notes = notes
+        self.below = below
 
     def compose(self) -> ComposeResult:
         table = Table(title="mullama-tui keys", expand=True)
@@ -34,7 +38,8 @@ class HelpScreen(ModalScreen[None]):
         for key, what in PROMPT_KEYS:
             table.add_row(key, what)
         seen = set()
-        for binding in self.app.BINDINGS:
+        screen_bindings = list(getattr(self.below, "BINDINGS", [])) if self.below is not None else []
+        for binding in [*screen_bindings, *self.app.BINDINGS]:
             if isinstance(binding, Binding) and binding.description and binding.key not in seen:
                 seen.add(binding.key)
                 table.add_row(self.app.get_key_display(binding), binding.description)
