@@ -174,6 +174,12 @@ def run(
     logprobs: int = typer.Option(0, "--logprobs", help="With --json: each token's log-probability, its top N "
                                                          "alternatives, the sampler's probability and the entropy."),
     heat: bool = typer.Option(False, "--heat", help="Colour each token by its probability (on a terminal)."),
+    think: Optional[bool] = typer.Option(None, "--think/--no-think", help="Thinking models: think first, or "
+                                                                           "answer at once (default: the model's)."),
+    thinking_budget: Optional[int] = typer.Option(None, "--thinking-budget", help="Thinking models: close the "
+                                                  "thinking after this many tokens and answer."),
+    hide_thinking: bool = typer.Option(False, "--hide-thinking", help="Thinking models: do not show the "
+                                                                       "thinking (it goes to stderr, dimmed)."),
     pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,
@@ -188,15 +194,16 @@ def run(
                            penalty_repeat=repeat_penalty, seed=seed, stop=list(stop or []))
     colour = heat and sys.stdout.isatty() and not as_json  # plain text into a pipe or a file
     request = Request(prompt=prompt, mode="chat" if chat else "raw", system=system,
-                      params=params, max_tokens=max_tokens, logprobs=max(logprobs, 1 if colour else 0))
+                      params=params, max_tokens=max_tokens, logprobs=max(logprobs, 1 if colour else 0),
+                      think=think, thinking_budget=thinking_budget)
     choice = _backend(settings, backend, base_url, api_key, remote_model, timeout)
     raise typer.Exit(_run(model_arg, request, temps, n_ctx, threads, as_json, stats, settings, choice,
-                          _gpu_layers(gpu_layers, settings), colour=colour))
+                          _gpu_layers(gpu_layers, settings), colour=colour, show_thinking=not hide_thinking))
 
 
 def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int, threads: int,
          as_json: bool, stats: bool, settings: Settings, choice: "BackendChoice",
-         gpu_layers: Optional[int] = None, colour: bool = False) -> int:
+         gpu_layers: Optional[int] = None, colour: bool = False, show_thinking: bool = True) -> int:
     """`run` and `compare --no-tui`: one stream, or one batch of temperature panes."""
     from .console import compare_requests, parse_temps, print_compare, stream_to_stdout
     from .engine.backends import open_engine
@@ -220,7 +227,7 @@ def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int,
             return print_compare(gens, temp_list, as_json, stats)
         placement = getattr(engine.model, "placement", None)
         where = f"{engine.model.info.name} ({placement.summary if placement else engine.model.info.description})"
-        return stream_to_stdout(gen, as_json, stats, where=where, colour=colour)
+        return stream_to_stdout(gen, as_json, stats, where=where, colour=colour, show_thinking=show_thinking)
     finally:
         engine.close()
 
@@ -470,7 +477,8 @@ def models_cmd(
         table = aliases()
         if as_json:
             typer.echo(json.dumps([{"name": a.name, "repo": a.repo, "file": a.file, "description": a.description,
-                                    "size_mb": a.size_mb, "pulled": _store().find(a.name) is not None}
+                                    "size_mb": a.size_mb, "thinking": a.thinking,
+                                    "pulled": _store().find(a.name) is not None}
                                    for a in table.values()], indent=2))
         else:
             Console().print(aliases_table(table, _store()))

@@ -75,6 +75,9 @@ class Settings:
     keymap: dict[str, str] = field(default_factory=dict)
     cursor_blink: bool = True  # false: a steady text cursor (also what the snapshot tests use)
     token_view: bool = False  # replies as tokens coloured by probability (Ctrl+T)
+    show_thinking: bool = True  # thinking models: show their thinking above the answer (folded once it ends)
+    think: bool | None = None  # thinking models: true/false asks them to think or not; unset: their default
+    thinking_budget: int | None = None  # thinking models: close the thinking after this many tokens
     backend: str = "local"  # or "openai": an OpenAI-compatible server at base_url
     base_url: str = ""
     api_key: str = ""
@@ -93,12 +96,13 @@ class Settings:
         """What the TUI sends for one prompt (raw mode) or transcript (chat mode), with
         these settings; `params` overrides the sampler (a compare pane's temperature)."""
         params = params or self.sampler()
+        thinking = {"think": self.think, "thinking_budget": self.thinking_budget}
         if self.mode == "chat":
             return Request(prompt=prompt if messages is None else None, messages=messages, mode="chat",
                            system=self.system or None, params=params, max_tokens=self.max_tokens,
-                           ignore_eos=ignore_eos)
+                           ignore_eos=ignore_eos, **thinking)
         return Request(prompt=prompt, mode="raw", params=params, max_tokens=self.max_tokens,
-                       ignore_eos=ignore_eos)
+                       ignore_eos=ignore_eos, **thinking)
 
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:

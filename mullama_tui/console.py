@@ -88,21 +88,35 @@ def heat(text: str, prob: float) -> str:
 
 def stream_to_stdout(gen: Generation, as_json: bool, show_stats: bool,
                      out: TextIO = sys.stdout, err: TextIO = sys.stderr, where: str | None = None,
-                     colour: bool = False) -> int:
+                     colour: bool = False, show_thinking: bool = True) -> int:
     """Print pieces as they come (flushed per piece). The first Ctrl+C cancels; what was
     produced and its stats (after `where` the model runs) are still printed. `colour`:
-    each piece in the colour of its token's probability (`--heat`, needs logprobs).
-    Returns the exit code."""
+    each piece in the colour of its token's probability (`--heat`, needs logprobs). A
+    thinking model's thinking goes to stderr, dimmed on a terminal (`show_thinking=False`
+    hides it), so stdout carries the answer only. Returns the exit code."""
     final = None
     if colour and not as_json:
         print(heat_legend(), file=err)
+    dim = err.isatty()
+    thought = False
     try:
         with _SigintCancels([gen]):
             for event in gen:
                 if as_json:
                     out.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
-                elif event.text:
-                    out.write(heat(event.text, event.insight.prob) if colour and event.insight else event.text)
+                else:
+                    if event.moved and show_thinking:
+                        err.write("\n[the text above was the model's thinking]\n")
+                    if event.thinking and show_thinking:
+                        err.write(f"\x1b[2m{event.thinking}\x1b[0m" if dim else event.thinking)
+                        err.flush()
+                        thought = True
+                    if event.text:
+                        if thought:  # the answer starts on its own line after the thinking
+                            err.write("\n")
+                            err.flush()
+                            thought = False
+                        out.write(heat(event.text, event.insight.prob) if colour and event.insight else event.text)
                 out.flush()
                 if event.done:
                     final = event

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS runs (
     output TEXT NOT NULL,
     finish_reason TEXT,
     stats TEXT NOT NULL,
-    tokens TEXT NOT NULL DEFAULT '[]'
+    tokens TEXT NOT NULL DEFAULT '[]',
+    thinking TEXT NOT NULL DEFAULT ''
 );
 """
 
@@ -49,6 +50,7 @@ class RunRecord:
     created: float = field(default_factory=time.time)
     id: int | None = None
     tokens: list[dict[str, Any]] = field(default_factory=list)  # per token: id, text, insight (token view)
+    thinking: str = ""  # a thinking model's thinking, apart from the answer in `output`
 
     def to_markdown(self) -> str:
         lines = [f"# mullama-tui run {self.id or ''}".rstrip(), "",
@@ -57,6 +59,8 @@ class RunRecord:
                  f"- params: `{json.dumps(self.params)}`", ""]
         for m in self.messages or [{"role": "user", "content": self.prompt}]:
             lines += [f"## {m['role']}", "", m["content"], ""]
+        if self.thinking:
+            lines += ["## assistant (thinking)", "", self.thinking, ""]
         lines += ["## assistant", "", self.output, ""]
         return "\n".join(lines)
 
@@ -74,17 +78,20 @@ class History:
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process (not a power cut)
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
-        if "tokens" not in columns:  # a history from before the token view
-            with self._db:
+        with self._db:  # a history from before the token view, or before thinking models
+            if "tokens" not in columns:
                 self._db.execute("ALTER TABLE runs ADD COLUMN tokens TEXT NOT NULL DEFAULT '[]'")
+            if "thinking" not in columns:
+                self._db.execute("ALTER TABLE runs ADD COLUMN thinking TEXT NOT NULL DEFAULT ''")
 
     def add(self, r: RunRecord) -> int:
         with self._db:
             cur = self._db.execute(
                 "INSERT INTO runs (created, kind, model, mode, prompt, messages, params, output,"
-                " finish_reason, stats, tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " finish_reason, stats, tokens, thinking) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (r.created, r.kind, r.model, r.mode, r.prompt, json.dumps(r.messages),
-                 json.dumps(r.params), r.output, r.finish_reason, json.dumps(r.stats), json.dumps(r.tokens)))
+                 json.dumps(r.params), r.output, r.finish_reason, json.dumps(r.stats), json.dumps(r.tokens),
+                 r.thinking))
         r.id = int(cur.lastrowid or 0)
         return r.id
 
@@ -93,7 +100,7 @@ class History:
                          mode=row["mode"], prompt=row["prompt"], messages=json.loads(row["messages"]),
                          params=json.loads(row["params"]), output=row["output"],
                          finish_reason=row["finish_reason"], stats=json.loads(row["stats"]),
-                         tokens=json.loads(row["tokens"]))
+                         tokens=json.loads(row["tokens"]), thinking=row["thinking"])
 
     def list(self, search: str = "", limit: int = 500) -> list[RunRecord]:
         like = f"%{search}%"

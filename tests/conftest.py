@@ -42,6 +42,24 @@ def batch_drift(engine) -> float:
     return batch_invariance(engine.model, engine.scheduler.n_threads)
 
 
+@pytest.fixture(scope="session")
+def thinking_model_path(model_path: Path, tmp_path_factory) -> Path:
+    """The bundled model with a chat template that opens a `<think>` block: no thinking
+    model can be downloaded here, so this is how a real model's output reaches the
+    thinking channel (SmolLM2 was not trained to think; it writes text, which is enough)."""
+    from helpers import THINKING_TEMPLATE, with_chat_template
+
+    return with_chat_template(model_path, tmp_path_factory.mktemp("thinking") / "smollm2-thinking.gguf",
+                              THINKING_TEMPLATE)
+
+
+@pytest.fixture(scope="session")
+def thinking_engine(thinking_model_path: Path):
+    e = LocalEngine(thinking_model_path, n_ctx=1024, n_parallel=2)
+    yield e
+    e.close()
+
+
 @pytest.fixture()
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh, empty MULLAMA_TUI_HOME for one test."""

@@ -136,3 +136,80 @@ def wait_idle(server: Server, timeout: float = 10.0) -> dict:
         time.sleep(0.02)
 
 
+
+
+def with_chat_template(src, dst, template: str):
+    """A copy of a GGUF with another chat template (the `gguf` package rewrites the
+    metadata; the weights are copied as they are)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(src), "r")
+    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE).contents()
+    writer = gguf.GGUFWriter(str(dst), arch=arch, endianess=reader.endianess)
+    for f in reader.fields.values():
+        if f.name == gguf.Keys.General.ARCHITECTURE or f.name.startswith("GGUF.") \
+                or f.name == gguf.Keys.Tokenizer.CHAT_TEMPLATE:
+            continue
+        kind = f.types[0]
+        writer.add_key_value(f.name, f.contents(), kind,
+                             sub_type=f.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
+    writer.add_chat_template(template)
+    for t in reader.tensors:
+        writer.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for t in reader.tensors:
+        writer.write_tensor_data(t.data, tensor_endianess=reader.endianess)
+    writer.close()
+    return dst
+
+
+# ChatML, as SmolLM2's own template, but the assistant turn opens a thinking block
+# (as DeepSeek-R1 distills' templates do): what a thinking model's prompt looks like.
+THINKING_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n<think>\n' }}"
+    "{% endif %}")
+
+
+class ScriptedEngine:
+    """Stands in for the engine where a test needs what the real bundled model does not
+    produce on demand (a worker that crashes with an unexpected exception, a generation
+    that ends in an engine error, a snapshot of a stream frozen mid-way), and only there.
+    `Generation` is the engine's real, pure-Python handle; the test feeds its events."""
+
+    n_ctx = 2048
+
+    def __init__(self, submit) -> None:
+        from types import SimpleNamespace
+
+        from mullama_tui.engine.llama import ModelInfo
+
+        self._submit = submit
+        self.model = SimpleNamespace(info=ModelInfo("scripted", "scripted", "no model", 0, 0, 0, 0, 0, True))
+
+    def submit(self, request):
+        return self._submit(request)
+
+    def clear_cache(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def fed_generation(request, events):
+    """A real `Generation` whose events the test pushes; a cancel ends it at once with a
+    final event, as the engine's scheduler does."""
+    from mullama_tui.engine.generation import Generation
+    from mullama_tui.engine.types import FinishReason, Stats, TokenEvent
+
+    def wake() -> None:
+        if gen.cancelled and not gen.finished:
+            gen.push(TokenEvent("", -1, 0, FinishReason.CANCELLED, Stats(finish_reason=FinishReason.CANCELLED)))
+
+    gen = Generation(request, [1, 2, 3], 7, wake)
+    for ev in events:
+        gen.push(ev)
+    return gen

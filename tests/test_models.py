@@ -76,6 +76,9 @@ def test_shipped_aliases_name_real_hf_repositories(hub: Hub) -> None:
     assert src.url == f"{hub.url}/bartowski/Llama-3.2-1B-Instruct-GGUF/resolve/main/Llama-3.2-1B-Instruct-Q4_K_M.gguf"
     for family in ("smollm2", "qwen2.5", "gemma3", "phi", "tinyllama", "llama3.2"):
         assert any(name.startswith(family) for name in table), family
+    thinking = {name for name, a in table.items() if a.thinking}
+    assert thinking >= {"qwen3:0.6b", "qwen3:1.7b", "deepseek-r1:1.5b", "smollm3:3b"}
+    assert parse_name("deepseek-r1:1.5b").repo == "bartowski/DeepSeek-R1-Distill-Qwen-1.5B-GGUF"
 
 
 def test_hf_names_and_urls_parse() -> None:

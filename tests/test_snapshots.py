@@ -86,3 +86,63 @@ def test_token_view(snap_compare):
         await pilot.pause()
 
     assert snap_compare(MullamaApp(), terminal_size=(120, 30), run_before=before)
+
+
+def _thinking_app(fed: list):
+    """The app on a scripted engine whose generation the test feeds by hand: a stream held
+    mid-thinking cannot be produced on demand by a real model (a snapshot needs it still)."""
+    from helpers import ScriptedEngine, fed_generation
+
+    holder = {}
+
+    def submit(request):
+        holder["gen"] = fed_generation(request, [])
+        return holder["gen"]
+
+    configure(seed=0, cursor_blink=False, max_tokens=64)
+    return MullamaApp(engine=ScriptedEngine(submit)), holder
+
+
+THOUGHTS = ["The user", " asks for", " 2+2.", " Two and", " two make", " four."]
+
+
+async def _think(pilot, holder, answer: bool) -> None:
+    from mullama_tui.engine.types import FinishReason, Stats, TokenEvent
+
+    app = pilot.app
+    await until(pilot, lambda: app.state == "ready", 5, "the scripted engine")
+    prompt = app.chat.query_one("#prompt")
+    prompt.load_text("What is 2+2?")
+    prompt.focus()
+    await pilot.pause()
+    await pilot.press("enter")
+    await until(pilot, lambda: "gen" in holder, 5, "the request")
+    gen = holder["gen"]
+    for i, t in enumerate(THOUGHTS):
+        gen.push(TokenEvent("", 100 + i, i, thinking=t, channel="thinking"))
+    if answer:
+        gen.push(TokenEvent("It is **4**.", 200, len(THOUGHTS)))
+        stats = Stats(finish_reason=FinishReason.EOS, generated_tokens=7, thinking_tokens=6, answer_tokens=1,
+                      thinking_time=12.3, ttft_answer=12.4)
+        gen.push(TokenEvent("", -1, 7, FinishReason.EOS, stats))
+        await until(pilot, lambda: app.chat.last_stats is not None, 5, "the end")
+    else:
+        from mullama_tui.tui.widgets.turn import ThinkingBlock
+
+        await until(pilot, lambda: bool(app.chat.query(ThinkingBlock)) and "four" in app.chat.query_one(
+            ThinkingBlock).branch.thinking, 5, "the thinking")
+    app.query_one("Gauge").display = False  # its timings differ from run to run
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("state", ["streaming", "folded", "unfolded"])
+def test_thinking_block(snap_compare, state):
+    app, holder = _thinking_app([])
+
+    async def before(pilot):
+        await _think(pilot, holder, answer=state != "streaming")
+        if state == "unfolded":
+            await pilot.press("ctrl+o")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(100, 24), run_before=before)

@@ -14,7 +14,7 @@ from mullama_tui.tui.widgets.gauge import Gauge
 from mullama_tui.tui.widgets.output import PlainLines, RawOutput
 from mullama_tui.tui.widgets.prompt import PromptInput
 
-from helpers import LONG_PROMPT as LONG, configure, send, until
+from helpers import LONG_PROMPT as LONG, ScriptedEngine, configure, fed_generation, send, until
 
 
 @pytest.mark.parametrize("key", ["escape", "ctrl+c"])
@@ -236,41 +236,6 @@ async def test_keymap_from_config_rebinds_keys(home):
 
 
 # -- failures a real model cannot produce on demand ------------------------------------------
-
-class ScriptedEngine:
-    """Stands in for the engine in the tests below, and only there: they need a worker that
-    crashes with an unexpected exception, or a generation that ends in an engine error,
-    which the real bundled model does not produce on demand. `Generation` is the engine's
-    real, pure-Python handle; the test feeds its events by hand."""
-
-    n_ctx = 2048
-
-    def __init__(self, submit) -> None:
-        from types import SimpleNamespace
-
-        from mullama_tui.engine.llama import ModelInfo
-
-        self._submit = submit
-        self.model = SimpleNamespace(info=ModelInfo("scripted", "scripted", "no model", 0, 0, 0, 0, 0, True))
-
-    def submit(self, request):
-        return self._submit(request)
-
-    def clear_cache(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def fed_generation(request, events):
-    from mullama_tui.engine.generation import Generation
-
-    gen = Generation(request, [1, 2, 3], 7, lambda: None)
-    for ev in events:
-        gen.push(ev)
-    return gen
-
 
 async def test_a_crashing_worker_never_wedges_the_chat_screen(home):
     from mullama_tui.engine.types import FinishReason, Stats, TokenEvent

@@ -16,7 +16,7 @@ import asyncio
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 
 from .types import FinishReason, Stats, TokenEvent
 
@@ -39,6 +39,7 @@ class Generation:
         self.stats: Stats | None = None
         self.cached_tokens = 0  # prompt tokens reused from the KV cache (set on admission)
         self.prompt_done = 0  # prompt tokens in the KV cache so far (reused + processed)
+        self.reasoning: Any = None  # a thinking model's (tags, starts inside), set by the scheduler
         self._wake = wake
         self._events: deque[TokenEvent] = deque()
         self._cond = threading.Condition(threading.Lock())

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import llama_cpp as C
 import numpy as np
 
+from .text import MAGISTRAL_TAGS, THINK_TAGS, ReasoningTags
 from .types import InvalidParamsError, ModelLoadError, ModelNotFoundError, SamplerParams
 
 log = logging.getLogger("mullama_tui.llama")
@@ -341,9 +342,30 @@ class LlamaModel:
         return e
 
     # -- prompts ----------------------------------------------------------------
-    def render_chat(self, messages: list[dict[str, str]]) -> str:
+    @property
+    def reasoning_tags(self) -> ReasoningTags | None:
+        """How this model marks its thinking, from its chat template and vocabulary: `<think>`
+        (Qwen3, DeepSeek-R1, SmolLM3, Phi-4-reasoning) or `[THINK]` (Magistral); None for
+        models that do not think."""
+        template = self.chat_template or ""
+        for tags in (THINK_TAGS, MAGISTRAL_TAGS):
+            if tags.open in template or tags.close in template or self._is_one_token(tags.close):
+                return tags
+        return None
+
+    def _is_one_token(self, text: str) -> bool:
+        """A special token of the vocabulary (how thinking models carry their tags)."""
+        toks = self.tokenize(text, add_special=False, parse_special=True)
+        return len(toks) == 1 and self.token_text(toks[0]) == text and self.piece(toks[0]) != text.encode()
+
+    def template_takes(self, name: str) -> bool:
+        """Whether the chat template reads this variable (Qwen3's `enable_thinking`)."""
+        return name in (self.chat_template or "")
+
+    def render_chat(self, messages: list[dict[str, str]], **variables: Any) -> str:
         """Render a transcript with the GGUF's own Jinja2 chat template (as llama-cpp-python
-        does); models without one get ChatML, as llama.cpp falls back to."""
+        does); models without one get ChatML, as llama.cpp falls back to. `variables` go to
+        the template too (`enable_thinking=False`)."""
         if self._template is None:
             from jinja2.sandbox import ImmutableSandboxedEnvironment
             import jinja2
@@ -361,7 +383,7 @@ class LlamaModel:
             self._template = env.from_string(src)
             self._template.globals.update(raise_exception=raise_exception, strftime_now=strftime_now)
         return self._template.render(messages=messages, add_generation_prompt=True,
-                                     bos_token=self.bos_token, eos_token=self.eos_token)
+                                     bos_token=self.bos_token, eos_token=self.eos_token, **variables)
 
     def prompt_tokens(self, text: str, chat: bool) -> list[int]:
         """Tokens for a raw prompt or a rendered chat transcript (no doubled BOS)."""

@@ -13,6 +13,7 @@ from typing import Callable
 from . import llama
 from .generation import DEFAULT_CAPACITY, Generation
 from .scheduler import Scheduler
+from .text import THINK_TAGS, ReasoningTags
 from .types import InvalidParamsError, Request
 
 
@@ -47,26 +48,52 @@ class LocalEngine:
     def prompt_tokens(self, request: Request) -> list[int]:
         """The tokens to decode before sampling: the prompt (raw, or the transcript through
         the chat template), then for a branch the reply so far and the forced token."""
-        tokens = self._prompt_tokens(request)
+        return self._prompt(request)[0]
+
+    def _prompt(self, request: Request) -> tuple[list[int], tuple[ReasoningTags, bool] | None]:
+        """The prompt tokens, and for a thinking model its tags and whether the prompt
+        leaves the reply inside the thinking block (a template that opens it)."""
+        tags = self.model.reasoning_tags if request.split_thinking else None
+        if request.mode == "chat":
+            text = self._render(request, tags)
+            tokens = self.model.prompt_tokens(text, chat=True)
+        else:
+            if request.prompt is None:
+                raise InvalidParamsError("raw mode needs a prompt, not messages")
+            text = request.prompt
+            tokens = self.model.prompt_tokens(text, chat=False)
         tail = [*request.prefix, *([request.force] if request.force is not None else [])]
         if any(t >= self.model.n_vocab for t in tail):
             raise InvalidParamsError(f"a token id of the branch is beyond the vocabulary ({self.model.n_vocab})")
-        return tokens + tail
+        if tags is None:
+            return tokens + tail, None
+        inside = text.rstrip().endswith(tags.open)
+        if tail:  # a branch: where the reply so far left off
+            sofar = self.model.detokenize(request.prefix)
+            inside = (inside or tags.open in sofar) and tags.close not in sofar.split(tags.open)[-1]
+        return tokens + tail, (tags, inside)
 
-    def _prompt_tokens(self, request: Request) -> list[int]:
-        if request.mode == "chat":
-            try:
-                text = self.model.render_chat(request.chat_messages())
-            except Exception as e:  # a template that raises on this transcript
-                raise InvalidParamsError(f"the model's chat template rejected the messages: {e}") from e
-            return self.model.prompt_tokens(text, chat=True)
-        if request.prompt is None:
-            raise InvalidParamsError("raw mode needs a prompt, not messages")
-        return self.model.prompt_tokens(request.prompt, chat=False)
+    def _render(self, request: Request, tags: ReasoningTags | None) -> str:  # noqa: C901
+        """The transcript through the chat template, thinking switched as asked: the
+        template's own `enable_thinking` where it has one (Qwen3), else for `<think>`
+        models an empty thinking block after the prompt (what those templates do)."""
+        model = self.model
+        variables = {}
+        if request.think is not None and model.template_takes("enable_thinking"):
+            variables["enable_thinking"] = request.think
+        try:
+            text = model.render_chat(request.chat_messages(), **variables)
+        except Exception as e:  # a template that raises on this transcript
+            raise InvalidParamsError(f"the model's chat template rejected the messages: {e}") from e
+        if request.think is False and tags == THINK_TAGS and not variables:
+            opened = text.rstrip().endswith(tags.open)
+            text = text.rstrip() + "\n\n" + tags.close + "\n\n" if opened else text + f"{tags.open}\n\n{tags.close}\n\n"
+        return text
 
     def submit(self, request: Request) -> Generation:
         request.validate()
-        return self.scheduler.submit(request, self.prompt_tokens(request))
+        tokens, reasoning = self._prompt(request)
+        return self.scheduler.submit(request, tokens, reasoning)
 
     def clear_cache(self) -> None:
         self.scheduler.clear_cache()

@@ -25,6 +25,7 @@ import httpx
 
 from .generation import DEFAULT_CAPACITY, Generation
 from .llama import ModelInfo
+from .text import THINK_TAGS, ReasoningSplitter
 from .types import Candidate, FinishReason, MullamaError, Request, Stats, TokenEvent, TokenInsight
 
 MAX_RETRY_AFTER = 30.0  # seconds we are willing to wait once for a 429/503
@@ -255,6 +256,11 @@ class _StreamState:
         self.t_last = 0.0
         self.done = False
         self.insights = 0  # tokens that came with log-probabilities
+        # thinking models: `<think>` tags inline in the content are split here too
+        self.splitter = ReasoningSplitter(THINK_TAGS) if gen.request.split_thinking else None
+        self.thinking_pieces = self.answer_pieces = 0
+        self.t_think_start = self.t_think_end = 0.0
+        self.t_first_answer: float | None = None
 
     def handle(self, data: str) -> bool:
         """One SSE data payload; True when the stream is complete."""
@@ -269,28 +275,57 @@ class _StreamState:
             if not isinstance(choices, list):
                 raise TypeError("choices is not a list")
             for c in choices:
+                thinking = ""
                 if "delta" in c:
-                    text = (c.get("delta") or {}).get("content") or ""
+                    delta = c.get("delta") or {}
+                    text = delta.get("content") or ""
+                    # DeepSeek's API, vLLM and llama.cpp's server send the thinking apart
+                    thinking = delta.get("reasoning_content") or delta.get("reasoning") or ""
                 else:
                     text = c.get("text") or ""
                 if c.get("finish_reason"):
                     self.reason = c["finish_reason"]
                 tokens = remote_insights(c.get("logprobs")) if self.gen.request.logprobs else []
-                if tokens and "".join(t.piece for t in tokens) == text:
+                if self.splitter is not None and (tokens or text):
+                    if tokens and "".join(t.piece for t in tokens) == text:
+                        for t in tokens:
+                            self._emit_split(t.piece, t)
+                    else:
+                        self._emit_split(text, tokens[-1] if tokens else None)
+                elif tokens and "".join(t.piece for t in tokens) == text:
                     for t in tokens:  # one event per token, each with its insight
                         self._emit(t.piece, t)
                 elif text:
                     self._emit(text, tokens[-1] if tokens else None)
+                if thinking:
+                    self._emit("", None, thinking=thinking)
         except (ValueError, TypeError, AttributeError) as e:
             raise RemoteError(f"malformed chunk from the server ({e}): {data[:120]!r}") from None
         return False
 
-    def _emit(self, text: str, insight: TokenInsight | None = None) -> None:
+    def _emit_split(self, content: str, insight: TokenInsight | None) -> None:
+        """Content that may carry `<think>` tags inline (servers that do not split it)."""
+        split = self.splitter.feed(content)  # type: ignore[union-attr]
+        self._emit(split.answer, insight, thinking=split.thinking, moved=split.moved,
+                   inside=self.splitter.thinking)  # type: ignore[union-attr]
+
+    def _emit(self, text: str, insight: TokenInsight | None = None, thinking: str = "", moved: str = "",
+              inside: bool = False) -> None:
         now = time.perf_counter()
         if self.t_first is None:
             self.t_first = now
         self.t_last = now
-        self.gen.push(TokenEvent(text, insight.token_id if insight else -1, self.pieces, insight=insight))
+        channel = "thinking" if (thinking or inside) and not text else "answer"
+        if channel == "thinking" or moved:
+            self.thinking_pieces += 1 + (self.answer_pieces if moved else 0)
+            self.answer_pieces = 0 if moved else self.answer_pieces
+            self.t_think_start = self.t_think_start or now
+            self.t_think_end = now
+        elif text:
+            self.answer_pieces += 1
+            self.t_first_answer = self.t_first_answer or now
+        self.gen.push(TokenEvent(text, insight.token_id if insight else -1, self.pieces, insight=insight,
+                                 thinking=thinking, moved=moved, channel=channel))
         self.pieces += 1
         self.insights += insight is not None
 
@@ -305,6 +340,16 @@ class _StreamState:
         st = Stats(finish_reason=reason, seed=gen.seed, error=error,
                    prompt_tokens=int(usage.get("prompt_tokens") or 0), generated_tokens=tokens,
                    total_time=now - gen.t_submit)
+        if self.splitter is not None:
+            rest = self.splitter.flush()
+            if rest.answer or rest.thinking:
+                gen.push(TokenEvent(rest.answer, -1, self.pieces, thinking=rest.thinking))
+                self.pieces += 1
+        if self.thinking_pieces:
+            st.thinking_tokens, st.answer_tokens = self.thinking_pieces, self.answer_pieces
+            st.thinking_time = self.t_think_end - self.t_think_start
+            if self.t_first_answer is not None:
+                st.ttft_answer = self.t_first_answer - gen.t_submit
         if gen.request.logprobs and self.pieces and not self.insights:
             st.notice = ("the server sent no token log-probabilities (llama.cpp's server and vLLM do): "
                          "no token insight for this reply")

@@ -38,7 +38,7 @@ from typing import Any
 from . import llama
 from .generation import DEFAULT_CAPACITY, Generation
 from .insight import InsightProbe
-from .text import TextAssembler
+from .text import ReasoningSplitter, ReasoningTags, Split, TextAssembler
 from .types import (ContextOverflowError, EngineClosedError, FinishReason, InvalidParamsError,
                     QueueFullError, Request, Stats, TokenEvent)
 
@@ -93,6 +93,12 @@ class Slot:
     todo: list[int] = field(default_factory=list)  # prompt tokens still to prefill
     sampler: llama.SamplerChain | None = None
     probe: InsightProbe | None = None  # with Request.logprobs: measures each token's distributions
+    forced: list[int] = field(default_factory=list)  # tokens to take next instead of sampling
+    thinking_tokens: int = 0
+    answer_tokens: int = 0
+    t_think_start: float = 0.0
+    t_think_end: float = 0.0
+    t_first_answer: float | None = None
     text: TextAssembler | None = None
     next_token: int = -1  # sampled, emitted, not yet decoded
     n_gen: int = 0
@@ -157,8 +163,10 @@ class Scheduler:
             raise self._startup_error
 
     # -- public, any thread -------------------------------------------------------
-    def submit(self, request: Request, prompt_tokens: list[int]) -> Generation:
-        """Queue a request; returns at once. Raises on overflow, a full queue, or close."""
+    def submit(self, request: Request, prompt_tokens: list[int],
+               reasoning: tuple[ReasoningTags, bool] | None = None) -> Generation:
+        """Queue a request; returns at once. Raises on overflow, a full queue, or close.
+        `reasoning`: a thinking model's tags, and whether the reply starts inside them."""
         if len(prompt_tokens) >= self.n_ctx:
             raise ContextOverflowError(
                 f"the prompt is {len(prompt_tokens)} tokens but the context holds {self.n_ctx} "
@@ -167,6 +175,7 @@ class Scheduler:
             raise InvalidParamsError("the prompt is empty after tokenization")
         seed = request.params.seed or random.randrange(1, 2**32)
         gen = Generation(request, prompt_tokens, seed, self.notify, self.capacity)
+        gen.reasoning = reasoning
         with self._lock:
             if self._closing:
                 raise EngineClosedError("the engine is shut down")
@@ -336,7 +345,12 @@ class Scheduler:
                 slot.probe.accept(tok)
         if self.sampling_mode == "backend" and slot.probe is None:  # insight needs the logits here
             slot.sampler.attach(self._ctx, slot.seq)  # type: ignore[arg-type]
-        slot.text = TextAssembler(gen.request.params.stop)
+        tags = gen.reasoning
+        slot.text = TextAssembler(req.params.stop, ReasoningSplitter(*tags) if tags else None)
+        slot.forced = []
+        slot.thinking_tokens = slot.answer_tokens = 0
+        slot.t_think_start = slot.t_think_end = 0.0
+        slot.t_first_answer = None
         slot.n_gen = 0
         slot.next_token = -1
         slot.logits_idx = shared_logits
@@ -424,6 +438,13 @@ class Scheduler:
             # from the logits just computed after it, in the next step
             if not self._emit(s, gen.request.force, t0, forced=True):
                 return
+        if s.forced:  # the engine's own words (a thinking budget closing the block)
+            tok = s.forced.pop(0)
+            s.sampler.accept(tok)
+            if s.probe is not None:
+                s.probe.accept(tok)
+            self._emit(s, tok, t0, forced=True)
+            return
         tok = s.sampler.sample(self._ctx, s.logits_idx)  # type: ignore[arg-type]
         insight = None
         if s.probe is not None:
@@ -437,8 +458,8 @@ class Scheduler:
         times.text += time.perf_counter() - now
 
     def _emit(self, s: Slot, tok: int, now: float, insight: Any = None, forced: bool = False) -> bool:
-        """One token of the reply: text, event, and the end if it ends here. True if the
-        sequence goes on."""
+        """One token of the reply: text (by channel), event, and the end if it ends here.
+        True if the sequence goes on."""
         gen = s.gen
         assert gen is not None and s.text is not None
         s.t_last = now
@@ -446,12 +467,22 @@ class Scheduler:
         if model.is_eog(tok) and not gen.request.ignore_eos and not forced:
             self._finish(s, FinishReason.EOS)
             return False
-        text = s.text.push(model.piece(tok))
+        splitter = s.text.reasoning
+        was_thinking = splitter is not None and splitter.thinking
+        split = s.text.push(model.piece(tok))
         index = s.n_gen
         s.n_gen += 1
-        if s.t_first is None and text:
+        channel = "answer"
+        if splitter is not None:
+            thinking = was_thinking or splitter.thinking or (splitter.state == "start" and not split.answer)
+            channel = "thinking" if thinking else "answer"
+            self._count_channels(s, thinking, split.moved, now)
+        if s.t_first is None and (split.answer or split.thinking):
             s.t_first = now
-        gen.push(TokenEvent(text, tok, index, insight=insight))
+        if s.t_first_answer is None and split.answer:
+            s.t_first_answer = now
+        gen.push(TokenEvent(split.answer, tok, index, insight=insight, thinking=split.thinking, moved=split.moved,
+                            channel=channel))
         if s.text.stopped:
             self._finish(s, FinishReason.STOP)
         elif s.n_gen >= gen.request.max_tokens or len(s.cached) + 1 >= self.n_ctx:
@@ -460,6 +491,26 @@ class Scheduler:
             s.next_token = tok
             return True
         return False
+
+    def _count_channels(self, s: Slot, thinking: bool, moved: str, now: float) -> None:
+        """Thinking and answer tokens, when the thinking started and ended, and the budget:
+        past it, the closing tag is queued as the next tokens (the model answers after it)."""
+        splitter = s.text.reasoning  # type: ignore[union-attr]
+        if moved:  # a stray closing tag: the "answer" so far was thinking
+            s.thinking_tokens += s.answer_tokens
+            s.answer_tokens = 0
+            s.t_first_answer = None
+        if thinking or moved:
+            s.thinking_tokens += 1
+            s.t_think_start = s.t_think_start or (s.t_admit if moved else now)
+            if not splitter.thinking and not s.t_think_end:  # type: ignore[union-attr]
+                s.t_think_end = now
+        else:
+            s.answer_tokens += 1
+        budget = s.gen.request.thinking_budget  # type: ignore[union-attr]
+        if budget is not None and splitter.thinking and s.thinking_tokens >= budget and not s.forced:  # type: ignore[union-attr]
+            close = splitter.tags.close  # type: ignore[union-attr]
+            s.forced = self.model.tokenize(f"\n{close}\n\n", add_special=False, parse_special=True)
 
     def _stats(self, s: Slot | None, gen: Generation, reason: FinishReason,
                error: str | None = None) -> Stats:
@@ -475,6 +526,12 @@ class Scheduler:
                 st.gen_time = max(0.0, s.t_last - s.t_prompt_done) if s.n_gen else 0.0
             if s.t_first is not None:
                 st.ttft = s.t_first - gen.t_submit
+            if s.text is not None and s.text.reasoning is not None:
+                st.thinking_tokens, st.answer_tokens = s.thinking_tokens, s.answer_tokens
+                if s.t_first_answer is not None:
+                    st.ttft_answer = s.t_first_answer - gen.t_submit
+                if s.t_think_start:
+                    st.thinking_time = (s.t_think_end or s.t_last) - s.t_think_start
         else:
             st.queue_time = st.total_time
         return st
@@ -487,9 +544,9 @@ class Scheduler:
         """End the sequence in `s`; its KV stays cached for prefix reuse."""
         gen = s.gen
         assert gen is not None
-        tail = s.text.flush() if s.text is not None else ""
+        tail = s.text.flush() if s.text is not None else Split()
         stats = self._stats(s, gen, reason, error)
-        if tail and s.t_first is None:
+        if (tail.answer or tail.thinking) and s.t_first is None:
             stats.ttft = time.perf_counter() - gen.t_submit
         if s.todo or len(s.cached) >= self.n_ctx:
             self._mem.remove(s.seq, len(s.cached), -1)
@@ -506,7 +563,7 @@ class Scheduler:
         s.next_token = -1
         s.last_used = time.perf_counter()
         # the slot is free before the consumer can see the end (so `active` agrees with it)
-        gen.push(TokenEvent(tail, -1, s.n_gen, reason, stats))
+        gen.push(TokenEvent(tail.answer, -1, s.n_gen, reason, stats, thinking=tail.thinking))
 
     def _decode_failed(self, rc: int) -> None:
         if rc == 2:

@@ -160,6 +160,12 @@ class Request:
     # holds the earlier reply, so only the forced token and what follows are decoded.
     prefix: list[int] = field(default_factory=list)
     force: int | None = None
+    # Thinking models: None leaves the model's default; False asks it not to think (as its
+    # family documents: the template's `enable_thinking`, or an empty thinking block); True
+    # asks it to. After `thinking_budget` thinking tokens the engine closes the block itself.
+    think: bool | None = None
+    thinking_budget: int | None = None
+    split_thinking: bool = True  # False: the raw text, tags and all, in the answer (reasoning_format "none")
 
     def validate(self) -> Request:
         if self.mode not in ("chat", "raw"):
@@ -170,6 +176,9 @@ class Request:
             raise InvalidParamsError("a request needs a prompt or messages")
         if isinstance(self.logprobs, bool) or not isinstance(self.logprobs, int) or not 0 <= self.logprobs <= 20:
             raise InvalidParamsError(f"logprobs={self.logprobs!r}: a whole number from 0 (off) to 20")
+        if self.thinking_budget is not None and (isinstance(self.thinking_budget, bool) or not isinstance(
+                self.thinking_budget, int) or self.thinking_budget < 0):
+            raise InvalidParamsError(f"thinking_budget={self.thinking_budget!r}: a whole number of tokens >= 0")
         if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in self.prefix) or (
                 self.force is not None and (not isinstance(self.force, int) or self.force < 0)):
             raise InvalidParamsError("prefix and force are token ids (whole numbers >= 0)")
@@ -221,6 +230,12 @@ class Stats:
     n_ctx: int = 0
     error: str | None = None
     notice: str | None = None  # something the user should know that is not an error
+    # thinking models: tokens of each part, time to the first word of the answer (from
+    # submission), and how long the thinking took (its first token to its end)
+    thinking_tokens: int = 0
+    answer_tokens: int = 0
+    ttft_answer: float | None = None
+    thinking_time: float = 0.0
 
     @property
     def prompt_processed(self) -> int:
@@ -256,6 +271,10 @@ class Stats:
             f"total time:      {self.total_time:.2f} s",
             f"finish reason:   {self.finish_reason}",
         ]
+        if self.thinking_tokens:
+            first = f"{self.ttft_answer * 1000:.0f} ms" if self.ttft_answer is not None else "-"
+            lines[4:4] = [f"thinking:        {self.thinking_tokens} tokens in {self.thinking_time:.2f} s",
+                          f"answer:          {self.answer_tokens} tokens, first word after {first}"]
         if self.error:
             lines.append(f"error:           {self.error}")
         if self.notice:
@@ -333,6 +352,9 @@ class TokenEvent:
     finish_reason: FinishReason | None = None
     stats: Stats | None = None
     insight: TokenInsight | None = None  # with Request.logprobs
+    thinking: str = ""  # text of the thinking channel (thinking models); `text` is the answer
+    moved: str = ""  # answer text sent earlier that a stray closing tag showed to be thinking
+    channel: str = "answer"  # "thinking" for a token of the thinking (its tags included)
 
     @property
     def done(self) -> bool:
@@ -340,7 +362,11 @@ class TokenEvent:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"text": self.text, "token_id": self.token_id, "index": self.index,
-                             "done": self.done}
+                             "done": self.done, "channel": self.channel}
+        if self.thinking:
+            d["thinking"] = self.thinking
+        if self.moved:
+            d["moved"] = self.moved
         if self.insight is not None:
             d["insight"] = self.insight.to_dict()
         if self.done:

@@ -48,6 +48,7 @@ class Alias:
     file: str
     description: str = ""
     size_mb: int | None = None
+    thinking: bool = False  # a model that thinks before it answers
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def _read_aliases(text: str, origin: str) -> dict[str, Alias]:
             log.warning("%s: alias %r needs repo and file; skipped", origin, name)
             continue
         out[name] = Alias(name, str(entry["repo"]), str(entry["file"]), str(entry.get("description", "")),
-                          entry.get("size_mb"))
+                          entry.get("size_mb"), bool(entry.get("thinking", False)))
     return out
 
 

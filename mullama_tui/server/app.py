@@ -164,8 +164,9 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
         async def sse() -> AsyncIterator[str]:
             i = 0
             async for ev in events(gen):
-                if ev.text or ev.insight:  # empty pieces (held-back bytes) are sent only with their insight
-                    yield _sse({"token": ev.text, "index": i, "done": False, **insight_fields(ev)})
+                if ev.text or ev.thinking or ev.insight:  # empty pieces (held-back bytes) only with insight
+                    yield _sse({"token": ev.text, "index": i, "done": False, **channel_fields(ev),
+                                **insight_fields(ev)})
                     i += 1
                 if ev.done:
                     yield _sse({"token": "", "index": i, "done": True,
@@ -185,8 +186,9 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
 
         async def send_tokens(gen: Generation) -> None:
             async for ev in events(gen):
-                if ev.text or ev.insight:
-                    await websocket.send_json({"type": "token", "content": ev.text, **insight_fields(ev)})
+                if ev.text or ev.thinking or ev.insight:
+                    await websocket.send_json({"type": "token", "content": ev.text, **channel_fields(ev),
+                                               **insight_fields(ev)})
                 if ev.done:
                     await websocket.send_json({"type": "done", "finish_reason": str(ev.finish_reason),
                                                "stats": ev.stats.to_dict() if ev.stats else None})
@@ -285,9 +287,10 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
             return out
 
         if not body.stream:
-            text, final, evs = [], None, []
+            text, thinking, final, evs = [], [], None, []
             async for ev in events(gen):
                 text.append(ev.text)
+                thinking.append(ev.thinking)
                 if ev.done:
                     final = ev
                 else:
@@ -299,6 +302,8 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
                                       "logprobs": logprobs_of(evs)}
             if chat:
                 choice["message"] = {"role": "assistant", "content": "".join(text)}
+                if any(thinking):
+                    choice["message"]["reasoning_content"] = "".join(thinking)
             else:
                 choice["text"] = "".join(text)
             return {"id": rid, "object": obj, "created": created, "model": model_name,
@@ -312,7 +317,9 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
             lp = logprobs_of([ev]) if ev is not None else None
             if chat:
                 delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else (
-                    {"content": piece} if piece is not None else {})
+                    {"content": piece} if piece else {})
+                if ev is not None and ev.thinking:
+                    delta["reasoning_content"] = ev.thinking
                 c: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": lp}
             else:
                 c = {"index": 0, "text": piece or "", "logprobs": lp, "finish_reason": finish}
@@ -326,7 +333,7 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
             if chat:
                 yield chunk(None, None, first=True)
             async for ev in events(gen):
-                if ev.text or (ev.insight is not None and want):
+                if ev.text or (ev.thinking and chat) or (ev.insight is not None and want):
                     yield chunk(ev.text, None, ev=ev)
                 if ev.done:
                     yield chunk(None, finish_for_openai(ev.finish_reason))
@@ -384,6 +391,14 @@ def _document_bodies(app: FastAPI, bodies: dict[str, type[BaseModel]], max_token
 
 def _prob(p: float) -> float:
     return round(p, 6)
+
+
+def channel_fields(ev: TokenEvent) -> dict[str, Any]:
+    """What /stream and /ws token events say of a thinking model's channels (nothing for
+    other models): the token's channel, and its thinking text."""
+    if not ev.thinking and ev.channel == "answer":
+        return {}
+    return {"channel": ev.channel, "thinking": ev.thinking}
 
 
 def insight_fields(ev: TokenEvent) -> dict[str, Any]:

@@ -3,7 +3,7 @@ OpenAI's (lenient on fields clients always send, strict on values we cannot hono
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,7 +16,23 @@ class ChatMessage(BaseModel):
     content: str
 
 
-class SamplingFields(BaseModel):
+class ThinkingFields(BaseModel):
+    """Thinking models: `think` (or vLLM's and llama.cpp's `chat_template_kwargs.enable_thinking`)
+    switches the thinking on or off; `thinking_budget` closes it after so many tokens."""
+
+    think: Optional[bool] = None
+    thinking_budget: Optional[int] = Field(None, ge=0)
+    chat_template_kwargs: Optional[dict[str, Any]] = None
+
+    def thinking(self) -> dict[str, Any]:
+        think = self.think
+        if think is None and isinstance(self.chat_template_kwargs, dict):
+            value = self.chat_template_kwargs.get("enable_thinking")
+            think = value if isinstance(value, bool) else None
+        return {"think": think, "thinking_budget": self.thinking_budget}
+
+
+class SamplingFields(ThinkingFields):
     temperature: Optional[float] = Field(None, ge=0, le=5)
     top_p: Optional[float] = Field(None, gt=0, le=1)
     top_k: Optional[int] = Field(None, ge=0)
@@ -57,9 +73,10 @@ class StreamRequest(SamplingFields):
         if self.messages:
             return Request(messages=[m.model_dump() for m in self.messages], mode="chat",
                            max_tokens=self.max_tokens, params=self.sampler(stop, 0.7),
-                           ignore_eos=self.ignore_eos, logprobs=self.logprobs)
+                           ignore_eos=self.ignore_eos, logprobs=self.logprobs, **self.thinking())
         return Request(prompt=self.prompt, mode="raw", max_tokens=self.max_tokens,
-                       params=self.sampler(stop, 0.7), ignore_eos=self.ignore_eos, logprobs=self.logprobs)
+                       params=self.sampler(stop, 0.7), ignore_eos=self.ignore_eos, logprobs=self.logprobs,
+                       **self.thinking())
 
 
 class StreamOptions(BaseModel):
@@ -101,13 +118,17 @@ class CompletionRequest(OpenAIBase):
         prompt = self.prompt if isinstance(self.prompt, str) else "".join(self.prompt)
         return Request(prompt=prompt, mode="raw", max_tokens=self.limit(256),
                        params=self.sampler(self.stops(), 1.0), ignore_eos=self.ignore_eos,
-                       logprobs=self.n_logprobs)
+                       logprobs=self.n_logprobs, **self.thinking())
 
 
 class ChatCompletionRequest(OpenAIBase):
     messages: list[ChatMessage] = Field(min_length=1)
     logprobs: Optional[bool] = None  # OpenAI's chat form: logprobs true, top_logprobs N
     top_logprobs: Optional[int] = Field(None, ge=0, le=20)
+    # as llama.cpp's server: "none" sends the model's text as it is in `content`, thinking
+    # and tags included (no thinking budget then: nothing tells the thinking apart);
+    # otherwise the thinking goes to `reasoning_content` (the field DeepSeek's API and vLLM use)
+    reasoning_format: Optional[Literal["none", "auto", "deepseek"]] = None
 
     @property
     def n_logprobs(self) -> int:
@@ -116,4 +137,5 @@ class ChatCompletionRequest(OpenAIBase):
     def to_request(self) -> Request:
         return Request(messages=[m.model_dump() for m in self.messages], mode="chat",
                        max_tokens=self.limit(512), params=self.sampler(self.stops(), 1.0),
-                       ignore_eos=self.ignore_eos, logprobs=self.n_logprobs)
+                       ignore_eos=self.ignore_eos, logprobs=self.n_logprobs,
+                       split_thinking=self.reasoning_format != "none", **self.thinking())

@@ -84,6 +84,9 @@ class TokenBatch(Message):
     n_tokens: int
     ttft: float | None = None  # engine-side time to first token, once known
     tokens: list[Any] = field(default_factory=list)  # TokenItem
+    thinking: str = ""  # a thinking model's thinking text of these tokens
+    moved: str = ""  # answer text shown before that turned out to be thinking (a stray closing tag)
+    elapsed: float = 0.0  # seconds since the request was sent
 
 
 @dataclass

@@ -70,6 +70,7 @@ class ChatScreen(WorkerScreen[None]):
         Binding("ctrl+r", "toggle_mode", "Chat/Raw", id="toggle-mode"),
         Binding("ctrl+t", "toggle_tokens", "Tokens", id="token-view"),
         Binding("ctrl+b", "next_branch", "Branch", show=False, id="next-branch"),
+        Binding("ctrl+o", "toggle_thinking", "Thinking", show=False, id="thinking"),
     ]
 
     def __init__(self) -> None:
@@ -199,6 +200,8 @@ class ChatScreen(WorkerScreen[None]):
             gen.cancel()
         self.post_message(GenerationStarted(len(gen.prompt_tokens)))
         pending: list[str] = []
+        thinking: list[str] = []
+        moved: list[str] = []
         items: list[TokenItem] = []
         count = 0
         ttft: float | None = None
@@ -212,23 +215,30 @@ class ChatScreen(WorkerScreen[None]):
                     pending.append(ev.text)
                     if ttft is None:
                         ttft = time.perf_counter() - gen.t_submit
+                if ev.thinking:
+                    thinking.append(ev.thinking)
+                if ev.moved:
+                    moved.append(ev.moved)
                 if not ev.done:
                     count += 1
                     insight = forced if forced is not None and ev.index == 0 else ev.insight
-                    items.append(TokenItem(ev.text, ev.token_id, insight))
+                    in_thinking = ev.channel == "thinking"
+                    items.append(TokenItem(ev.thinking if in_thinking else ev.text, ev.token_id, insight,
+                                           in_thinking))
                 else:
                     final.append(ev)
 
         def frame() -> None:
             """Once per wake-up (every BATCH_INTERVAL, or at the end): one TokenBatch at
             most; while the prompt is processed, its progress instead."""
-            nonlocal pending, items, count, last_post, prompt_seen
+            nonlocal pending, thinking, moved, items, count, last_post, prompt_seen
             if worker.is_cancelled:
                 gen.cancel()
             now = time.perf_counter()
-            if (pending or count) and (final or now - last_post >= BATCH_INTERVAL):
-                self.post_message(TokenBatch("".join(pending), count, ttft, items))
-                pending, items, count, last_post = [], [], 0, now
+            if (pending or thinking or count) and (final or now - last_post >= BATCH_INTERVAL):
+                self.post_message(TokenBatch("".join(pending), count, ttft, items, "".join(thinking),
+                                             "".join(moved), now - gen.t_submit))
+                pending, thinking, moved, items, count, last_post = [], [], [], [], 0, now
             elif ttft is None and not final and gen.prompt_done != prompt_seen:
                 prompt_seen = gen.prompt_done
                 elapsed = now - gen.t_submit
@@ -262,11 +272,14 @@ class ChatScreen(WorkerScreen[None]):
     async def on_token_batch(self, msg: TokenBatch) -> None:
         gauge = self.query_one(Gauge)
         gauge.add_tokens(msg.n_tokens, msg.ttft)
+        if msg.thinking or msg.moved or gauge.thinking_tokens:
+            gauge.add_channels(sum(1 for i in msg.tokens if i.thinking), msg.elapsed if msg.text else None,
+                               moved=bool(msg.moved))
         if gauge.due():  # ride on this batch's screen refresh, not a separate one
             gauge.tick()
         self._gauge_timer.reset()  # the fallback ticks only when batches stop coming
         if self._turn is not None:
-            await self._turn.append(msg.text, msg.tokens)
+            await self._turn.append(msg.text, msg.tokens, msg.thinking, msg.moved, msg.elapsed)
 
     async def on_generation_finished(self, msg: GenerationFinished) -> None:
         """Show that it stopped first (state, gauge, mark), then do the slower work: the
@@ -292,6 +305,11 @@ class ChatScreen(WorkerScreen[None]):
             self.notify(msg.error, title="Generation failed", severity="error", timeout=10)
         if reply is not None:
             await reply.finish()  # one final full render
+            if stats is not None and stats.thinking_tokens and reply.thinking_block is not None:
+                # the engine's own figures: thinking tokens (the tags too) and how long it took
+                reply.branch.thinking_tokens = stats.thinking_tokens
+                reply.branch.thought_for = stats.thinking_time
+                reply.thinking_block.summarise()
             if msg.error:
                 if app.settings.mode == "chat" and self.messages and self.messages[-1]["role"] == "user" \
                         and not self.reply_text:
@@ -320,7 +338,7 @@ class ChatScreen(WorkerScreen[None]):
             branch.run_id = self.mullama.history.add(RunRecord(
                 model=self.mullama.model_name, mode=req.mode, prompt=req.prompt or "",
                 messages=list(req.messages or []), params=params, output=branch.text, stats=stats.to_dict(),
-                finish_reason=reason, tokens=[i.to_dict() for i in branch.items]))
+                finish_reason=reason, tokens=[i.to_dict() for i in branch.items], thinking=branch.thinking))
         except Exception as e:  # history must never break generation
             self.notify(f"could not save history: {e}", severity="warning")
 
@@ -362,6 +380,10 @@ class ChatScreen(WorkerScreen[None]):
         items = [TokenItem.from_dict(d) for d in rec.tokens]
         turn = assistant_turn(rec.output, rec.mode, self.token_view and bool(items), items)
         turn.branch.run_id = rec.id
+        turn.branch.thinking = rec.thinking
+        if rec.thinking:
+            turn.branch.thinking_tokens = int(rec.stats.get("thinking_tokens") or 0)
+            turn.branch.thought_for = float(rec.stats.get("thinking_time") or 0.0)
         request = Request(prompt=rec.prompt or None, messages=list(rec.messages) or None, mode=rec.mode,  # type: ignore[arg-type]
                           params=self.mullama.settings.sampler(),
                           max_tokens=int(rec.params.get("max_tokens", self.mullama.settings.max_tokens)))
@@ -436,6 +458,13 @@ class ChatScreen(WorkerScreen[None]):
                           prefix=[i.token_id for i in prefix], force=msg.alt.token_id)
         await turn.add_branch(msg.index)
         self._start(turn, request, forced_insight(at.insight, msg.alt))
+
+    def action_toggle_thinking(self) -> None:
+        """Ctrl+O: open or fold the thinking of the last reply that has some."""
+        for turn in reversed(list(self.query(AssistantTurn))):
+            if turn.thinking_block is not None:
+                turn.thinking_block.fold()
+                return
 
     async def action_next_branch(self) -> None:
         """Ctrl+B: show the next branch of the last reply (the conversation follows it)."""

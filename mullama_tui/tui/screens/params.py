@@ -65,6 +65,13 @@ class ParamsScreen(ModalScreen[Settings | None]):
                 yield field(s.base_url, placeholder="http://host:8080/v1", id="base_url")
                 yield Label("Remote model")
                 yield field(s.remote_model, id="remote_model")
+                yield Label("Thinking budget")
+                yield field("" if s.thinking_budget is None else str(s.thinking_budget),
+                            placeholder="empty: no limit (thinking models)", id="thinking_budget")
+                yield Label("Think (on/off/auto)")
+                yield field({True: "on", False: "off", None: "auto"}[s.think], id="think")
+                yield Label("Show thinking")
+                yield Switch(s.show_thinking, id="show_thinking")
                 yield Label("GPU layers (-1 all)")
                 yield field("" if s.gpu_layers is None else str(s.gpu_layers),
                             placeholder="empty: all where the build can", id="gpu_layers")
@@ -95,6 +102,17 @@ class ParamsScreen(ModalScreen[Settings | None]):
                 raise InvalidParamsError(f"GPU layers: {raw_layers!r} is not a whole number") from None
             if gpu_layers is not None and gpu_layers < -1:
                 raise InvalidParamsError("GPU layers: -1 (all), 0 (none) or a number of layers")
+            raw_budget = self.query_one("#thinking_budget", Input).value.strip()
+            try:
+                budget = optional_int(raw_budget)
+            except ValueError:
+                raise InvalidParamsError(f"Thinking budget: {raw_budget!r} is not a whole number") from None
+            if budget is not None and budget < 0:
+                raise InvalidParamsError("Thinking budget: a number of tokens, 0 or more")
+            think_word = self.query_one("#think", Input).value.strip().lower()
+            if think_word not in ("on", "off", "auto", ""):
+                raise InvalidParamsError(f"Think: {think_word!r}: on, off or auto")
+            think = {"on": True, "off": False}.get(think_word)
             stop = [x for x in self.query_one("#stop", Input).value.split("|") if x]
             backend = self.query_one("#backend", Input).value.strip() or "local"
             base_url = self.query_one("#base_url", Input).value.strip()
@@ -106,7 +124,8 @@ class ParamsScreen(ModalScreen[Settings | None]):
                           mode="chat" if self.query_one("#chat", Switch).value else "raw",
                           backend=backend, base_url=base_url,
                           remote_model=self.query_one("#remote_model", Input).value.strip(),
-                          gpu_layers=gpu_layers, **values)
+                          gpu_layers=gpu_layers, thinking_budget=budget, think=think,
+                          show_thinking=self.query_one("#show_thinking", Switch).value, **values)
             new.sampler().validate()
             if new.max_tokens < 1:
                 raise InvalidParamsError("Max tokens must be at least 1")

@@ -74,6 +74,8 @@ class Gauge(Widget):
         self.cached_tokens = 0
         self.prompt_done = 0  # prompt tokens processed so far (while the prompt is processed)
         self.prompt_rate = 0.0
+        self.thinking_tokens = 0  # a thinking model's thinking tokens so far
+        self.first_answer: float | None = None  # seconds to the first word of the answer
         self.t_start = 0.0
         self.t_first: float | None = None
         self.ttft: float | None = None
@@ -95,6 +97,7 @@ class Gauge(Widget):
         self.tokens, self.max_tokens, self.n_ctx = 0, max(1, max_tokens), n_ctx
         self.prompt_tokens = self.cached_tokens = self.prompt_done = 0
         self.prompt_rate = 0.0
+        self.thinking_tokens, self.first_answer = 0, None
         self.t_start, self.t_first, self.ttft = time.perf_counter(), None, None
         self.rate, self.rates, self.finish, self.running = 0.0, [], None, True
         self.refresh_view()
@@ -107,6 +110,16 @@ class Gauge(Widget):
             self.ttft = ttft
         self.tokens += n
         self._arrivals.append((now, n))
+
+    def add_channels(self, thinking: int, first_answer: float | None, moved: bool = False) -> None:
+        """A thinking model: `thinking` of the new tokens were thinking; `first_answer` is the
+        time to the answer's first word once it came (`moved`: all so far was thinking)."""
+        if moved:
+            self.thinking_tokens, self.first_answer = self.tokens, None
+        else:
+            self.thinking_tokens += thinking
+        if self.first_answer is None and first_answer is not None:
+            self.first_answer = first_answer
 
     def prompt_progress(self, done: int, total: int, cached: int, rate: float) -> None:
         """While the prompt is processed: `done` of `total` tokens, `cached` of them reused
@@ -148,6 +161,8 @@ class Gauge(Widget):
             self.prompt_tokens = stats.prompt_tokens
             self.cached_tokens = stats.cached_tokens
             self.rate = stats.gen_tps
+            if stats.thinking_tokens:
+                self.thinking_tokens, self.first_answer = stats.thinking_tokens, stats.ttft_answer
         self.refresh_view(stats)
 
     def refresh_view(self, stats: Stats | None = None) -> None:
@@ -178,6 +193,10 @@ class Gauge(Widget):
             prompt += f" ({self.cached_tokens} of {self.prompt_tokens} reused)"
         parts = [f"tokens {self.tokens}/{self.max_tokens}", f"first token {ttft}",
                  f"elapsed {elapsed:.1f}s", prompt]
+        if self.thinking_tokens:  # a thinking model: the two parts, and the first word of the answer
+            first_word = "-" if self.first_answer is None else f"{self.first_answer:.1f}s"
+            parts[1:2] = [f"thinking {self.thinking_tokens} · answer {self.tokens - self.thinking_tokens}",
+                          f"first word {first_word}"]
         if self.n_ctx:
             parts.append(f"context {self.prompt_tokens + self.tokens}/{self.n_ctx}")
         self.query_one("#details", _Line).show(Text("  ·  ".join(parts)))

@@ -42,9 +42,12 @@ class TokenItem:
     text: str
     token_id: int
     insight: TokenInsight | None = None
+    thinking: bool = False  # a token of a thinking model's thinking (its `text` is thinking text)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"text": self.text, "id": self.token_id}
+        if self.thinking:
+            d["thinking"] = True
         if self.insight is not None:
             i = self.insight
             d.update(lp=i.logprob, sp=i.sampled_prob, h=i.entropy, kept=i.kept, forced=i.forced,
@@ -60,7 +63,7 @@ class TokenItem:
                                    top=[Candidate(t, s, lp, cut) for t, s, lp, cut in d["top"]],
                                    sampled_prob=d["sp"], sampled_top=[Candidate(t, s, lp) for t, s, lp in d["stop"]],
                                    entropy=d["h"], kept=d["kept"], forced=d.get("forced", False))
-        return cls(d["text"], d["id"], insight)
+        return cls(d["text"], d["id"], insight, d.get("thinking", False))
 
 
 def forced_insight(at: TokenInsight, alt: Candidate) -> TokenInsight:
