@@ -22,8 +22,11 @@ async def capture(out: Path) -> list[Path]:
     from .config import Settings
     from .tui.app import MullamaApp
     from .tui.screens.compare import CompareScreen, ComparePane
+    from .bench.tiny import THINKING_TEMPLATE, with_chat_template
+    from .models.resolve import bundled_model
     from .tui.widgets.gauge import Gauge
     from .tui.widgets.prompt import PromptInput
+    from .tui.widgets.tokens import TokenView
 
     Settings(seed=7, max_tokens=400).save()
     saved: list[Path] = []
@@ -63,6 +66,33 @@ async def capture(out: Path) -> list[Path]:
         await _wait(lambda: bool(getattr(app.screen, "rows", None)))
         await pilot.pause(0.3)
         shot(app, "models")
+        await pilot.press("escape")
+        await app.chat.action_new_conversation()
+        await pilot.press("ctrl+t")  # the token view
+        app.chat.query_one(PromptInput).load_text("The capital of France is")
+        app.chat.query_one(PromptInput).focus()
+        await pilot.press("enter")
+        await _wait(lambda: app.chat.last_stats is not None and app.state == "ready" and app.chat.current is None)
+        view = app.chat.query_one(TokenView)
+        view.focus()
+        view.select(min(3, len(view.items) - 1))
+        await pilot.pause(0.3)
+        shot(app, "token-view")
+        await pilot.press("ctrl+t")
+
+    # a thinking model: the bundled one with a template that opens <think> (a real thinking
+    # model is a download away: `mullama-tui pull qwen3:0.6b`)
+    thinker = with_chat_template(bundled_model(), Path(tempfile.mkdtemp()) / "thinking.gguf", THINKING_TEMPLATE)
+    Settings(seed=7, max_tokens=160, thinking_budget=60).save()
+    app = MullamaApp(model=str(thinker))
+    async with app.run_test(size=(110, 34)) as pilot:
+        await _wait(lambda: app.state == "ready")
+        app.chat.query_one(PromptInput).load_text("Why is the sea salty?")
+        await pilot.press("enter")
+        await _wait(lambda: app.chat.last_stats is not None and app.state == "ready")
+        await pilot.press("ctrl+o")
+        await pilot.pause(0.3)
+        shot(app, "thinking")
     return saved
 
 

@@ -138,39 +138,7 @@ def wait_idle(server: Server, timeout: float = 10.0) -> dict:
 
 
 
-def with_chat_template(src, dst, template: str):
-    """A copy of a GGUF with another chat template (the `gguf` package rewrites the
-    metadata; the weights are copied as they are)."""
-    import gguf
-
-    reader = gguf.GGUFReader(str(src), "r")
-    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE).contents()
-    writer = gguf.GGUFWriter(str(dst), arch=arch, endianess=reader.endianess)
-    for f in reader.fields.values():
-        if f.name == gguf.Keys.General.ARCHITECTURE or f.name.startswith("GGUF.") \
-                or f.name == gguf.Keys.Tokenizer.CHAT_TEMPLATE:
-            continue
-        kind = f.types[0]
-        writer.add_key_value(f.name, f.contents(), kind,
-                             sub_type=f.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
-    writer.add_chat_template(template)
-    for t in reader.tensors:
-        writer.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    for t in reader.tensors:
-        writer.write_tensor_data(t.data, tensor_endianess=reader.endianess)
-    writer.close()
-    return dst
-
-
-# ChatML, as SmolLM2's own template, but the assistant turn opens a thinking block
-# (as DeepSeek-R1 distills' templates do): what a thinking model's prompt looks like.
-THINKING_TEMPLATE = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
-    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n<think>\n' }}"
-    "{% endif %}")
+from mullama_tui.bench.tiny import THINKING_TEMPLATE, with_chat_template  # noqa: E402,F401  (the tests' thinking model)
 
 
 class ScriptedEngine:

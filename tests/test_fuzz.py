@@ -50,9 +50,9 @@ def no_tracebacks():
 
 @pytest.fixture(scope="module")
 def fuzz_engine(model_path):
-    """A small context (64 tokens per sequence) so generated requests stay short: any
-    max_tokens the fuzzer picks is either refused (>= 64) or over in well under a second."""
-    e = LocalEngine(model_path, n_ctx=64, n_parallel=2, max_queue=2)
+    """A small context (32 tokens per sequence) so generated requests stay short: any
+    max_tokens the fuzzer picks is either refused (>= 32) or over in well under a second."""
+    e = LocalEngine(model_path, n_ctx=32, n_parallel=2, max_queue=2)
     yield e
     e.close()
 

@@ -1,5 +1,6 @@
-"""Random-weight GGUF models of real vocabulary sizes, made on the spot (nothing big is
-shipped): only their timing matters, their text is noise.
+"""Models made on the spot (nothing big is shipped): random-weight GGUFs of real vocabulary
+sizes, whose timing is all that matters, and copies of a real GGUF with another chat
+template (how a thinking model's prompt is shown without downloading one).
 
 `bench --overhead` and its test use one with Llama 3's 128,256-token vocabulary and tiny
 layers, so the engine's per-token host work over a big vocabulary (sampling, logits)
@@ -69,3 +70,38 @@ def make_random_gguf(path: Path, *, n_vocab: int = LLAMA3_VOCAB, n_embd: int = 6
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def with_chat_template(src: Path, dst: Path, template: str) -> Path:
+    """A copy of a GGUF with another chat template (the `gguf` package rewrites the
+    metadata; the weights are copied as they are)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(src), "r")
+    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE).contents()
+    writer = gguf.GGUFWriter(str(dst), arch=arch, endianess=reader.endianess)
+    for f in reader.fields.values():
+        if f.name == gguf.Keys.General.ARCHITECTURE or f.name.startswith("GGUF.") \
+                or f.name == gguf.Keys.Tokenizer.CHAT_TEMPLATE:
+            continue
+        kind = f.types[0]
+        writer.add_key_value(f.name, f.contents(), kind,
+                             sub_type=f.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
+    writer.add_chat_template(template)
+    for t in reader.tensors:
+        writer.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for t in reader.tensors:
+        writer.write_tensor_data(t.data, tensor_endianess=reader.endianess)
+    writer.close()
+    return dst
+
+
+# ChatML, as SmolLM2's own template, but the assistant turn opens a thinking block
+# (as DeepSeek-R1 distills' templates do): what a thinking model's prompt looks like.
+THINKING_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n<think>\n' }}"
+    "{% endif %}")

@@ -211,10 +211,14 @@ def bench_ui(path: Path, *, n_tokens: int = 1000, long_tokens: int = 4000, esc_t
             tps, _, _, share = asyncio.run(tui_run(n_tokens))
             tui_runs.append(tps)
             shares.append(share)
-        progress(f"headless engine, {long_tokens} tokens")
-        _, head_stamps = _headless(path, long_tokens, n_ctx, mode)
-        progress(f"TUI, {long_tokens} tokens")
-        _, tui_stamps, tui_cpu, _ = asyncio.run(tui_run(long_tokens))
+        head_stamps: Stamps = []
+        tui_stamps: Stamps = []
+        tui_cpu: Stamps = []
+        if long_tokens:  # 0: no growth figures (a quick run)
+            progress(f"headless engine, {long_tokens} tokens")
+            _, head_stamps = _headless(path, long_tokens, n_ctx, mode)
+            progress(f"TUI, {long_tokens} tokens")
+            _, tui_stamps, tui_cpu, _ = asyncio.run(tui_run(long_tokens))
         progress(f"Esc latency, {esc_trials} trials")
         lat = sorted(asyncio.run(esc_latencies()))
     head_tps, tui_tps = statistics.median(head_runs), statistics.median(tui_runs)

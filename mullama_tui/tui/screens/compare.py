@@ -94,7 +94,7 @@ class ComparePane(Vertical):
     ComparePane.failed { border: round $error; }
     ComparePane Horizontal.knobs { height: 1; }
     ComparePane Horizontal.knobs Label { width: auto; padding: 0 1 0 0; color: $text-muted; }
-    ComparePane Horizontal.knobs Input { width: 8; margin: 0 1 0 0; }
+    ComparePane Horizontal.knobs Input { width: 6; margin: 0 1 0 0; }
     ComparePane Horizontal.knobs .live { width: 1fr; text-align: right; color: $accent; }
     /* no scrollbar drawn (the wheel and keys still scroll): a scrollbar moves with every new
        line, and as it is as tall as the pane, each move repaints every row of every pane */
@@ -212,7 +212,7 @@ class ComparePane(Vertical):
     def show_live(self) -> None:
         """The knobs line's right side: tokens, tok/s, state. A fixed-size line: updating
         it repaints that one line (a border title would repaint the whole pane)."""
-        self.query_one(".live", _Line).show(Text(f"{self.tokens} tok · {self.rate:.1f} tok/s · {self.state}"))
+        self.query_one(".live", _Line).show(Text(f"{self.tokens} tok  {self.rate:.1f} tok/s  {self.state}"))
 
     async def finish(self, stats: Stats | None, error: str | None) -> None:
         self.stats = stats
@@ -282,7 +282,7 @@ class CompareScreen(WorkerScreen[None]):
     CompareScreen #compare-prompt { height: auto; max-height: 3; padding: 0 1; color: $text-muted;
                                     background: $panel; }
     CompareScreen #aggregate { height: 1; padding: 0 1; }
-    CompareScreen #aggregate #total { width: 44; color: $accent; text-style: bold; }
+    CompareScreen #aggregate #total { width: 72; color: $accent; text-style: bold; }
     CompareScreen #aggregate Sparkline { width: 1fr; height: 1; margin: 0 1; }
     CompareScreen #scroller { height: 1fr; }
     CompareScreen #panes { height: 100%; grid-gutter: 0 1; }

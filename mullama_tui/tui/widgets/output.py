@@ -251,9 +251,11 @@ class PlainLines(Widget):
         return 0
 
     def fit(self) -> None:
-        """Exact height again (the end of a generation, a new width)."""
+        """Exact height again (the end of a generation, a new width); with `fill`, at least
+        the view's (so a short text stays at the top of its pane)."""
         self._reserved = 0
-        self.styles.height = "auto"
+        view = self._view_height()
+        self.styles.height = max(view, len(self._lines)) if view and self._width else "auto"
 
 
 class RawOutput(Reply):

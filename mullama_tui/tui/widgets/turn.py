@@ -58,7 +58,7 @@ class ThinkingBlock(Vertical):
             yield TokenView([i for i in self.branch.items if i.thinking])
         else:
             lines = PlainLines()
-            lines.append(self.branch.thinking)
+            lines.append(self.branch.thinking.lstrip("\n"))
             yield lines
 
     def on_mount(self) -> None:
@@ -79,7 +79,14 @@ class ThinkingBlock(Vertical):
         for view in self.query(TokenView):
             view.extend([i for i in items if i.thinking])
         for lines in self.query(PlainLines):
-            lines.append(thinking)
+            lines.append(thinking if lines.text else thinking.lstrip("\n"))  # no blank first line
+
+    def finish(self) -> None:
+        """The thinking ended: no more lines reserved under it."""
+        for lines in self.query(PlainLines):
+            lines.fit()
+        for view in self.query(TokenView):
+            view.fit()
 
     def fold(self, folded: bool | None = None) -> None:
         self.set_class(not self.has_class("folded") if folded is None else folded, "folded")
@@ -194,6 +201,7 @@ class AssistantTurn(Vertical):
         if text and b.thinking and b.thought_for is None:  # the answer began: fold the thinking
             b.thought_for = elapsed
             if self.thinking_block is not None:
+                self.thinking_block.finish()
                 self.thinking_block.fold(True)
         b.text += text
         body = self.body
@@ -203,6 +211,8 @@ class AssistantTurn(Vertical):
             await body.append(text)
 
     async def finish(self) -> None:
+        if self.thinking_block is not None:
+            self.thinking_block.finish()
         body = self.body
         if isinstance(body, TokenView):
             body.fit()
