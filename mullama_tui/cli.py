@@ -251,6 +251,8 @@ def bench(
     insight: bool = typer.Option(False, "--insight", help="What token insight costs: logprobs=5 vs off, and the "
                                                           "TUI's token view on vs off."),
     seconds: float = typer.Option(60.0, "--seconds", help="With --soak: how long."),
+    llama_bench: Optional[str] = typer.Option(None, "--llama-bench", help="Path of llama.cpp's llama-bench "
+                                              "(built from the same source): run between the others as the ceiling."),
     pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,
@@ -319,7 +321,7 @@ def bench(
             from .bench.engine import bench_engine, format_engine_report
 
             report = bench_engine(path, n_tokens=n_tokens, reps=reps, seed=seed, n_threads=threads,
-                                  n_gpu_layers=ngl, progress=progress)
+                                  n_gpu_layers=ngl, llama_bench=llama_bench, progress=progress)
             text = format_engine_report(report)
     except (MullamaError, RuntimeError) as e:
         raise _fail(str(e)) from None

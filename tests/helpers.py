@@ -181,3 +181,28 @@ def fed_generation(request, events):
     for ev in events:
         gen.push(ev)
     return gen
+
+
+def scripted_sse_server(parts_for_path):
+    """A loopback server that answers every POST with the SSE parts `parts_for_path(path)`
+    gives (bytes), for the reasoning and logprob formats of servers no test here can run.
+    A generator: the base URL, then the server stops."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Scripted(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for part in parts_for_path(self.path):
+                self.wfile.write(part)
+                self.wfile.flush()
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()

@@ -227,26 +227,16 @@ def bad_server_plain():
     """A scripted OpenAI-compatible server that streams text and never logprobs, as many
     servers do (the real `serve` always sends them when asked, so it cannot stand in)."""
     import json as _json
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    class Plain(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
+    from helpers import scripted_sse_server
 
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.end_headers()
-            for text, finish in (("Hello", None), (" you", "length")):
-                self.wfile.write(b"data: " + _json.dumps({"choices": [{"index": 0, "text": text,
-                                                                       "finish_reason": finish}]}).encode() + b"\n\n")
-            self.wfile.write(b"data: [DONE]\n\n")
+    def parts(path: str) -> list[bytes]:
+        chunks = [{"choices": [{"index": 0, "text": t, "finish_reason": f}]} for t, f in (("Hello", None),
+                                                                                          (" you", "length"))]
+        return [b"data: " + _json.dumps(c).encode() + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
 
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Plain)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
+    for url in scripted_sse_server(parts):
+        yield url + "/v1"
 
 
 def test_run_logprobs_json_and_heat():

@@ -140,36 +140,24 @@ def reasoning_server():
     content, as llama.cpp's server, vLLM and DeepSeek's API do (nothing here can run one of
     them); and on /inline/v1 one that sends `<think>` tags inline in the content."""
     import json as _json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from helpers import scripted_sse_server
 
     def delta(d: dict, finish=None) -> bytes:
-        return b"data: " + _json.dumps({"choices": [{"index": 0, "delta": d, "finish_reason": finish}]}).encode() + b"\n\n"
+        return b"data: " + _json.dumps({"choices": [{"index": 0, "delta": d, "finish_reason": finish}]}).encode() \
+            + b"\n\n"
 
-    class Reasoning(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
+    def parts(path: str) -> list[bytes]:
+        if path.startswith("/inline"):
+            body = [delta({"content": "<thi"}), delta({"content": "nk>Two and two"}),
+                    delta({"content": " is four.</th"}), delta({"content": "ink>\n\nIt is 4."}, "stop")]
+        else:
+            body = [delta({"role": "assistant", "content": ""}), delta({"reasoning_content": "Two and two"}),
+                    delta({"reasoning_content": " is four."}), delta({"content": "It is "}),
+                    delta({"content": "4."}, "stop")]
+        return body + [b"data: [DONE]\n\n"]
 
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.end_headers()
-            if self.path.startswith("/inline"):
-                parts = [delta({"content": "<thi"}), delta({"content": "nk>Two and two"}),
-                         delta({"content": " is four.</th"}), delta({"content": "ink>\n\nIt is 4."}, "stop")]
-            else:
-                parts = [delta({"role": "assistant", "content": ""}), delta({"reasoning_content": "Two and two"}),
-                         delta({"reasoning_content": " is four."}), delta({"content": "It is "}),
-                         delta({"content": "4."}, "stop")]
-            for p in parts + [b"data: [DONE]\n\n"]:
-                self.wfile.write(p)
-                self.wfile.flush()
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Reasoning)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
+    yield from scripted_sse_server(parts)
 
 
 @pytest.mark.parametrize("path", ["/v1", "/inline/v1"])
