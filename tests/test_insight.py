@@ -174,14 +174,14 @@ def test_post_sampling_probs_and_stream_and_ws_logprobs(server):
         probs = [t["prob"] for t in it["top_probs"]]
         assert len(probs) <= 3 and abs(sum(probs) - 1) < 1e-3 and it["prob"] in probs
     with httpx.stream("POST", server.url + "/stream", json={"prompt": PROMPT, "max_tokens": 5, "logprobs": 2,
-                                                           "seed": 1}) as resp:
+                                                           "seed": 1, "ignore_eos": True}) as resp:
         events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: ")]
     tokens = [e for e in events if not e["done"]]
     assert len(tokens) == 5 and all(len(e["top_logprobs"]) == 2 and "entropy" in e for e in tokens)
 
     async def ws():
         async with websockets.connect(server.url.replace("http", "ws") + "/ws") as c:
-            await c.send(json.dumps({"prompt": PROMPT, "max_tokens": 3, "logprobs": 1}))
+            await c.send(json.dumps({"prompt": PROMPT, "max_tokens": 3, "logprobs": 1, "ignore_eos": True}))
             got = []
             while True:
                 m = json.loads(await c.recv())

@@ -55,7 +55,7 @@ def stream_text(server: Server, body: dict) -> tuple[str, dict]:
 
 def test_sse_format_and_headers(server):
     with httpx.stream("POST", server.url + "/stream", timeout=60,
-                      json={"prompt": "The sea is", "max_tokens": 12, "seed": 3}) as r:
+                      json={"prompt": "The sea is", "max_tokens": 12, "seed": 3, "ignore_eos": True}) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         assert r.headers["cache-control"] == "no-cache" and r.headers["x-accel-buffering"] == "no"
@@ -76,7 +76,7 @@ def test_chat_messages_body(server):
 def test_websocket_tokens_done_cancel_errors_and_several_prompts(server):
     async def main():
         async with websockets.connect(server.url.replace("http", "ws") + "/ws") as ws:
-            await ws.send(json.dumps({"prompt": "Once upon a time", "max_tokens": 10, "seed": 1}))
+            await ws.send(json.dumps({"prompt": "Once upon a time", "max_tokens": 10, "seed": 1, "ignore_eos": True}))
             msgs = []
             while True:
                 m = json.loads(await ws.recv())
