@@ -54,6 +54,14 @@ def percentile(values: Iterable[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
+def paired_ratios(ours: list[float], theirs: list[float]) -> list[float]:
+    """Each run of ours over the run of theirs measured just before it. A VM's speed drifts
+    by a third within minutes, so a ratio of two adjacent runs is the one least touched by
+    drift; the median of these is what the UI targets are judged on (the ratio of the
+    medians is printed beside it)."""
+    return [round(a / b, 3) for a, b in zip(ours, theirs) if b > 0]
+
+
 @dataclass
 class Run:
     prompt_tokens: int

@@ -21,7 +21,7 @@ from typing import Any
 from ..engine.generation import drain_together
 from ..engine.local import LocalEngine
 from ..engine.types import Request, SamplerParams
-from .common import Progress, ok, percentile, private_home, quiet
+from .common import Progress, ok, paired_ratios, percentile, private_home, quiet
 
 UI_PROMPT = "Write a very long story about a lighthouse keeper and the sea, with many chapters."
 COMPARE_TEMPS = (0.1, 0.7, 1.2)
@@ -244,7 +244,8 @@ def bench_ui(path: Path, *, n_tokens: int = 1000, long_tokens: int = 4000, esc_t
     return {"benchmark": "ui", "screen": "main", "model": str(path), "mode": mode, "n_tokens": n_tokens,
             "headless_tps": round(head_tps, 1), "tui_tps": round(tui_tps, 1),
             "headless_runs": [round(x, 1) for x in head_runs], "tui_runs": [round(x, 1) for x in tui_runs],
-            "ratio_e2e": round(tui_tps / head_tps, 3), "target_e2e": 0.95,
+            "ratio_of_medians": round(tui_tps / head_tps, 3), "paired_ratios": paired_ratios(tui_runs, head_runs),
+            "ratio_e2e": statistics.median(paired_ratios(tui_runs, head_runs)), "target_e2e": 0.95,
             "ui_cpu_share": round(statistics.median(shares), 3),
             "long_tokens": long_tokens, "tui_growth": growth(tui_stamps),
             "headless_growth": growth(head_stamps),
@@ -263,7 +264,8 @@ def format_ui_report(r: dict[str, Any]) -> str:
         f"model: {r['model']}  screen: main  mode: {r['mode']}",
         f"end-to-end, {r['n_tokens']} tokens, median of {len(r['tui_runs'])} interleaved runs: headless engine "
         f"{r['headless_tps']} tok/s {r['headless_runs']}, through the TUI {r['tui_tps']} tok/s {r['tui_runs']} "
-        f"-> {r['ratio_e2e']}x (target >= {r['target_e2e']}x: {ok(r['ratio_e2e'] >= r['target_e2e'])})",
+        f"-> {r['ratio_of_medians']}x; each TUI run over the engine run just before it {r['paired_ratios']}, "
+        f"median {r['ratio_e2e']}x (target >= {r['target_e2e']}x: {ok(r['ratio_e2e'] >= r['target_e2e'])})",
         f"UI thread while streaming: {r['ui_cpu_share'] * 100:.1f}% of a core",
         f"{r['long_tokens']}-token run, last 500 vs first 500 tokens: TUI {tg['last_500_tps']} / "
         f"{tg['first_500_tps']} tok/s = {tg['ratio']}x; headless engine {hg['last_500_tps']} / "
@@ -331,7 +333,8 @@ def bench_ui_compare(path: Path, *, n_tokens: int = 400, esc_trials: int = 10, m
     return {"benchmark": "ui", "screen": "compare", "model": str(path), "mode": mode, "panes": len(COMPARE_TEMPS),
             "n_tokens": n_tokens, "headless_tps": round(head_tps, 1), "tui_tps": round(tui_tps, 1),
             "headless_runs": [round(x, 1) for x in head_runs], "tui_runs": [round(x, 1) for x in tui_runs],
-            "ratio": round(tui_tps / head_tps, 3), "target_ratio": 0.9,
+            "ratio_of_medians": round(tui_tps / head_tps, 3), "paired_ratios": paired_ratios(tui_runs, head_runs),
+            "ratio": statistics.median(paired_ratios(tui_runs, head_runs)), "target_ratio": 0.9,
             "ui_cpu_share": round(statistics.median(shares), 3), "target_ui_cpu_share": 0.10,
             "esc_ms": {"median": round(statistics.median(lat) * 1000, 1),
                        "p95": round(percentile(lat, 0.95) * 1000, 1), "max": round(lat[-1] * 1000, 1),
@@ -344,7 +347,8 @@ def format_compare_report(r: dict[str, Any]) -> str:
         f"model: {r['model']}  screen: compare, {r['panes']} panes  mode: {r['mode']}",
         f"aggregate, {r['panes']} x {r['n_tokens']} tokens, median of {len(r['tui_runs'])} interleaved runs: "
         f"headless batch {r['headless_tps']} tok/s {r['headless_runs']}, compare screen {r['tui_tps']} tok/s "
-        f"{r['tui_runs']} -> {r['ratio']}x (target >= {r['target_ratio']}x: {ok(r['ratio'] >= r['target_ratio'])})",
+        f"{r['tui_runs']} -> {r['ratio_of_medians']}x; each screen run over the batch run just before it "
+        f"{r['paired_ratios']}, median {r['ratio']}x (target >= {r['target_ratio']}x: {ok(r['ratio'] >= r['target_ratio'])})",
         f"UI thread while streaming: {r['ui_cpu_share'] * 100:.1f}% of a core (target < "
         f"{r['target_ui_cpu_share'] * 100:.0f}%: {ok(r['ui_cpu_share'] < r['target_ui_cpu_share'])})",
         f"Esc to all panes stopped over {esc['trials']} trials: median {esc['median']} ms, p95 {esc['p95']} ms, "
