@@ -98,7 +98,7 @@ def test_bench_overhead_on_a_made_up_128k_vocabulary(model_path):
 def test_a_short_soak_of_serve_has_no_unexpected_errors(model_path):
     from mullama_tui.bench.soak import bench_soak, format_soak_report
 
-    r = bench_soak(model_path, seconds=4, clients=4)
+    r = bench_soak(model_path, seconds=4, clients=4, min_requests=12)  # on a loaded machine: longer
     assert r["unexpected_errors"] == 0, r["errors"]
     assert r["requests_completed"] >= 10 and r["disconnects_survived"] >= 0
     assert r["health_after"] == {"active": 0, "queued": 0}

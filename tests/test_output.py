@@ -81,15 +81,42 @@ async def test_gauge_rate_is_measured_between_batch_arrivals(monkeypatch):
         assert gauge.rate == 0.0
 
 
-def test_the_markdown_tail_shows_markup_like_text_literally():
-    from rich.console import Console
+async def test_the_markdown_tail_keeps_its_render_and_repaints_only_changed_lines():
+    """The tail renders once per update into kept lines equal to a fresh render of its
+    text (markup-like text shown literally), repaints from the first changed line down,
+    and renders again at a new width. A pure widget test: no model."""
+    from textual.geometry import Region
 
     from mullama_tui.tui.widgets.output import _Tail
 
-    console = Console(width=60, record=True)
-    console.print(_Tail("[red]x[/red] [bold and *emphasis*", markdown=True).render())
-    shown = console.export_text()
-    assert "[red]x[/red] [bold and emphasis" in shown
+    app = _Host()
+    async with app.run_test(size=(50, 20)) as pilot:
+        tail = _Tail()
+        await app.query_one("#out").mount(tail)
+        await pilot.pause()
+        text = "[red]x[/red] [bold and *emphasis* " + "the keeper lit the lamp at dusk " * 4
+        tail.set_text(text[:60])
+        await pilot.pause()
+        width = tail.content_region.width
+
+        def shown() -> list[str]:
+            return [tail.render_line(y).text.rstrip() for y in range(len(tail._strips))]
+
+        assert shown()[0].startswith("[red]x[/red] [bold and emphasis")
+        before = len(tail._strips)
+        repainted: list[Region] = []
+        original = tail.refresh
+        tail.refresh = lambda *regions, **kw: (repainted.extend(regions), original(*regions, **kw))[1]
+        tail.set_text(text)
+        assert shown() == [s.text.rstrip() for s in tail._render_strips(width)]
+        assert len(tail._strips) > before
+        # within the reserved height: no layout, a repaint from the last line before down
+        assert repainted and all(r.y >= before - 1 for r in repainted)
+        tail.refresh = original
+        await pilot.resize_terminal(30, 20)
+        await pilot.pause()
+        narrow = tail.content_region.width
+        assert narrow < width and tail._width == narrow and max(len(s) for s in shown()) <= narrow
 
 
 async def test_plain_lines_stream_into_the_same_lines_as_the_whole_text():

@@ -181,6 +181,7 @@ async def test_markup_like_text_shows_literally(home):
         raw = app.query_one(RawOutput)
         assert raw.text == "[red]x[/red] [bold"
         lines = raw.query_one(PlainLines)
+        await until(pilot, lambda: lines.size.width > 0, 5, "the reopened text laid out")
         assert lines.render_line(0).text.rstrip() == "[red]x[/red] [bold"  # drawn as is, no markup
 
 

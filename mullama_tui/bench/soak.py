@@ -67,9 +67,16 @@ class _Soak:
         self.busy = 0  # 503s for a full queue: expected under load, not an error
         self.texts: list[tuple[int, str]] = []  # (fixed request index, text) of completed SSE streams
 
-    async def client(self, deadline: float) -> None:
+    def _go_on(self, deadline: float, min_requests: int, hard_deadline: float) -> bool:
+        """Until the deadline, and past it (up to a hard limit) until `min_requests` are
+        done: a loaded machine then takes longer instead of checking too few requests."""
+        now = time.monotonic()
+        done = sum(self.completed.values()) + sum(self.errors.values())
+        return now < deadline or (done < min_requests and now < hard_deadline)
+
+    async def client(self, deadline: float, min_requests: int = 0, hard_deadline: float = 0.0) -> None:
         async with httpx.AsyncClient(timeout=60) as client:
-            while time.monotonic() < deadline:
+            while self._go_on(deadline, min_requests, hard_deadline):
                 kind = self.rng.choice(BEHAVIOURS)
                 try:
                     await getattr(self, "_" + kind.replace("-", "_"))(client)
@@ -170,7 +177,7 @@ class _Soak:
             raise _Unexpected(f"bad request answered {r.status_code}")
 
 
-def bench_soak(path: Path, *, seconds: float = 60.0, clients: int = 6, seed: int = 42,
+def bench_soak(path: Path, *, seconds: float = 60.0, clients: int = 6, seed: int = 42, min_requests: int = 0,
                progress: Progress = quiet) -> dict[str, Any]:
     from ..engine import llama
 
@@ -194,7 +201,8 @@ def bench_soak(path: Path, *, seconds: float = 60.0, clients: int = 6, seed: int
 
             async def crowd() -> None:
                 deadline = time.monotonic() + seconds
-                await asyncio.gather(*(soak.client(deadline) for _ in range(clients)))
+                hard = deadline + max(60.0, seconds)
+                await asyncio.gather(*(soak.client(deadline, min_requests, hard) for _ in range(clients)))
 
             t0 = time.monotonic()
             asyncio.run(crowd())

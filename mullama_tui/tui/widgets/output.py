@@ -26,7 +26,6 @@ import re
 from typing import Any
 
 from rich.cells import cell_len
-from rich.console import RenderableType
 from rich.markdown import Markdown as RichMarkdown
 from rich.segment import Segment
 from rich.text import Text
@@ -34,6 +33,7 @@ from textual import events
 from textual.containers import Vertical
 from textual.geometry import Region
 from textual.strip import Strip
+from textual.visual import Visual, visualize
 from textual.widget import Widget
 from textual.widgets import Markdown
 
@@ -57,69 +57,62 @@ def block_boundary(text: str, start: int = 0) -> int:
 
 
 class _Tail(Widget):
-    """The text that is still growing, as plain text or as Markdown (rendered by Rich)."""
+    """The Markdown block still being written, rendered by Rich once per update into kept
+    lines (`render_line` hands them out); a repaint names only the lines that changed,
+    usually the last one or two, so the compositor redraws those and not the block."""
 
     DEFAULT_CSS = "_Tail { height: auto; }"
 
-    def __init__(self, text: str = "", markdown: bool = False, reserve: int = RESERVE_LINES) -> None:
+    def __init__(self, reserve: int = RESERVE_LINES) -> None:
         super().__init__()
-        self.text = text
-        self.markdown = markdown
+        self.text = ""
         self.reserve = reserve  # lines reserved ahead each time the text outgrows its height
         self._reserved = 0
-        self._shown = 0  # lines the text took at the last repaint
+        self._strips: list[Strip] = []  # the text rendered at `_width`
+        self._width = 0
 
-    def render(self) -> RenderableType:
-        return RichMarkdown(self.text) if self.markdown else Text(self.text)
-
-    def _lines(self, width: int) -> int:
-        """How many lines the text takes. Markdown is measured exactly (a full Rich render)
-        only when the plain-text count says it may not fit, which is rare."""
+    def _render_strips(self, width: int) -> list[Strip]:
+        """The text as Textual would draw it (the same Rich render and widget style)."""
+        self._width = width
         if not self.text:
-            return 1
-        console = self.app.console
-        plain = len(Text(self.text).wrap(console, width))
-        if not self.markdown or plain + RESERVE_LINES // 2 < self._reserved:
-            return plain
-        return len(console.render_lines(self.render(), console.options.update_width(width), pad=False))
+            return []
+        visual = visualize(self, RichMarkdown(self.text), markup=False)
+        return Visual.to_strips(self, visual, width, None, self.visual_style)
+
+    def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
+        if width != self._width:
+            self._strips = self._render_strips(width)
+        return max(1, len(self._strips))
+
+    def render_line(self, y: int) -> Strip:
+        return self._strips[y] if y < len(self._strips) else Strip([])
 
     def set_text(self, text: str) -> None:
         self.text = text
         width = self.content_region.width
-        if width <= 0:  # not laid out yet: let layout size it
+        if width <= 0:  # not laid out yet: layout renders it
             self.refresh(layout=True)
             return
-        lines = self._lines(width)
-        if lines > self._reserved or self._reserved == 0:
-            self._reserved = lines + self.reserve - 1
+        old, new = self._strips, self._render_strips(width)
+        self._strips = new
+        if len(new) > self._reserved:
+            self._reserved = len(new) + self.reserve - 1
             self.styles.height = self._reserved  # a layout pass, every few lines of text
-        elif self.markdown or lines < self._shown:
-            self.refresh()  # repaint this widget only (Markdown can re-flow lines above)
-        else:
-            # Plain text only grows at its end, and wrapping is greedy, so the lines above
-            # the last one cannot change: repaint from the previous last line down.
-            first = max(0, self._shown - 1)
-            self.refresh(Region(0, first, width, lines - first))
-        self._shown = lines
+            return
+        first = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
+        last = max(len(old), len(new))
+        if last > first:
+            self.refresh(Region(0, first, width, last - first))  # these lines only
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self._width and self.content_region.width != self._width:
+            self.fit()  # a new width: rendered again by the layout this asks for
 
     def fit(self) -> None:
         """Exact height again (a new piece of text, the end of a generation, a resize)."""
-        self._reserved = self._shown = 0
+        self._reserved = 0
+        self._width = 0  # render again at the width layout gives
         self.styles.height = "auto"
-
-    def restart(self, text: str) -> None:
-        """Most of the text moved out (into a frozen chunk): start again from `text`,
-        reserving the height a whole chunk will take, so the next layout is at the next
-        chunk (one height change now instead of one now and more as it grows)."""
-        self._reserved = self._shown = 0
-        self.text = text
-        width = self.content_region.width
-        if width <= 0:
-            self.styles.height = "auto"
-            return
-        self._shown = self._lines(width)
-        self._reserved = max(self._shown + self.reserve - 1, self.reserve)
-        self.styles.height = self._reserved
 
 
 class Reply(Vertical):
@@ -192,6 +185,8 @@ class PlainLines(Widget):
     def render_line(self, y: int) -> Strip:
         if self._style is None:
             self._style = self.rich_style
+        if self._width != self.size.width > 0:  # text came before its width (see `append`)
+            self._rewrap(self.size.width)
         line = self._lines[y] if y < len(self._lines) else ""
         return Strip([Segment(line, self._style)], cell_len(line))
 
@@ -215,6 +210,7 @@ class PlainLines(Widget):
         self.text += text
         width = self.content_region.width
         if width <= 0 or width != self._width:  # not laid out yet, or resized: layout re-wraps
+            self._width = 0  # lines wrapped before this text are stale at any width
             self.refresh(layout=True)
             return
         first, start = self._para_line, self._para_start
@@ -329,7 +325,7 @@ class MarkdownReply(Reply):
         cut = block_boundary(self._text, self._committed)
         with self.app.batch_update():
             if self._tail is None:
-                self._tail = _Tail(markdown=True)
+                self._tail = _Tail()
                 await self.mount(self._tail)
             if cut > self._committed:
                 await self.markdown.append(self._text[self._committed:cut])
