@@ -37,6 +37,19 @@ def test_greedy_chooses_the_top_alternative_with_the_largest_probability(engine)
         assert i.entropy > 0 and sum(c.prob for c in i.top) <= 1.0 + 1e-6
 
 
+def test_a_tiny_temperature_is_greedy_not_nan(engine):
+    """Logits over a temperature of 1e-38 overflow to +inf in llama.cpp's float32 sampler:
+    its draw then took the last token of the vocabulary and the insight said NaN (the
+    fuzzer found it). Any temperature below `GREEDY_BELOW` now decodes greedily."""
+    kw = dict(top_k=0, top_p=1.0, min_p=0.0, max_tokens=4)
+    tiny = insights(engine, temperature=1e-38, **kw)
+    greedy = insights(engine, temperature=0.0, **kw)
+    assert [e.token_id for e in tiny] == [e.token_id for e in greedy]
+    for e in tiny:
+        i = e.insight
+        assert i.sampled_prob == 1.0 and all(not math.isnan(c.logprob) for c in i.sampled_top)
+
+
 def test_sampler_probabilities_sum_to_one_over_kept_and_are_zero_for_cut(engine):
     events = insights(engine, temperature=0.9, top_k=5, top_p=1.0, min_p=0.0, logprobs=20, max_tokens=16)
     for e in events:

@@ -33,6 +33,20 @@ MAX_LOGPROBS = 20
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])  # llama_token_data
 
 
+def _softmax(logits: Any) -> Any:
+    """Probabilities from logits, also where a tiny temperature made some of them
+    infinite: the mass is then shared by the +inf ones (NaN logits count as -inf)."""
+    z = np.nan_to_num(logits.astype(np.float64), nan=-np.inf)
+    top = np.isposinf(z)
+    if top.any():
+        p = top.astype(np.float64)
+    elif np.isfinite(z.max()):
+        p = np.exp(z - z.max())
+    else:  # every logit -inf: nothing to prefer
+        p = np.ones_like(z)
+    return p / p.sum()
+
+
 class InsightProbe:
     """The per-sequence measuring kit: the request's samplers minus the draw, as separate
     C samplers (so the candidates each one removes can be seen), and its own penalty history."""
@@ -40,7 +54,7 @@ class InsightProbe:
     def __init__(self, model: LlamaModel, params: SamplerParams, n: int) -> None:
         self.model = model
         self.n = max(1, min(n, MAX_LOGPROBS))
-        self.greedy = params.temperature <= 0
+        self.greedy = params.is_greedy
         self._stages: list[tuple[str, Any]] = []
         self._penalties = None
         if params.penalty_repeat != 1.0 or params.penalty_freq or params.penalty_present:
@@ -99,9 +113,7 @@ class InsightProbe:
             for t in watched - {best_kept}:
                 cut_by.setdefault(t, "greedy")
         else:
-            z = kept["logit"].astype(np.float64)
-            p = np.exp(z - z.max())
-            p /= p.sum()
+            p = _softmax(kept["logit"])
             order = np.argsort(-p)[:self.n]
             probs = {int(kept["id"][i]): float(p[i]) for i in order}
             if token not in probs:

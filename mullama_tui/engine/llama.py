@@ -577,7 +577,7 @@ class SamplerChain:
             add(C.llama_sampler_init_penalties(model.n_vocab, params.penalty_last_n,
                                                params.penalty_repeat, params.penalty_freq,
                                                params.penalty_present))
-        if params.temperature <= 0:
+        if params.is_greedy:
             add(C.llama_sampler_init_greedy())
             return
         if params.top_k > 0:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 
 class MullamaError(Exception):
@@ -58,8 +58,12 @@ class SamplerParams:
     """Sampling settings, with the field names and defaults of the streaming tutorial.
 
     `seed=0` means "pick a random seed"; the seed actually used is reported in `Stats.seed`,
-    so any run can be reproduced. `temperature=0` means greedy decoding.
+    so any run can be reproduced. `temperature=0` means greedy decoding, and so does any
+    temperature below `GREEDY_BELOW` (logits over 1e-38 overflow to infinity in llama.cpp's
+    float32 sampler, and its draw then picks the last token of the vocabulary).
     """
+
+    GREEDY_BELOW: ClassVar[float] = 1e-6
 
     temperature: float = 0.8
     top_k: int = 40
@@ -72,6 +76,11 @@ class SamplerParams:
     penalty_last_n: int = 64
     seed: int = 0
     stop: list[str] = field(default_factory=list)
+
+    @property
+    def is_greedy(self) -> bool:
+        """Decoded greedily: temperature 0, or too small to divide logits by."""
+        return self.temperature < self.GREEDY_BELOW
 
     @classmethod
     def greedy(cls) -> SamplerParams:
