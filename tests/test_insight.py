@@ -416,7 +416,7 @@ async def test_compare_token_view_marks_where_the_panes_part_ways(home):
         ids = [[i.token_id for i in v.items] for v in views]
         expected = next(k for k in range(30) if len({row[k] for row in ids}) > 1)
         assert screen.diverge == expected and all(v.diverge == expected for v in views)
-        assert f"part ways at token {expected}" in str(screen.query_one("#total").render())
+        assert f"differ from token {expected}" in str(screen.query_one("#total").render())
         # the cursor in a pane says why that token was chosen, on the pane's last line
         views[1].focus()
         views[1].select(expected)

@@ -58,8 +58,8 @@ def pane_output(text: str = "") -> RawOutput:
 def summary_line(stats: dict, chars: int) -> str:
     """A finished pane's row (from `Stats.to_dict()`, live or from history)."""
     ttft = f"{stats['ttft'] * 1000:.0f} ms" if stats.get("ttft") is not None else "-"
-    return (f"{stats['generated_tokens']} tok · {stats['gen_tps']:.1f} tok/s · first {ttft} · "
-            f"{stats['finish_reason']} · {chars} chars")
+    return (f"{stats['generated_tokens']} tok  {stats['gen_tps']:.1f} tok/s  first {ttft}  "
+            f"{stats['finish_reason']}  {chars} chars")  # spaced like the title line: fits a half-width pane
 
 
 @dataclass
@@ -282,7 +282,7 @@ class CompareScreen(WorkerScreen[None]):
     CompareScreen #compare-prompt { height: auto; max-height: 3; padding: 0 1; color: $text-muted;
                                     background: $panel; }
     CompareScreen #aggregate { height: 1; padding: 0 1; }
-    CompareScreen #aggregate #total { width: 72; color: $accent; text-style: bold; }
+    CompareScreen #aggregate #total { width: 74; color: $accent; text-style: bold; }
     CompareScreen #aggregate Sparkline { width: 1fr; height: 1; margin: 0 1; }
     CompareScreen #scroller { height: 1fr; }
     CompareScreen #panes { height: 100%; grid-gutter: 0 1; }
@@ -507,9 +507,9 @@ class CompareScreen(WorkerScreen[None]):
             state = f"{live} running"
         else:
             state = "done" if self._rates else "ready"
-        parted = "" if self.diverge is None else f" · part ways at token {self.diverge}"
+        parted = "" if self.diverge is None else f" · differ from token {self.diverge}"
         self.query_one("#total", _Line).show(
-            Text(f"batch {total:6.1f} tok/s · {tokens} tok · {len(panes)} panes · {state}{parted}"))
+            Text(f"batch {total:.1f} tok/s · {tokens} tok · {len(panes)} panes · {state}{parted}"))
         self.query_one("#total-spark", Sparkline).data = [0.0, *self._rates[-120:]] if self._rates else FLAT
 
     def _save(self) -> None:
