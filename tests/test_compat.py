@@ -21,7 +21,7 @@ def test_console_streaming(ctx, capsys):
     prompt = "The future of artificial intelligence is"
     print(f"Prompt: {prompt}")
     print("Output: ", end="", flush=True)
-    pieces = ctx.generate_stream(prompt, max_tokens=100, params=SamplerParams(temperature=0.8))
+    pieces = ctx.generate_stream(prompt, max_tokens=100, params=SamplerParams(temperature=0.8, seed=7))
     n = 0
     for piece in pieces:
         print(piece, end="", flush=True)
