@@ -115,6 +115,20 @@ class Server:
             assert time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.01)
 
+    @classmethod
+    def of(cls, engine, name: str = "smollm2", small_buffers: bool = False, **options) -> "Server":
+        """`serve`'s app for `engine` (`options` go to `create_app`), on a loopback socket;
+        use it as a context manager so it stops afterwards."""
+        from mullama_tui.server.app import create_app
+
+        return cls(create_app(engine, name, **options), small_buffers=small_buffers)
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)

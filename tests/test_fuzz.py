@@ -92,9 +92,8 @@ def test_the_http_api_survives_generated_input(fuzz_app, fuzz_engine):
 
 @pytest.fixture(scope="module")
 def live(fuzz_app):
-    s = Server(fuzz_app)
-    yield s
-    s.stop()
+    with Server(fuzz_app) as s:
+        yield s
 
 
 @pytest.mark.parametrize("path", ["/stream", "/v1/completions", "/v1/chat/completions"])

@@ -122,11 +122,9 @@ def test_branching_from_token_k_decodes_one_token_of_prompt(engine):
 @pytest.fixture(scope="module")
 def server(srv_engine):
     from helpers import Server
-    from mullama_tui.server.app import create_app
 
-    s = Server(create_app(srv_engine, "smollm2"))
-    yield s
-    s.stop()
+    with Server.of(srv_engine) as s:
+        yield s
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -15,7 +15,6 @@ import pytest
 from mullama_tui.engine.generation import drain_together
 from mullama_tui.engine.remote import RemoteEngine, SSEParser
 from mullama_tui.engine.types import FinishReason, Request, SamplerParams
-from mullama_tui.server.app import create_app
 from helpers import Server, configure, require_batch_invariance, run_cli, send, until, wait_idle
 
 PROMPT = "The old lighthouse keeper"
@@ -23,9 +22,8 @@ PROMPT = "The old lighthouse keeper"
 
 @pytest.fixture(scope="module")
 def remote_server(srv_engine):
-    s = Server(create_app(srv_engine, "smollm2", api_key="k3y"))
-    yield s
-    s.stop()
+    with Server.of(srv_engine, api_key="k3y") as s:
+        yield s
 
 
 def remote(server: Server, **kw) -> RemoteEngine:

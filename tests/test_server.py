@@ -14,28 +14,24 @@ import websockets
 from openai import OpenAI
 
 from helpers import LONG_PROMPT as LONG, Server, opening_gap, require_batch_invariance, wait_idle
-from mullama_tui.server.app import create_app
 
 
 @pytest.fixture(scope="module")
 def server(srv_engine):
-    s = Server(create_app(srv_engine, "smollm2", max_body=100_000))
-    yield s
-    s.stop()
+    with Server.of(srv_engine, max_body=100_000) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def tight(srv_engine):
-    s = Server(create_app(srv_engine, "smollm2"), small_buffers=True)
-    yield s
-    s.stop()
+    with Server.of(srv_engine, small_buffers=True) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def secure(srv_engine):
-    s = Server(create_app(srv_engine, "smollm2", api_key="s3cret"))
-    yield s
-    s.stop()
+    with Server.of(srv_engine, api_key="s3cret") as s:
+        yield s
 
 
 def sse_events(response: httpx.Response) -> list[dict]:
@@ -338,12 +334,9 @@ def test_cors_is_off_by_default_and_on_when_asked(server, srv_engine):
     pre = {"Origin": "http://example.test", "Access-Control-Request-Method": "POST"}
     r = httpx.options(server.url + "/stream", headers=pre)
     assert "access-control-allow-origin" not in r.headers
-    s = Server(create_app(srv_engine, "smollm2", cors_origins=["http://example.test"]))
-    try:
+    with Server.of(srv_engine, cors_origins=["http://example.test"]) as s:
         r = httpx.options(s.url + "/stream", headers=pre)
         assert r.headers["access-control-allow-origin"] == "http://example.test"
-    finally:
-        s.stop()
 
 
 def test_serve_command_prints_url_and_ctrl_c_stops_cleanly_mid_stream(tmp_path):

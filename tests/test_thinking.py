@@ -88,11 +88,9 @@ def test_run_shows_the_thinking_on_stderr_and_can_hide_it(thinking_model_path):
 @pytest.fixture(scope="module")
 def thinking_server(thinking_engine):
     from helpers import Server
-    from mullama_tui.server.app import create_app
 
-    s = Server(create_app(thinking_engine, "thinking"))
-    yield s
-    s.stop()
+    with Server.of(thinking_engine, "thinking") as s:
+        yield s
 
 
 def test_the_openai_client_reads_reasoning_content_from_serve(thinking_server):

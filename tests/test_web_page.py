@@ -16,7 +16,6 @@ import pytest
 import websockets
 
 from helpers import Server, wait_idle
-from mullama_tui.server.app import create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and os.environ.get("MULLAMA_TUI_REQUIRE_CHROMIUM"):
@@ -51,9 +50,8 @@ class Page:
 
 @pytest.fixture(scope="module")
 def page_server(srv_engine):
-    s = Server(create_app(srv_engine, "smollm2"))
-    yield s
-    s.stop()
+    with Server.of(srv_engine) as s:
+        yield s
 
 
 def test_page_streams_tokens_and_stop_aborts(page_server):

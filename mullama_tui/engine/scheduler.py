@@ -434,8 +434,8 @@ class Scheduler:
         assert gen is not None and s.sampler is not None and s.text is not None
         t0 = time.perf_counter()
         if gen.request.force is not None and s.n_gen == 0:
-            # a branch: the forced token is the reply's next token; what follows is sampled
-            # from the logits just computed after it, in the next step
+            # a branch: the forced token ended the prompt (decoded there, so not again); it is
+            # the reply's first token, and the logits just computed after it give the second
             if not self._emit(s, gen.request.force, t0, forced=True):
                 return
         if s.forced:  # the engine's own words (a thinking budget closing the block)
