@@ -149,3 +149,71 @@ async def test_plain_lines_stream_into_the_same_lines_as_the_whole_text():
         await pilot.pause()
         narrow = lines.content_region.width
         assert narrow < width and lines._lines == lines._wrap(text, narrow)
+
+
+async def test_a_streaming_reply_costs_one_layout_pass_per_reserved_step():
+    """Text streamed into a reply inside the conversation's scrolling container lays the
+    screen out once each time it outgrows its reserved lines, and not a second time when
+    the widgets take their new sizes (Textual's stock widgets ask for that second pass).
+    The view follows the end. A pure layout test: no model."""
+    from mullama_tui.tui.widgets.output import RESERVE_LINES, FollowingScroll, RawOutput
+
+    class Conversation(App[None]):
+        CSS = "#out { overflow-y: scroll; scrollbar-size-vertical: 0; }"  # the app's, while streaming
+
+        def compose(self) -> ComposeResult:
+            yield FollowingScroll(id="out")
+
+    app = Conversation()
+    async with app.run_test(size=(60, 20)) as pilot:
+        out = app.query_one(FollowingScroll)
+        out.anchor()
+        raw = RawOutput()
+        await out.mount(raw)
+        await pilot.pause()
+        screen = app.screen
+        layouts = []
+        original = screen._refresh_layout
+        screen._refresh_layout = lambda *a, **k: (layouts.append(1), original(*a, **k))[1]
+        n_lines = 60
+        for i in range(n_lines):
+            await raw.append(f"line {i} of the story\n")
+            await pilot.pause()
+        steps = n_lines // RESERVE_LINES
+        assert steps <= len(layouts) <= steps + 2, (len(layouts), steps)
+        assert out.scroll_y == out.max_scroll_y > 0  # following the newest line
+
+
+async def test_the_gauge_draws_rate_sparkline_progress_and_details_in_its_width(monkeypatch):
+    """The gauge's two lines (drawn by the gauge itself): the rate, the sparkline of past
+    rates (its tallest bar at the highest rate), the progress bar and percentage, then the
+    details; cut to the width on a narrow terminal. A pure widget test: no model."""
+    from mullama_tui.tui.widgets import gauge as g
+
+    class GaugeHost(App[None]):
+        def compose(self) -> ComposeResult:
+            yield g.Gauge()
+
+    clock = [100.0]
+    monkeypatch.setattr(g.time, "perf_counter", lambda: clock[0])
+    app = GaugeHost()
+    async with app.run_test(size=(120, 6)) as pilot:
+        gauge = app.query_one(g.Gauge)
+        gauge.start(1000, 4096)
+        for n in [20, 20, 40, 40, 10, 10, 20, 20, 20, 20]:
+            clock[0] += 0.2
+            gauge.add_tokens(n)
+            gauge.tick()
+        await pilot.pause()
+        top, details = (gauge.render_line(y).text for y in (0, 1))
+        assert top.startswith(" 100.0 tok/s") and "22%" in top
+        bars = [c for c in top if c in g.SPARK_BARS]
+        assert len(bars) == 120 - 2 - gauge.RATE_WIDTH - gauge.PROGRESS_WIDTH - 2
+        assert "█" in bars and "▁" in bars  # from zero to the highest rate
+        assert details.startswith("tokens 220/1000") and "context 220/4096" in details
+        await pilot.resize_terminal(50, 6)
+        await pilot.pause()
+        width = gauge.content_region.width
+        assert all(gauge.render_line(y).cell_length == width for y in (0, 1))
+        cut = gauge.render_line(1).text.split()
+        assert cut and cut == details.split()[:len(cut)]  # cut between words, not in one

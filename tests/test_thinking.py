@@ -199,7 +199,7 @@ async def test_tui_streams_the_thinking_above_the_answer_and_folds_it(home, thin
         await until(pilot, lambda: app.chat.current is None and app.state == "ready", 60, "the reply")
         stats = app.chat.last_stats
         assert stats.thinking_tokens >= 300 and stats.answer_tokens > 0
-        details = str(app.query_one(Gauge).query_one("#details").render())
+        details = app.query_one(Gauge).details_text.plain
         assert f"thinking {stats.thinking_tokens} · answer {stats.answer_tokens}" in details
         assert "first word" in details
         await pilot.press("ctrl+o")  # open it

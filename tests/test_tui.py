@@ -330,7 +330,7 @@ async def test_prompt_processing_shows_progress_then_the_reused_share(home):
         await send(pilot, app, long_prompt)
         while app.chat.last_stats is None:
             if gauge.running and gauge.t_first is None and gauge.prompt_tokens:
-                seen.append((gauge.prompt_done, str(gauge.query_one("#rate").render())))
+                seen.append((gauge.prompt_done, gauge.rate_text.plain))
             await pilot.pause(0.02)
         total = app.chat.last_stats.prompt_tokens
         assert total > 1000
@@ -341,5 +341,5 @@ async def test_prompt_processing_shows_progress_then_the_reused_share(home):
         await until(pilot, lambda: app.chat.last_stats is not first and app.state == "ready", what="the follow-up")
         st = app.chat.last_stats
         assert st.cached_tokens >= first.prompt_tokens
-        details = str(gauge.query_one("#details").render())
+        details = gauge.details_text.plain
         assert f"{st.cached_tokens} of {st.prompt_tokens} reused" in details

@@ -29,6 +29,7 @@ from ...engine.types import MullamaError, Request, Stats, TokenEvent, TokenInsig
 from ...history import RunRecord
 from ..messages import GenerationFinished, GenerationStarted, PromptProgress, TokenBatch
 from ..widgets.gauge import Gauge
+from ..widgets.output import FollowingScroll
 from ..widgets.prompt import PromptInput, with_blink
 from ..widgets.tokens import TokenItem, TokenPanel, TokenView, forced_insight
 from ..widgets.turn import AssistantTurn, Branch
@@ -102,7 +103,7 @@ class ChatScreen(WorkerScreen[None]):
         yield Header()
         yield Static("", id="status", markup=False)
         with Horizontal(id="body"):
-            with VerticalScroll(id="output"):
+            with FollowingScroll(id="output"):
                 yield self._hint()
             panel = TokenPanel(id="token-panel")
             panel.display = self.mullama.settings.token_view

@@ -31,7 +31,7 @@ from ...engine.generation import Generation, drain_together
 from ...engine.types import MullamaError, Request, Stats, TokenEvent
 from ...history import RunRecord
 from ..widgets.gauge import FLAT, _Line
-from ..widgets.output import RawOutput
+from ..widgets.output import FollowingScroll, RawOutput
 from ..widgets.tokens import TokenItem, TokenView, percent
 from ..widgets.prompt import PromptInput, with_blink
 from .base import WorkerScreen
@@ -136,7 +136,7 @@ class ComparePane(Vertical):
             yield Label("seed")
             yield with_blink(Input(str(self._seed), id=f"seed-{self.index}", classes="seed", compact=True), blink)
             yield _Line("", classes="live")
-        with VerticalScroll():
+        with FollowingScroll():
             yield self._body()
         yield _Line("", classes="pane-stats")
 

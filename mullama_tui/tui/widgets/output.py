@@ -30,7 +30,7 @@ from rich.markdown import Markdown as RichMarkdown
 from rich.segment import Segment
 from rich.text import Text
 from textual import events
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.visual import Visual, visualize
@@ -38,6 +38,26 @@ from textual.widget import Widget
 from textual.widgets import Markdown
 
 RESERVE_LINES = 6  # lines reserved ahead of the text while it streams
+
+
+class OneLayoutPass:
+    """For widgets whose size follows text that streams in, and the scrolling container
+    around them: a layout pass that gives one a new size asks for no second pass.
+
+    Textual's widget takes a new size by setting its `virtual_size` reactive, which asks
+    for another layout of the screen and a repaint of the whole widget, although the pass
+    that set it has just placed and painted everything (measured on the main screen: half
+    of all layout passes while streaming, each followed by a second paint of every visible
+    row of the conversation). Scrollbars still follow the new size (`_scroll_update` runs
+    either way, and a scrollbar that appears asks for its own layout)."""
+
+    def _size_updated(self, size: Any, virtual_size: Any, container_size: Any, layout: bool = True) -> bool:
+        return super()._size_updated(size, virtual_size, container_size, layout=False)  # type: ignore[misc]
+
+
+class FollowingScroll(OneLayoutPass, VerticalScroll):
+    """The scrolling container a reply streams into (anchored to its end while it streams)."""
+
 
 _FENCE = re.compile(r"^ {0,3}(```|~~~)", re.MULTILINE)
 
@@ -56,7 +76,7 @@ def block_boundary(text: str, start: int = 0) -> int:
     return start
 
 
-class _Tail(Widget):
+class _Tail(OneLayoutPass, Widget):
     """The Markdown block still being written, rendered by Rich once per update into kept
     lines (`render_line` hands them out); a repaint names only the lines that changed,
     usually the last one or two, so the compositor redraws those and not the block."""
@@ -115,7 +135,7 @@ class _Tail(Widget):
         self.styles.height = "auto"
 
 
-class Reply(Vertical):
+class Reply(OneLayoutPass, Vertical):
     """What both replies share: `append` text as it streams, `finish` once at the end, and
     a tail that is re-fitted when the width changes."""
 
@@ -145,7 +165,7 @@ class Reply(Vertical):
         raise NotImplementedError
 
 
-class PlainLines(Widget):
+class PlainLines(OneLayoutPass, Widget):
     """Plain text that keeps its wrapped lines and repaints only what changed.
 
     Textual's own widgets render their whole text into lines on every change, so a reply

@@ -13,7 +13,7 @@ from textual.containers import Vertical
 from textual.widget import Widget
 
 from .gauge import _Line
-from .output import MarkdownReply, PlainLines, RawOutput
+from .output import MarkdownReply, OneLayoutPass, PlainLines, RawOutput
 from .tokens import TokenItem, TokenView
 
 
@@ -98,7 +98,7 @@ class ThinkingBlock(Vertical):
             self.fold()
 
 
-class AssistantTurn(Vertical):
+class AssistantTurn(OneLayoutPass, Vertical):
     """A reply in the output pane. Shows the current branch, as text or as tokens; a line
     above it says which branch it is when there are several."""
 
