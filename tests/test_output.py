@@ -41,14 +41,42 @@ async def test_markdown_reply_streams_blocks_and_ends_with_one_full_render():
             await reply.append(p)
             await pilot.pause()
         md = reply.query_one(Markdown)
-        # finished blocks are in the Markdown widget, the open code block is still in the tail
-        assert md.source == "# Title\n\nSome **bold** text.\n\n- one\n- two\n\n"
-        assert reply._tail is not None and reply._tail.text.startswith("```py")
+        # all in view: all in the tail, complete blocks and the open code block
+        assert md.source == "" and reply._tail is not None and reply._tail.text == "".join(pieces)
+        assert [end for end, _ in reply._tail._chunks][-1] == len("# Title\n\nSome **bold** text.\n\n- one\n- two\n\n")
         await reply.finish()
         await pilot.pause()
         assert reply._tail is None and md.source == "".join(pieces) == reply.text
         shown = "\n".join(str(b.render()) for b in md.query("MarkdownBlock"))
         assert "Title" in shown and "**" not in shown  # rendered, not shown as source
+
+
+async def test_markdown_blocks_move_out_of_the_tail_a_screenful_at_a_time_once_out_of_view():
+    """A long reply: the tail holds what is in view (and up to a view more), and blocks
+    that scrolled out of view move to the Markdown widget in a few whole pieces, not one
+    per paragraph (each move is a layout pass). A pure layout test: no model."""
+    app = _Host()
+    async with app.run_test(size=(60, 20)) as pilot:
+        out = app.query_one("#out")
+        out.anchor()
+        reply = MarkdownReply()
+        await out.mount(reply)
+        md = reply.query_one(Markdown)
+        moves: list[str] = []
+        original = md.append
+        md.append = lambda text: (moves.append(text), original(text))[1]
+        text = "".join(f"Paragraph {i}: the keeper climbed the stairs and lit the lamp.\n\n" for i in range(40))
+        for i in range(0, len(text), 25):
+            await reply.append(text[i:i + 25])
+            await pilot.pause()
+        tail = reply._tail
+        assert tail is not None and moves and len(moves) <= 6, len(moves)  # 40 paragraphs, 80+ lines
+        assert all(m.endswith("\n\n") for m in moves)  # whole blocks
+        assert md.source == "".join(moves) and tail.text == text[len(md.source):]
+        assert md.region.bottom <= out.region.y  # what moved is above the view
+        await reply.finish()
+        await pilot.pause()
+        assert reply._tail is None and md.source == text
 
 
 async def test_gauge_rate_is_measured_between_batch_arrivals(monkeypatch):
@@ -108,7 +136,7 @@ async def test_the_markdown_tail_keeps_its_render_and_repaints_only_changed_line
         original = tail.refresh
         tail.refresh = lambda *regions, **kw: (repainted.extend(regions), original(*regions, **kw))[1]
         tail.set_text(text)
-        assert shown() == [s.text.rstrip() for s in tail._render_strips(width)]
+        assert shown() == [s.text.rstrip() for s in tail._render(text, width, True)]
         assert len(tail._strips) > before
         # within the reserved height: no layout, a repaint from the last line before down
         assert repainted and all(r.y >= before - 1 for r in repainted)
@@ -217,3 +245,31 @@ async def test_the_gauge_draws_rate_sparkline_progress_and_details_in_its_width(
         assert all(gauge.render_line(y).cell_length == width for y in (0, 1))
         cut = gauge.render_line(1).text.split()
         assert cut and cut == details.split()[:len(cut)]  # cut between words, not in one
+
+
+async def test_the_tail_renders_block_by_block_as_rich_renders_the_whole():
+    """Blocks rendered once each as they complete, joined, look exactly like one Rich
+    render of the whole text (lists, headings, code, quotes, loose lists), however the
+    text arrives. A pure widget test: no model."""
+    import random
+
+    from mullama_tui.tui.widgets.output import _Tail
+
+    docs = ["The keeper lit the lamp.\n\n- one\n- two\n\n# A heading\n\nSome **bold** and `code` here, a long "
+            "line that wraps around the width of the pane.\n\n```py\nx = 1\n\ny = 2\n```\n\n> a quote\n\n"
+            "1. first\n2. second\n\nThe end.",
+            "# Title\n\nPara one.\n\nPara two.\n\n## Sub\n\n- a\n\n- b\n\nlast"]
+    app = _Host()
+    async with app.run_test(size=(50, 40)) as pilot:
+        for doc in docs:
+            tail = _Tail()
+            await app.query_one("#out").mount(tail)
+            await pilot.pause()
+            rng, i = random.Random(1), 0
+            while i < len(doc):
+                i += rng.choice([1, 3, 8, 20])
+                tail.set_text(doc[:i])
+            width = tail.content_region.width
+            assert len(tail._chunks) >= 3
+            assert [s.text for s in tail._strips] == [s.text for s in tail._render(doc, width, True)]
+            await tail.remove()

@@ -9,12 +9,14 @@ after it; a repaint of one widget costs a fraction of that. Measured on the bund
 model, 1000 tokens: chat replies streamed into a `Markdown` widget cost ~1.0 s of
 UI-thread CPU, almost all of it in ~120 layout passes (every batch grows a paragraph).
 So both widgets reserve their height a few lines ahead (most updates lay out nothing),
-and neither re-renders an ever-growing text per update:
+neither re-renders an ever-growing text per update, and neither asks Textual for the
+second layout pass a new size normally costs (`OneLayoutPass`):
 - raw text lives in one `PlainLines`, which keeps its wrapped lines, re-wraps only the
   paragraph being written, and repaints only the lines that changed;
-- Markdown keeps the block still being written in a `_Tail` (rendered by Rich), and
-  moves finished blocks to Textual's `Markdown` widget in whole pieces (one layout per
-  paragraph, not per batch).
+- Markdown streams into a `_Tail` rendered by Rich block by block (each complete block
+  once, the open block per update), and blocks move to Textual's `Markdown` widget only
+  once they have scrolled out of view, a screenful at a time (a move mounts widgets: a
+  layout pass).
 
 Model text is never parsed as Rich/Textual markup: plain text is a `rich.text.Text`, and
 Markdown goes through a Markdown parser, so `[red]x[/red]` shows literally.
@@ -22,9 +24,11 @@ Markdown goes through a Markdown parser, so `[red]x[/red]` shows literally.
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
+from markdown_it import MarkdownIt
 from rich.cells import cell_len
 from rich.markdown import Markdown as RichMarkdown
 from rich.segment import Segment
@@ -60,6 +64,20 @@ class FollowingScroll(OneLayoutPass, VerticalScroll):
 
 
 _FENCE = re.compile(r"^ {0,3}(```|~~~)", re.MULTILINE)
+_RICH_MARKDOWN: tuple[RichMarkdown, MarkdownIt] | None = None
+
+
+def rich_markdown(text: str) -> RichMarkdown:
+    """Rich's `Markdown(text)` without building a new Markdown parser for it: Rich makes
+    one per object, and that was two thirds of the streaming tail's time (~1 ms each, 5
+    times a second). A copy of one made the usual way, given the shared parser's result."""
+    global _RICH_MARKDOWN
+    if _RICH_MARKDOWN is None:
+        _RICH_MARKDOWN = RichMarkdown(""), MarkdownIt().enable("strikethrough").enable("table")  # as Rich's
+    template, parser = _RICH_MARKDOWN
+    md = copy.copy(template)
+    md.markup, md.parsed = text, parser.parse(text)
+    return md
 
 
 def block_boundary(text: str, start: int = 0) -> int:
@@ -77,9 +95,15 @@ def block_boundary(text: str, start: int = 0) -> int:
 
 
 class _Tail(OneLayoutPass, Widget):
-    """The Markdown block still being written, rendered by Rich once per update into kept
-    lines (`render_line` hands them out); a repaint names only the lines that changed,
-    usually the last one or two, so the compositor redraws those and not the block."""
+    """The reply's text not yet in the Markdown widget, rendered by Rich into kept lines
+    (`render_line` hands them out) in chunks: each complete block is rendered once, when
+    it completes, and only the block still being written is rendered on every update. A
+    repaint names only the lines that changed, usually the last one or two.
+
+    It holds many blocks (a screenful and more): moving each finished paragraph into
+    Textual's Markdown widget mounted a widget and cost two layout passes of the screen
+    per paragraph; blocks now move in one piece once they have scrolled out of view
+    (`take_hidden`), where the change of look cannot be seen."""
 
     DEFAULT_CSS = "_Tail { height: auto; }"
 
@@ -88,32 +112,66 @@ class _Tail(OneLayoutPass, Widget):
         self.text = ""
         self.reserve = reserve  # lines reserved ahead each time the text outgrows its height
         self._reserved = 0
-        self._strips: list[Strip] = []  # the text rendered at `_width`
-        self._width = 0
+        self._chunks: list[tuple[int, list[Strip]]] = []  # complete blocks: (end in text, lines)
+        self._done = 0  # text[:_done] is in `_chunks` (always a block boundary)
+        self._strips: list[Strip] = []  # every line: chunks, blank lines between, the open block
+        self._width = 0  # what `_chunks` and `_strips` were rendered at
+        self._blank: tuple[int, Strip] | None = None  # (width, the blank line between blocks)
 
-    def _render_strips(self, width: int) -> list[Strip]:
-        """The text as Textual would draw it (the same Rich render and widget style)."""
-        self._width = width
-        if not self.text:
+    def _render(self, text: str, width: int, first: bool) -> list[Strip]:
+        """`text` (whole blocks) as Textual would draw it (the same Rich render and widget
+        style). A block after another is rendered after a stand-in paragraph, whose two
+        lines are dropped: Rich starts some blocks (a list, a quote) with a blank line only
+        at the top of a document."""
+        if not text.strip():
             return []
-        visual = visualize(self, RichMarkdown(self.text), markup=False)
-        return Visual.to_strips(self, visual, width, None, self.visual_style)
+        source = text if first else "x\n\n" + text
+        visual = visualize(self, rich_markdown(source), markup=False)
+        strips = Visual.to_strips(self, visual, width, None, self.visual_style)
+        return strips if first else strips[2:]
+
+    def _separator(self, width: int) -> Strip:
+        """The blank line Rich puts between two blocks, in the widget's style."""
+        if self._blank is None or self._blank[0] != width:
+            self._blank = width, self._render("x\n\nx", width, True)[1]
+        return self._blank[1]
+
+    def _lay_out(self, width: int) -> list[Strip]:
+        """Render what is new since the last call at `width` (everything at a new width):
+        blocks completed since, once each, and the open block."""
+        if width != self._width:
+            self._width, self._chunks, self._done = width, [], 0
+        cut = block_boundary(self.text, self._done)
+        if cut > self._done:
+            self._chunks.append((cut, self._render(self.text[self._done:cut], width, not self._chunks)))
+            self._done = cut
+        strips: list[Strip] = []
+        for _, lines in self._chunks:
+            if strips and lines:
+                strips.append(self._separator(width))
+            strips += lines
+        open_block = self._render(self.text[self._done:], width, not self._chunks)
+        if strips and open_block:
+            strips.append(self._separator(width))
+        return strips + open_block
 
     def get_content_height(self, container: Any, viewport: Any, width: int) -> int:
         if width != self._width:
-            self._strips = self._render_strips(width)
+            self._strips = self._lay_out(width)
         return max(1, len(self._strips))
 
     def render_line(self, y: int) -> Strip:
         return self._strips[y] if y < len(self._strips) else Strip([])
 
     def set_text(self, text: str) -> None:
+        """The text not yet in the Markdown widget (it only grows, until `take_hidden`)."""
         self.text = text
         width = self.content_region.width
         if width <= 0:  # not laid out yet: layout renders it
+            self._width = 0
             self.refresh(layout=True)
             return
-        old, new = self._strips, self._render_strips(width)
+        old, new = self._strips, self._lay_out(width)
         self._strips = new
         if len(new) > self._reserved:
             self._reserved = len(new) + self.reserve - 1
@@ -124,12 +182,33 @@ class _Tail(OneLayoutPass, Widget):
         if last > first:
             self.refresh(Region(0, first, width, last - first))  # these lines only
 
+    def take_hidden(self, view_height: int) -> str:
+        """The complete blocks at the top that are out of view (the view shows the last
+        `view_height` lines of the reserved height), once they are at least a view's worth;
+        they leave the tail and are returned. Otherwise ''."""
+        hidden = self._reserved - view_height
+        if view_height <= 0 or hidden < view_height:
+            return ""
+        line, take = 0, 0
+        for i, (_, lines) in enumerate(self._chunks):
+            line += len(lines) + (1 if i else 0)
+            if line > hidden:
+                break
+            take = i + 1
+        if not take:
+            return ""
+        offset = self._chunks[take - 1][0]
+        moved, self.text = self.text[:offset], self.text[offset:]
+        self._width = 0  # what stays is rendered again (its first block now starts the tail)
+        self.fit()
+        return moved
+
     def on_resize(self, event: events.Resize) -> None:
         if self._width and self.content_region.width != self._width:
             self.fit()  # a new width: rendered again by the layout this asks for
 
     def fit(self) -> None:
-        """Exact height again (a new piece of text, the end of a generation, a resize)."""
+        """Exact height again (a new width, the end of a generation, text moved out)."""
         self._reserved = 0
         self._width = 0  # render again at the width layout gives
         self.styles.height = "auto"
@@ -311,14 +390,13 @@ class RawOutput(Reply):
 class MarkdownReply(Reply):
     """A chat reply rendered as Markdown while it streams.
 
-    Finished blocks (up to the last blank line outside a code fence) are appended to a
-    Textual `Markdown` widget; the block still being written shows in the tail, rendered
-    by Rich's Markdown in the same place, so bold, code and lists look right while
-    they stream. A block moves with `Markdown.append` (what `Markdown.get_stream()`
-    wraps) awaited inside `batch_update()`, so it leaves the tail and appears above in the
-    same frame; the stream's own queue would add it a frame or two later, and the
-    paragraph would blink. `finish()` then gives the widget the whole text in one final
-    `Markdown.update()` (streamed code blocks can otherwise end up blank).
+    While it streams, the text shows in the tail, rendered by Rich's Markdown block by
+    block (bold, code and lists look right as they stream), and blocks that have scrolled
+    out of view move to a Textual `Markdown` widget above it, a screenful at a time, with
+    `Markdown.append` (what `Markdown.get_stream()` wraps) awaited inside `batch_update()`:
+    they leave the tail and appear above in one frame. `finish()` then gives the widget
+    the whole text in one final `Markdown.update()` (streamed code blocks can otherwise
+    end up blank), in Textual's Markdown look.
     """
 
     DEFAULT_CSS = """
@@ -342,16 +420,24 @@ class MarkdownReply(Reply):
         if not text:
             return
         self._text += text
-        cut = block_boundary(self._text, self._committed)
         with self.app.batch_update():
             if self._tail is None:
                 self._tail = _Tail()
                 await self.mount(self._tail)
-            if cut > self._committed:
-                await self.markdown.append(self._text[self._committed:cut])
-                self._committed = cut
-                self._tail.fit()  # its text just shrank; the new block is laid out anyway
+            moved = self._tail.take_hidden(self._view_height())
+            if moved:  # blocks out of view: into the Markdown widget, in one piece
+                await self.markdown.append(moved)
+                self._committed += len(moved)
             self._tail.set_text(self._text[self._committed:])
+
+    def _view_height(self) -> int:
+        """The height of the view following the end of this reply; 0 when the view is
+        somewhere else (scrolled up: what is out of the view's end may be in sight)."""
+        for ancestor in self.ancestors:
+            if isinstance(ancestor, VerticalScroll):
+                following = ancestor.scroll_y >= ancestor.max_scroll_y - 1
+                return ancestor.scrollable_content_region.height if following else 0
+        return 0
 
     async def finish(self) -> None:
         """The text is complete: one final render of all of it, and no tail."""
