@@ -55,7 +55,7 @@ def percentile(values: Iterable[float], q: float) -> float:
 
 
 def paired_ratios(ours: list[float], theirs: list[float]) -> list[float]:
-    """Each run of ours over the run of theirs measured just before it. A VM's speed drifts
+    """Each run of ours over the run of theirs measured beside it. A VM's speed drifts
     by a third within minutes, so a ratio of two adjacent runs is the one least touched by
     drift; the median of these is what the UI targets are judged on (the ratio of the
     medians is printed beside it)."""
