@@ -273,3 +273,27 @@ async def test_the_tail_renders_block_by_block_as_rich_renders_the_whole():
             assert len(tail._chunks) >= 3
             assert [s.text for s in tail._strips] == [s.text for s in tail._render(doc, width, True)]
             await tail.remove()
+
+
+async def test_plain_lines_repaint_only_the_lines_an_append_changed():
+    """A word added to a long paragraph re-wraps the paragraph but repaints from the first
+    line that changed (its last), not the whole paragraph. A pure widget test: no model."""
+    from textual.geometry import Region
+
+    from mullama_tui.tui.widgets.output import PlainLines, RawOutput
+
+    app = _Host()
+    async with app.run_test(size=(40, 40)) as pilot:
+        raw = RawOutput()
+        await app.query_one("#out").mount(raw)
+        await pilot.pause()
+        lines = raw.query_one(PlainLines)
+        await raw.append("The keeper climbed the stairs at dusk and lit the lamp. " * 6)
+        await pilot.pause()
+        n = len(lines._lines)
+        assert n >= 6 and lines._reserved > n  # one paragraph of several lines, room to grow
+        repainted: list[Region] = []
+        original = lines.refresh
+        lines.refresh = lambda *regions, **kw: (repainted.extend(regions), original(*regions, **kw))[1]
+        await raw.append("Again")
+        assert repainted == [Region(0, n - 1, lines.content_region.width, 1)]

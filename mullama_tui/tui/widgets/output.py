@@ -313,6 +313,7 @@ class PlainLines(OneLayoutPass, Widget):
             self.refresh(layout=True)
             return
         first, start = self._para_line, self._para_start
+        before = self._lines[first:]
         newline = self.text.rfind("\n", start) + 1
         if newline > start:  # the paragraph ended: what follows starts a new one
             self._lines[first:] = self._wrap(self.text[start:newline - 1], width)
@@ -324,7 +325,11 @@ class PlainLines(OneLayoutPass, Widget):
         if lines > self._reserved:
             self._reserved = max(lines + self.reserve - 1, self._view_height())
             self.styles.height = self._reserved  # a layout pass, every `reserve` lines
-        else:
+            return
+        # a re-wrapped paragraph mostly keeps its lines: repaint from the first that changed
+        first += next((i for i, (a, b) in enumerate(zip(before, self._lines[first:])) if a != b),
+                      min(len(before), lines - first))
+        if lines > first:
             self.refresh(Region(0, first, width, lines - first))  # these lines only
 
     def clear(self) -> None:
