@@ -297,3 +297,41 @@ async def test_plain_lines_repaint_only_the_lines_an_append_changed():
         lines.refresh = lambda *regions, **kw: (repainted.extend(regions), original(*regions, **kw))[1]
         await raw.append("Again")
         assert repainted == [Region(0, n - 1, lines.content_region.width, 1)]
+
+
+async def test_a_windowed_pane_shows_its_newest_lines_without_layout_then_all_of_them():
+    """A compare pane's text (fill + window): once it fills the view it shows the newest
+    lines in the view's height, with no layout pass however long it grows; at the end
+    (`finish`) it takes its whole height and the view follows its end. A pure layout
+    test: no model."""
+    from mullama_tui.tui.widgets.output import FollowingScroll, PlainLines, RawOutput
+
+    class Pane(App[None]):
+        CSS = "#out { height: 10; overflow-y: scroll; scrollbar-size-vertical: 0; }"
+
+        def compose(self) -> ComposeResult:
+            yield FollowingScroll(id="out")
+
+    app = Pane()
+    async with app.run_test(size=(40, 20)) as pilot:
+        out = app.query_one(FollowingScroll)
+        out.anchor()
+        raw = RawOutput(fill=True, window=True)
+        await out.mount(raw)
+        await pilot.pause()
+        lines = raw.query_one(PlainLines)
+        lines.clear()
+        await pilot.pause()
+        layouts = []
+        original = app.screen._refresh_layout
+        app.screen._refresh_layout = lambda *a, **k: (layouts.append(1), original(*a, **k))[1]
+        for i in range(40):
+            await raw.append(f"line {i}\n")
+            await pilot.pause()
+        shown = [lines.render_line(y).text.rstrip() for y in range(lines.size.height)]
+        assert lines.size.height == 10 and shown[-2:] == ["line 39", ""] and shown[0] == "line 31"
+        assert len(layouts) <= 1, len(layouts)
+        await raw.finish()
+        await pilot.pause()
+        assert lines.size.height == 41 and lines.render_line(0).text.rstrip() == "line 0"
+        assert out.scroll_y == out.max_scroll_y > 0

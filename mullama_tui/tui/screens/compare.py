@@ -50,9 +50,10 @@ LIVE_EVERY = 3  # frames between updates of the live figures (the panes' title l
 
 
 def pane_output(text: str = "") -> RawOutput:
-    """A pane's text: as tall as the pane from the start (no layout pass until it fills
-    it), then 6 lines reserved ahead (no more blank lines than that under the text)."""
-    return RawOutput(text, fill=True)
+    """A pane's text: as tall as the pane from the start, then, while it streams, its
+    newest lines in the pane's height (no layout pass at all while streaming); at the end
+    of the run its whole height, to scroll."""
+    return RawOutput(text, fill=True, window=True)
 
 
 def summary_line(stats: dict, chars: int) -> str:

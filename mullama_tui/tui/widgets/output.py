@@ -257,14 +257,20 @@ class PlainLines(OneLayoutPass, Widget):
 
     DEFAULT_CSS = "PlainLines { height: auto; }"
 
-    def __init__(self, reserve: int = RESERVE_LINES, fill: bool = False) -> None:
+    def __init__(self, reserve: int = RESERVE_LINES, fill: bool = False, window: bool = False) -> None:
         """`fill`: take at least the height of the scrolling container around it from the
         start (a compare pane, where this is the only text), so there is no layout pass
-        at all until the text has filled the view."""
+        at all until the text has filled the view. `window` (with `fill`): once the text
+        fills the view, show its newest lines in the view's height instead of growing,
+        until `fit()` at the end of the run gives it its whole height (then it scrolls):
+        three compare panes growing 6 lines at a time cost a layout pass of the whole
+        screen in most frames (half of the compare screen's UI time)."""
         super().__init__()
         self.text = ""
         self.reserve = reserve
         self.fill = fill
+        self.window = window and fill
+        self._offset = 0  # the first line shown (windowed: the text is taller than the view)
         self._lines: list[str] = []  # the wrapped lines at `_width`
         self._para_line = 0  # index in `_lines` of the first line of the last paragraph
         self._para_start = 0  # index in `text` where the last paragraph starts
@@ -286,6 +292,7 @@ class PlainLines(OneLayoutPass, Widget):
             self._style = self.rich_style
         if self._width != self.size.width > 0:  # text came before its width (see `append`)
             self._rewrap(self.size.width)
+        y += self._offset
         line = self._lines[y] if y < len(self._lines) else ""
         return Strip([Segment(line, self._style)], cell_len(line))
 
@@ -302,6 +309,8 @@ class PlainLines(OneLayoutPass, Widget):
         self._lines = self._wrap(self.text[:self._para_start - 1], width) if self._para_start else []
         self._para_line = len(self._lines)
         self._lines += self._wrap(self.text[self._para_start:], width)
+        if self._offset:  # windowed: still the newest lines
+            self._offset = max(0, len(self._lines) - self._reserved)
 
     def append(self, text: str) -> None:
         if not text:
@@ -322,7 +331,13 @@ class PlainLines(OneLayoutPass, Widget):
         else:
             self._lines[first:] = self._wrap(self.text[start:], width)
         lines = len(self._lines)
-        if lines > self._reserved:
+        if self.window and self._reserved and lines > self._reserved:  # full: show the newest lines
+            offset = lines - self._reserved
+            if offset != self._offset:
+                self._offset = offset
+                self.refresh()  # every line moved up: a repaint of this pane, no layout
+                return
+        elif lines > self._reserved:
             self._reserved = max(lines + self.reserve - 1, self._view_height())
             self.styles.height = self._reserved  # a layout pass, every `reserve` lines
             return
@@ -330,12 +345,13 @@ class PlainLines(OneLayoutPass, Widget):
         first += next((i for i, (a, b) in enumerate(zip(before, self._lines[first:])) if a != b),
                       min(len(before), lines - first))
         if lines > first:
-            self.refresh(Region(0, first, width, lines - first))  # these lines only
+            top = max(first - self._offset, 0)
+            self.refresh(Region(0, top, width, lines - self._offset - top))  # these lines only
 
     def clear(self) -> None:
         """No text (a new run in the same place)."""
         self.text = ""
-        self._lines, self._para_line, self._para_start = [], 0, 0
+        self._lines, self._para_line, self._para_start, self._offset = [], 0, 0, 0
         self._reserved = self._view_height()
         self.styles.height = self._reserved or "auto"
         self.refresh()
@@ -353,22 +369,25 @@ class PlainLines(OneLayoutPass, Widget):
     def fit(self) -> None:
         """Exact height again (the end of a generation, a new width); with `fill`, at least
         the view's (so a short text stays at the top of its pane)."""
-        self._reserved = 0
+        self._reserved = self._offset = 0
         view = self._view_height()
         self.styles.height = max(view, len(self._lines)) if view and self._width else "auto"
+        self.refresh()  # windowed, every line moves
 
 
 class RawOutput(Reply):
     """Plain text, streamed into one `PlainLines` (which keeps its wrapped lines)."""
 
-    def __init__(self, text: str = "", reserve: int = RESERVE_LINES, fill: bool = False, **kwargs: object) -> None:
+    def __init__(self, text: str = "", reserve: int = RESERVE_LINES, fill: bool = False, window: bool = False,
+                 **kwargs: object) -> None:
         super().__init__(**kwargs)
         self._initial = text
         self.reserve = reserve
         self.fill = fill
+        self.window = window
 
     def compose(self):  # type: ignore[no-untyped-def]
-        self._tail = PlainLines(self.reserve, self.fill)  # type: ignore[assignment]
+        self._tail = PlainLines(self.reserve, self.fill, self.window)  # type: ignore[assignment]
         yield self._tail
 
     async def on_mount(self) -> None:
