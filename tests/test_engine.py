@@ -456,3 +456,27 @@ def test_backend_sampling_gives_the_host_samplers_tokens(model_path):
 
 def test_the_engine_samples_on_the_host_on_a_cpu_build(engine):
     assert engine.model.placement.summary == "CPU" and engine.scheduler.sampling_mode == "host"
+
+
+def test_new_requests_take_the_lowest_empty_sequences_and_keep_a_cached_conversation(engine):
+    """Free slots are taken lowest sequence first, whenever requests arrive (llama.cpp
+    attends over the range of sequence streams a batch touches: a batch in sequences 0, 1
+    and 3 computes attention for four), and an unrelated request takes an empty slot
+    rather than a slot whose cache a follow-up could reuse."""
+    sched = engine.scheduler
+    engine.clear_cache()
+    first = engine.submit(raw("The keeper kept a diary.", max_tokens=4, temperature=0.0))
+    first.text()  # ends; its slot keeps the prompt and reply cached
+    kept = next(s for s in sched._slots if s.cached)
+    gens = []
+    for i in range(3):  # one by one, each admitted before the next arrives
+        gens.append(engine.submit(raw(f"Fact {i}: the sea is", max_tokens=40, ignore_eos=True)))
+        deadline = time.monotonic() + 30
+        while gens[-1].prompt_done == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+    busy = sorted(s.seq for s in sched._slots if s.gen in gens)
+    for g in gens:
+        g.text()
+    assert kept.cached and kept.seq not in busy  # the conversation's cache survived
+    others = sorted(s.seq for s in sched._slots if s is not kept)
+    assert busy == others[:3], (busy, kept.seq)  # the lowest free ones, in order

@@ -310,9 +310,23 @@ class Scheduler:
             if any(s.state is SlotState.PREFILLING and common_prefix(s.gen.prompt_tokens, prompt) > best  # type: ignore[union-attr]
                    for s in self._slots):
                 continue
-            own = max(free, key=lambda s: (common_prefix(s.cached, prompt), -s.last_used))
+            own = max(free, key=lambda s: self._slot_preference(s, prompt, best))
             self._remove_pending(gen)
             self._start(own, gen, src, best)
+
+    @staticmethod
+    def _slot_preference(slot: Slot, prompt: list[int], best: int) -> tuple[bool, bool, float]:
+        """Which free slot a request takes: the one that already holds the longest prefix
+        of its prompt (nothing to copy: a chat follow-up); else an empty slot, lowest
+        sequence first (the prefix is copied from where it is, and no cache is lost); else
+        the least recently used. Lowest first because llama.cpp attends over the range of
+        sequence streams a batch touches: three compare panes in sequences 0, 1 and 5
+        computed attention for six (measured: 24 against 19 ms per decode step in 0, 1, 2,
+        and the panes of every run after the first were spread that way)."""
+        holds_best = best > 0 and common_prefix(slot.cached, prompt) >= best
+        if slot.cached:
+            return holds_best, False, -slot.last_used
+        return holds_best, True, -slot.seq
 
     def _remove_pending(self, gen: Generation) -> None:
         with self._lock:
