@@ -3,6 +3,7 @@ real app (a pure layout test: no model needed, so none is loaded)."""
 
 from __future__ import annotations
 
+import pytest
 from textual.app import App, ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Markdown
@@ -29,6 +30,46 @@ def test_block_boundary_is_the_last_blank_line_outside_a_code_fence():
 class _Host(App[None]):
     def compose(self) -> ComposeResult:
         yield VerticalScroll(id="out")
+
+
+class _Following(App[None]):
+    """The conversation's scrolling container, styled as the app styles it while streaming,
+    following its end."""
+
+    CSS = "#out { overflow-y: scroll; scrollbar-size-vertical: 0; }"
+
+    def compose(self) -> ComposeResult:
+        from mullama_tui.tui.widgets.output import FollowingScroll
+
+        yield FollowingScroll(id="out")
+
+    def on_mount(self) -> None:
+        self.query_one("#out").anchor()
+
+
+class _GaugeHost(App[None]):
+    def compose(self) -> ComposeResult:
+        from mullama_tui.tui.widgets.gauge import Gauge
+
+        yield Gauge()
+
+
+@pytest.fixture()
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The gauge's clock, stepped by hand (`clock[0] += seconds`)."""
+    from mullama_tui.tui.widgets import gauge as g
+
+    now = [100.0]
+    monkeypatch.setattr(g.time, "perf_counter", lambda: now[0])
+    return now
+
+
+def _layout_passes(app: App) -> list[int]:
+    """A list that grows by one at every layout pass of the app's screen from now on."""
+    passes: list[int] = []
+    original = app.screen._refresh_layout
+    app.screen._refresh_layout = lambda *a, **k: (passes.append(1), original(*a, **k))[1]
+    return passes
 
 
 async def test_markdown_reply_streams_blocks_and_ends_with_one_full_render():
@@ -79,20 +120,14 @@ async def test_markdown_blocks_move_out_of_the_tail_a_screenful_at_a_time_once_o
         assert reply._tail is None and md.source == text
 
 
-async def test_gauge_rate_is_measured_between_batch_arrivals(monkeypatch):
+async def test_gauge_rate_is_measured_between_batch_arrivals(clock):
     """Steady batches of 20 tokens every 0.2 s read as 100 tok/s from the second batch on,
     without the start spike (the first batch was decoded before it arrived) or the ±20%
     jumps of counting whole batches in a fixed window. A pure widget test: time is stepped
     by hand, no model."""
     from mullama_tui.tui.widgets import gauge as g
 
-    class GaugeHost(App[None]):
-        def compose(self) -> ComposeResult:
-            yield g.Gauge()
-
-    clock = [100.0]
-    monkeypatch.setattr(g.time, "perf_counter", lambda: clock[0])
-    app = GaugeHost()
+    app = _GaugeHost()
     async with app.run_test():
         gauge = app.query_one(g.Gauge)
         gauge.start(1000, 4096)
@@ -184,25 +219,15 @@ async def test_a_streaming_reply_costs_one_layout_pass_per_reserved_step():
     screen out once each time it outgrows its reserved lines, and not a second time when
     the widgets take their new sizes (Textual's stock widgets ask for that second pass).
     The view follows the end. A pure layout test: no model."""
-    from mullama_tui.tui.widgets.output import RESERVE_LINES, FollowingScroll, RawOutput
+    from mullama_tui.tui.widgets.output import RESERVE_LINES, RawOutput
 
-    class Conversation(App[None]):
-        CSS = "#out { overflow-y: scroll; scrollbar-size-vertical: 0; }"  # the app's, while streaming
-
-        def compose(self) -> ComposeResult:
-            yield FollowingScroll(id="out")
-
-    app = Conversation()
+    app = _Following()
     async with app.run_test(size=(60, 20)) as pilot:
-        out = app.query_one(FollowingScroll)
-        out.anchor()
+        out = app.query_one("#out")
         raw = RawOutput()
         await out.mount(raw)
         await pilot.pause()
-        screen = app.screen
-        layouts = []
-        original = screen._refresh_layout
-        screen._refresh_layout = lambda *a, **k: (layouts.append(1), original(*a, **k))[1]
+        layouts = _layout_passes(app)
         n_lines = 60
         for i in range(n_lines):
             await raw.append(f"line {i} of the story\n")
@@ -212,19 +237,13 @@ async def test_a_streaming_reply_costs_one_layout_pass_per_reserved_step():
         assert out.scroll_y == out.max_scroll_y > 0  # following the newest line
 
 
-async def test_the_gauge_draws_rate_sparkline_progress_and_details_in_its_width(monkeypatch):
+async def test_the_gauge_draws_rate_sparkline_progress_and_details_in_its_width(clock):
     """The gauge's two lines (drawn by the gauge itself): the rate, the sparkline of past
     rates (its tallest bar at the highest rate), the progress bar and percentage, then the
     details; cut to the width on a narrow terminal. A pure widget test: no model."""
     from mullama_tui.tui.widgets import gauge as g
 
-    class GaugeHost(App[None]):
-        def compose(self) -> ComposeResult:
-            yield g.Gauge()
-
-    clock = [100.0]
-    monkeypatch.setattr(g.time, "perf_counter", lambda: clock[0])
-    app = GaugeHost()
+    app = _GaugeHost()
     async with app.run_test(size=(120, 6)) as pilot:
         gauge = app.query_one(g.Gauge)
         gauge.start(1000, 4096)
@@ -304,27 +323,19 @@ async def test_a_windowed_pane_shows_its_newest_lines_without_layout_then_all_of
     lines in the view's height, with no layout pass however long it grows; at the end
     (`finish`) it takes its whole height and the view follows its end. A pure layout
     test: no model."""
-    from mullama_tui.tui.widgets.output import FollowingScroll, PlainLines, RawOutput
+    from mullama_tui.tui.widgets.output import PlainLines, RawOutput
 
-    class Pane(App[None]):
-        CSS = "#out { height: 10; overflow-y: scroll; scrollbar-size-vertical: 0; }"
-
-        def compose(self) -> ComposeResult:
-            yield FollowingScroll(id="out")
-
-    app = Pane()
+    app = _Following()
     async with app.run_test(size=(40, 20)) as pilot:
-        out = app.query_one(FollowingScroll)
-        out.anchor()
+        out = app.query_one("#out")
+        out.styles.height = 10  # a pane's view
         raw = RawOutput(fill=True, window=True)
         await out.mount(raw)
         await pilot.pause()
         lines = raw.query_one(PlainLines)
         lines.clear()
         await pilot.pause()
-        layouts = []
-        original = app.screen._refresh_layout
-        app.screen._refresh_layout = lambda *a, **k: (layouts.append(1), original(*a, **k))[1]
+        layouts = _layout_passes(app)
         for i in range(40):
             await raw.append(f"line {i}\n")
             await pilot.pause()
