@@ -488,7 +488,9 @@ class Scheduler:
         s.n_gen += 1
         channel = "answer"
         if splitter is not None:
-            thinking = was_thinking or splitter.thinking or (splitter.state == "start" and not split.answer)
+            # a token held at the start counts as thinking if it begins the opening tag;
+            # leading whitespace alone (a reply after a closed block starts with "\n") is answer
+            thinking = was_thinking or splitter.thinking or (splitter.holding_open_tag and not split.answer)
             channel = "thinking" if thinking else "answer"
             self._count_channels(s, thinking, split.moved, now)
         if s.t_first is None and (split.answer or split.thinking):

@@ -74,6 +74,11 @@ class ReasoningSplitter:
     def thinking(self) -> bool:
         return self.state in ("opened", "thinking")
 
+    @property
+    def holding_open_tag(self) -> bool:
+        """At the start, part of an opening tag is held (not just leading whitespace)."""
+        return self.state == "start" and bool(self._held.strip())
+
     def feed(self, text: str) -> Split:
         buf, self._held = self._held + text, ""
         answer: list[str] = []
