@@ -64,6 +64,16 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return now
 
 
+async def _mounted_raw(app: App, pilot) -> tuple:
+    """A `RawOutput` mounted in the app's `#out` and laid out: (the reply, its `PlainLines`)."""
+    from mullama_tui.tui.widgets.output import PlainLines, RawOutput
+
+    raw = RawOutput()
+    await app.query_one("#out").mount(raw)
+    await pilot.pause()
+    return raw, raw.query_one(PlainLines)
+
+
 def _layout_passes(app: App) -> list[int]:
     """A list that grows by one at every layout pass of the app's screen from now on."""
     passes: list[int] = []
@@ -188,16 +198,11 @@ async def test_plain_lines_stream_into_the_same_lines_as_the_whole_text():
     re-wraps. A pure widget test: no model."""
     import random
 
-    from mullama_tui.tui.widgets.output import PlainLines, RawOutput
-
     text = ("The keeper climbed the stairs at dusk and lit the lamp. " * 3 + "\n\n"
             + "Supercalifragilisticexpialidocious-and-then-some-more " * 2 + "\n" + "   " + "\nend.")
     app = _Host()
     async with app.run_test(size=(50, 30)) as pilot:
-        raw = RawOutput()
-        await app.query_one("#out").mount(raw)
-        await pilot.pause()
-        lines = raw.query_one(PlainLines)
+        raw, lines = await _mounted_raw(app, pilot)
         rng, i = random.Random(3), 0
         while i < len(text):
             n = rng.choice([1, 2, 5, 17, 40])
@@ -219,14 +224,12 @@ async def test_a_streaming_reply_costs_one_layout_pass_per_reserved_step():
     screen out once each time it outgrows its reserved lines, and not a second time when
     the widgets take their new sizes (Textual's stock widgets ask for that second pass).
     The view follows the end. A pure layout test: no model."""
-    from mullama_tui.tui.widgets.output import RESERVE_LINES, RawOutput
+    from mullama_tui.tui.widgets.output import RESERVE_LINES
 
     app = _Following()
     async with app.run_test(size=(60, 20)) as pilot:
         out = app.query_one("#out")
-        raw = RawOutput()
-        await out.mount(raw)
-        await pilot.pause()
+        raw, _ = await _mounted_raw(app, pilot)
         layouts = _layout_passes(app)
         n_lines = 60
         for i in range(n_lines):
@@ -299,14 +302,9 @@ async def test_plain_lines_repaint_only_the_lines_an_append_changed():
     line that changed (its last), not the whole paragraph. A pure widget test: no model."""
     from textual.geometry import Region
 
-    from mullama_tui.tui.widgets.output import PlainLines, RawOutput
-
     app = _Host()
     async with app.run_test(size=(40, 40)) as pilot:
-        raw = RawOutput()
-        await app.query_one("#out").mount(raw)
-        await pilot.pause()
-        lines = raw.query_one(PlainLines)
+        raw, lines = await _mounted_raw(app, pilot)
         await raw.append("The keeper climbed the stairs at dusk and lit the lamp. " * 6)
         await pilot.pause()
         n = len(lines._lines)

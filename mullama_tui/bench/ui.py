@@ -16,7 +16,7 @@ import asyncio
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from ..engine.generation import drain_together
 from ..engine.local import LocalEngine
@@ -86,6 +86,26 @@ def _compare_batch(engine: LocalEngine, n_tokens: int, mode: str) -> float:
     gens = [engine.submit(_request(mode, n_tokens, t)) for t in COMPARE_TEMPS]
     drain_together(gens, interval=0.2)
     return sum(g.stats.generated_tokens for g in gens if g.stats) / (time.perf_counter() - t0)
+
+
+async def _interleaved(reps: int, headless: Callable[[], float], through_ui: Callable[[], Awaitable[tuple[float, float]]],
+                       labels: tuple[str, str], progress: Progress) -> tuple[list[float], list[float], list[float]]:
+    """`reps` pairs of runs of one engine, read headless (in a thread; the app is idle) and
+    through the app that holds it, in the order AB BA AB ...: adjacent runs, and neither
+    side always first, so drift touches both alike. (Two engines loaded side by side slow
+    each other: ~100 and ~76 tok/s against ~120.) Returns headless tok/s, UI tok/s and
+    the UI thread's share of a core in each UI run."""
+    head_runs, ui_runs, shares = [], [], []
+    for i in range(reps):
+        for side in ("headless", "ui") if i % 2 == 0 else ("ui", "headless"):
+            progress(f"{labels[side == 'ui']} ({i + 1}/{reps})")
+            if side == "headless":
+                head_runs.append(await asyncio.to_thread(headless))
+            else:
+                tps, share = await through_ui()
+                ui_runs.append(tps)
+                shares.append(share)
+    return head_runs, ui_runs, shares
 
 
 def _timed_app(**kwargs: Any) -> Any:
@@ -198,27 +218,18 @@ def bench_ui(path: Path, *, n_tokens: int = 1000, long_tokens: int = 4000, esc_t
         return tps, app.stamps, app.cpu_stamps, share
 
     async def pairs() -> tuple[list[float], list[float], list[float]]:
-        """`reps` pairs of runs of one engine, read headless and through the app that
-        holds it (idle while the engine is read headless), in the order AB BA AB ...:
-        adjacent runs, and neither side always first, so drift touches both alike. (Two
-        engines loaded side by side slow each other: ~100 and ~76 tok/s against ~120.)"""
         _save_settings(max_tokens=n_tokens)
         engine = _engine(path, n_ctx)
         app = _timed_app(engine=engine)  # the app closes it
-        head_runs, tui_runs, shares = [], [], []
         async with app.run_test(size=(120, 40)) as pilot:
             await _ready(app)
-            for i in range(reps):
-                for side in ("engine", "tui") if i % 2 == 0 else ("tui", "engine"):
-                    if side == "engine":
-                        progress(f"headless engine, {n_tokens} tokens ({i + 1}/{reps})")
-                        head_runs.append((await asyncio.to_thread(_generate_headless, engine, n_tokens, mode))[0])
-                    else:
-                        progress(f"TUI, {n_tokens} tokens ({i + 1}/{reps})")
-                        tps, _, _, share = await tui_generation(app, pilot)
-                        tui_runs.append(tps)
-                        shares.append(share)
-        return head_runs, tui_runs, shares
+
+            async def through_ui() -> tuple[float, float]:
+                tps, _, _, share = await tui_generation(app, pilot)
+                return tps, share
+
+            return await _interleaved(reps, lambda: _generate_headless(engine, n_tokens, mode)[0], through_ui,
+                                      (f"headless engine, {n_tokens} tokens", f"TUI, {n_tokens} tokens"), progress)
 
     async def esc_latencies() -> list[float]:
         _save_settings(max_tokens=2000)
@@ -326,24 +337,14 @@ def bench_ui_compare(path: Path, *, n_tokens: int = 400, esc_trials: int = 10, m
         return tokens / wall, (time.thread_time() - cpu0) / wall
 
     async def pairs() -> tuple[list[float], list[float], list[float]]:
-        """As the main screen's: one engine, read headless and through the screen, AB BA."""
         _save_settings(max_tokens=n_tokens)
         engine = _engine(path, n_ctx)
         app = _timed_app(compare=(list(COMPARE_TEMPS), None), engine=engine)  # the app closes it
-        head_runs, tui_runs, shares = [], [], []
         async with app.run_test(size=(160, 45)):
             await _ready(app)
-            for i in range(reps):
-                for side in ("engine", "screen") if i % 2 == 0 else ("screen", "engine"):
-                    if side == "engine":
-                        progress(f"headless engine, 3 panes x {n_tokens} tokens ({i + 1}/{reps})")
-                        head_runs.append(await asyncio.to_thread(_compare_batch, engine, n_tokens, mode))
-                    else:
-                        progress(f"compare screen, 3 panes x {n_tokens} tokens ({i + 1}/{reps})")
-                        tps, share = await screen_run(app)
-                        tui_runs.append(tps)
-                        shares.append(share)
-        return head_runs, tui_runs, shares
+            return await _interleaved(reps, lambda: _compare_batch(engine, n_tokens, mode), lambda: screen_run(app),
+                                      (f"headless engine, 3 panes x {n_tokens} tokens",
+                                       f"compare screen, 3 panes x {n_tokens} tokens"), progress)
 
     async def esc_latencies() -> list[float]:
         _save_settings(max_tokens=2000)

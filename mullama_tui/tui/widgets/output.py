@@ -34,7 +34,7 @@ from rich.markdown import Markdown as RichMarkdown
 from rich.segment import Segment
 from rich.text import Text
 from textual import events
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import ScrollableContainer, Vertical, VerticalScroll
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.visual import Visual, visualize
@@ -64,6 +64,20 @@ class FollowingScroll(OneLayoutPass, VerticalScroll):
 
 
 _FENCE = re.compile(r"^ {0,3}(```|~~~)", re.MULTILINE)
+
+
+def first_difference(old: list[Any], new: list[Any]) -> int:
+    """The first index at which two lists of lines differ (the shorter length if one is
+    the start of the other): where a repaint has to begin."""
+    return next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
+
+
+def scroll_view(widget: Widget) -> ScrollableContainer | None:
+    """The scrolling container `widget` is in (the view its text is seen through)."""
+    for ancestor in widget.ancestors:
+        if isinstance(ancestor, ScrollableContainer):
+            return ancestor
+    return None
 _RICH_MARKDOWN: tuple[RichMarkdown, MarkdownIt] | None = None
 
 
@@ -177,7 +191,7 @@ class _Tail(OneLayoutPass, Widget):
             self._reserved = len(new) + self.reserve - 1
             self.styles.height = self._reserved  # a layout pass, every few lines of text
             return
-        first = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
+        first = first_difference(old, new)
         last = max(len(old), len(new))
         if last > first:
             self.refresh(Region(0, first, width, last - first))  # these lines only
@@ -342,8 +356,7 @@ class PlainLines(OneLayoutPass, Widget):
             self.styles.height = self._reserved  # a layout pass, every `reserve` lines
             return
         # a re-wrapped paragraph mostly keeps its lines: repaint from the first that changed
-        first += next((i for i, (a, b) in enumerate(zip(before, self._lines[first:])) if a != b),
-                      min(len(before), lines - first))
+        first += first_difference(before, self._lines[first:])
         if lines > first:
             top = max(first - self._offset, 0)
             self.refresh(Region(0, top, width, lines - self._offset - top))  # these lines only
@@ -357,14 +370,8 @@ class PlainLines(OneLayoutPass, Widget):
         self.refresh()
 
     def _view_height(self) -> int:
-        if not self.fill:
-            return 0
-        from textual.containers import ScrollableContainer
-
-        for ancestor in self.ancestors:
-            if isinstance(ancestor, ScrollableContainer):
-                return ancestor.scrollable_content_region.height
-        return 0
+        view = scroll_view(self) if self.fill else None
+        return view.scrollable_content_region.height if view is not None else 0
 
     def fit(self) -> None:
         """Exact height again (the end of a generation, a new width); with `fill`, at least
@@ -457,11 +464,10 @@ class MarkdownReply(Reply):
     def _view_height(self) -> int:
         """The height of the view following the end of this reply; 0 when the view is
         somewhere else (scrolled up: what is out of the view's end may be in sight)."""
-        for ancestor in self.ancestors:
-            if isinstance(ancestor, VerticalScroll):
-                following = ancestor.scroll_y >= ancestor.max_scroll_y - 1
-                return ancestor.scrollable_content_region.height if following else 0
-        return 0
+        view = scroll_view(self)
+        if view is None or view.scroll_y < view.max_scroll_y - 1:
+            return 0
+        return view.scrollable_content_region.height
 
     async def finish(self) -> None:
         """The text is complete: one final render of all of it, and no tail."""
