@@ -55,6 +55,9 @@ TIMEOUT = typer.Option(None, "--timeout", help="Seconds to wait for a remote ser
 MODELS_DIR = typer.Option(None, "--models-dir", envvar="MULLAMA_TUI_MODELS",
                           help="Folder of pulled models (default: the user cache dir).")
 PULL = typer.Option(False, "--pull", help="Download MODEL first if it is an alias, hf: name or URL not here yet.")
+THREADS = typer.Option(None, "--threads", help="CPU threads: auto (the default: chosen while it runs, fewer "
+                                              "when other programs keep cores busy) or a number, kept fixed "
+                                              "(at most the cores; or threads in config.toml).")
 GPU_LAYERS = typer.Option(None, "--gpu-layers", "-ngl",
                           help="Layers to offload to the GPU: -1 all, 0 none (default: all where this "
                                "llama.cpp build can offload, else none; or gpu_layers in config.toml).")
@@ -112,6 +115,20 @@ def _split_model_prompt(args: list[str]) -> tuple[str | None, str]:
     raise _fail("expected [MODEL] PROMPT", 2)
 
 
+def _threads(value: Optional[str], settings: Settings) -> Optional[int]:
+    """--threads, else the config's: None for auto, else a fixed count (capped at the
+    cores, with a one-line note)."""
+    from .engine.threads import parse_threads
+
+    try:
+        n, note = parse_threads(value if value is not None else settings.threads)
+    except ValueError as e:
+        raise _fail(f"--{e}", 2) from None
+    if note:
+        typer.echo(f"note: {note}", err=True)
+    return n
+
+
 def _gpu_layers(value: Optional[int], settings: Settings) -> Optional[int]:
     """--gpu-layers, else the config's, else None (all layers where the build can)."""
     layers = value if value is not None else settings.gpu_layers
@@ -128,24 +145,25 @@ def main_callback(ctx: typer.Context,
                   backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL,
                   api_key: Optional[str] = API_KEY, remote_model: Optional[str] = REMOTE_MODEL,
                   timeout: Optional[float] = TIMEOUT, models_dir: Optional[Path] = MODELS_DIR,
-                  gpu_layers: Optional[int] = GPU_LAYERS) -> None:
+                  gpu_layers: Optional[int] = GPU_LAYERS, threads: Optional[str] = THREADS) -> None:
     """With no command, open the TUI on the default model (or the given backend).
     `mullama-tui MODEL` opens it on MODEL, as `mullama-tui tui MODEL` does."""
     _setup_logging(verbose)
     _use_models_dir(models_dir)
     # what `tui` falls back to when these came before MODEL (`mullama-tui --theme x MODEL`)
     ctx.obj = {"theme": theme, "backend": (backend, base_url, api_key, remote_model, timeout),
-               "gpu_layers": gpu_layers}
+               "gpu_layers": gpu_layers, "threads": threads}
     if ctx.invoked_subcommand is None:
         settings = _settings()
         _open_tui(None, theme, _backend(settings, backend, base_url, api_key, remote_model, timeout),
-                  _gpu_layers(gpu_layers, settings))
+                  _gpu_layers(gpu_layers, settings), _threads(threads, settings))
 
 
-def _open_tui(model: str | None, theme: str | None, choice: "BackendChoice", gpu_layers: Optional[int]) -> None:
+def _open_tui(model: str | None, theme: str | None, choice: "BackendChoice", gpu_layers: Optional[int],
+              threads: Optional[int] = None) -> None:
     from .tui.app import MullamaApp
 
-    MullamaApp(model=model, theme_name=theme, backend=choice, gpu_layers=gpu_layers).run()
+    MullamaApp(model=model, theme_name=theme, backend=choice, gpu_layers=gpu_layers, threads=threads).run()
 
 
 @app.command()
@@ -163,7 +181,7 @@ def run(
     chat: bool = typer.Option(True, "--chat/--raw", help="Use the model's chat template, or not."),
     system: Optional[str] = typer.Option(None, "--system", help="System prompt (chat mode)."),
     n_ctx: int = typer.Option(4096, "--ctx", help="Context size in tokens."),
-    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = all cores)."),
+    threads: Optional[str] = THREADS,
     stats: bool = typer.Option(True, "--stats/--no-stats", help="Print stats to stderr at the end."),
     as_json: bool = typer.Option(False, "--json", help="One JSON event per line (NDJSON)."),
     temps: Optional[str] = typer.Option(None, "--temps",
@@ -197,11 +215,12 @@ def run(
                       params=params, max_tokens=max_tokens, logprobs=max(logprobs, 1 if colour else 0),
                       think=think, thinking_budget=thinking_budget)
     choice = _backend(settings, backend, base_url, api_key, remote_model, timeout)
-    raise typer.Exit(_run(model_arg, request, temps, n_ctx, threads, as_json, stats, settings, choice,
+    raise typer.Exit(_run(model_arg, request, temps, n_ctx, _threads(threads, settings), as_json, stats,
+                          settings, choice,
                           _gpu_layers(gpu_layers, settings), colour=colour, show_thinking=not hide_thinking))
 
 
-def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int, threads: int,
+def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int, threads: Optional[int],
          as_json: bool, stats: bool, settings: Settings, choice: "BackendChoice",
          gpu_layers: Optional[int] = None, colour: bool = False, show_thinking: bool = True) -> int:
     """`run` and `compare --no-tui`: one stream, or one batch of temperature panes."""
@@ -212,7 +231,7 @@ def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int,
         request.validate()
         temp_list = parse_temps(temps) if temps else None
         engine = open_engine(choice, model_arg, settings.default_model, n_ctx=n_ctx,
-                             n_parallel=len(temp_list or [1]), n_threads=threads or None, n_gpu_layers=gpu_layers)
+                             n_parallel=len(temp_list or [1]), n_threads=threads, n_gpu_layers=gpu_layers)
     except MullamaError as e:
         raise _fail(str(e)) from None
     try:
@@ -238,7 +257,7 @@ def bench(
     n_tokens: int = typer.Option(256, "--tokens", "-n", help="Tokens to generate per run (end-of-text cannot stop a run)."),
     reps: int = typer.Option(3, "--reps", "-r", help="Repetitions of each side."),
     seed: int = typer.Option(42, "--seed"),
-    threads: int = typer.Option(0, "--threads", help="CPU threads (0 = all cores)."),
+    threads: Optional[str] = THREADS,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ui: bool = typer.Option(False, "--ui", help="The TUI against the headless engine: end-to-end tok/s, UI CPU, Esc latency."),
     compare_screen: bool = typer.Option(False, "--compare", help="With --ui: the compare screen with 3 panes."),
@@ -247,12 +266,16 @@ def bench(
     server: bool = typer.Option(False, "--server", help="8 concurrent streaming clients vs one."),
     overhead: bool = typer.Option(False, "--overhead", help="The engine's host time per step and per sequence "
                                                             "(1, 4, 8 sequences; also on a made-up 128k-vocabulary model)."),
+    load: bool = typer.Option(False, "--load", help="Speed with 0, 1 .. cores busy processes beside it: every "
+                                                    "fixed thread count and auto, the TUI and Esc at load 1."),
     soak: bool = typer.Option(False, "--soak", help="`serve` under a mixed crowd of clients for --seconds."),
     insight: bool = typer.Option(False, "--insight", help="What token insight costs: logprobs=5 vs off, and the "
                                                           "TUI's token view on vs off."),
     seconds: float = typer.Option(60.0, "--seconds", help="With --soak: how long."),
     llama_bench: Optional[str] = typer.Option(None, "--llama-bench", help="Path of llama.cpp's llama-bench "
                                               "(built from the same source): run between the others as the ceiling."),
+    llama_server: Optional[str] = typer.Option(None, "--llama-server", help="With --server: path of llama.cpp's "
+                                               "llama-server, measured with the same clients after ours."),
     pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,
@@ -267,6 +290,7 @@ def bench(
         model = _pull_if_needed(model, pull)
     ngl = _gpu_layers(gpu_layers, settings)
     progress = (lambda s: None) if as_json else (lambda s: typer.echo(f"  {s}", err=True))
+    fixed_threads = _threads(threads, settings) or 0  # these benchmarks compare at a fixed count
     if ui_mode not in ("chat", "raw"):
         raise _fail(f"--ui-mode {ui_mode!r}: chat or raw", 2)
     try:
@@ -295,8 +319,14 @@ def bench(
         elif server:
             from .bench.server import bench_server, format_server_report
 
-            report = bench_server(path, progress=progress)
+            report = bench_server(path, llama_server=llama_server, progress=progress)
             text = format_server_report(report)
+        elif load:
+            from .bench.load import bench_load, format_load_report
+
+            report = bench_load(path, n_tokens=n_tokens if n_tokens != 256 else 128, reps=reps if reps != 3 else 2,
+                                progress=progress)
+            text = format_load_report(report)
         elif soak:
             from .bench.soak import bench_soak, format_soak_report
 
@@ -310,7 +340,7 @@ def bench(
         elif overhead:
             from .bench.overhead import bench_overhead, format_overhead_report
 
-            report = bench_overhead(path, n_tokens=n_tokens, n_threads=threads, n_gpu_layers=ngl, progress=progress)
+            report = bench_overhead(path, n_tokens=n_tokens, n_threads=fixed_threads, n_gpu_layers=ngl, progress=progress)
             text = format_overhead_report(report)
         elif batched:
             from .bench.batched import bench_batched, format_batched_report
@@ -320,7 +350,7 @@ def bench(
         else:
             from .bench.engine import bench_engine, format_engine_report
 
-            report = bench_engine(path, n_tokens=n_tokens, reps=reps, seed=seed, n_threads=threads,
+            report = bench_engine(path, n_tokens=n_tokens, reps=reps, seed=seed, n_threads=fixed_threads,
                                   n_gpu_layers=ngl, llama_bench=llama_bench, progress=progress)
             text = format_engine_report(report)
     except (MullamaError, RuntimeError) as e:
@@ -339,6 +369,7 @@ def compare(
     no_tui: bool = typer.Option(False, "--no-tui", help="Print the panes to the console instead."),
     as_json: bool = typer.Option(False, "--json", help="With --no-tui: one JSON object per pane."),
     stats: bool = typer.Option(True, "--stats/--no-stats"),
+    threads: Optional[str] = THREADS,
     pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,
@@ -364,12 +395,12 @@ def compare(
             raise _fail("--no-tui needs a PROMPT", 2)
         request = Request(prompt=prompt, mode="chat" if chat else "raw", max_tokens=max_tokens,
                           params=SamplerParams(seed=seed))
-        raise typer.Exit(_run(model_arg, request, temps, settings.n_ctx, settings.threads, as_json,
+        raise typer.Exit(_run(model_arg, request, temps, settings.n_ctx, _threads(threads, settings), as_json,
                               stats, settings, choice, _gpu_layers(gpu_layers, settings)))
     from .tui.app import MullamaApp
 
     MullamaApp(model=model_arg, compare=(temp_list, prompt), backend=choice,
-               gpu_layers=_gpu_layers(gpu_layers, settings)).run()
+               gpu_layers=_gpu_layers(gpu_layers, settings), threads=_threads(threads, settings)).run()
 
 
 @app.command()
@@ -383,7 +414,7 @@ def serve(
     queue: int = typer.Option(16, "--queue", help="Requests that may wait; more get a 503."),
     cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allowed origin (repeatable)."),
     n_ctx: int = typer.Option(4096, "--ctx", help="Context size per sequence."),
-    threads: int = typer.Option(0, "--threads"),
+    threads: Optional[str] = THREADS,
     pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS,
 ) -> None:
     """Serve SSE (/stream), WebSocket (/ws) and OpenAI-compatible (/v1) streaming."""
@@ -401,7 +432,7 @@ def serve(
     try:
         path = resolve_model(model, settings.default_model)
         engine = LocalEngine(path, n_ctx=n_ctx, n_parallel=max_concurrency, max_queue=queue,
-                             n_threads=threads or None, n_gpu_layers=_gpu_layers(gpu_layers, settings))
+                             n_threads=_threads(threads, settings), n_gpu_layers=_gpu_layers(gpu_layers, settings))
     except MullamaError as e:
         raise _fail(str(e)) from None
     name = engine.model.info.name
@@ -419,7 +450,7 @@ def serve(
 def tui(ctx: typer.Context,
         model: Optional[str] = typer.Argument(None, help="Model: a .gguf path, a pulled name or alias, hf:owner/repo, a URL (default: configured or bundled)."),
         theme: Optional[str] = typer.Option(None, "--theme", help="Theme name."),
-        pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS,
+        pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS, threads: Optional[str] = THREADS,
         backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL,
         api_key: Optional[str] = API_KEY, remote_model: Optional[str] = REMOTE_MODEL,
         timeout: Optional[float] = TIMEOUT) -> None:
@@ -430,7 +461,9 @@ def tui(ctx: typer.Context,
     settings = _settings()
     choice = _backend(settings, *merged)
     layers = _gpu_layers(gpu_layers if gpu_layers is not None else early.get("gpu_layers"), settings)
-    _open_tui(model if choice.remote else _pull_if_needed(model, pull), theme or early.get("theme"), choice, layers)
+    n_threads = _threads(threads if threads is not None else early.get("threads"), settings)
+    _open_tui(model if choice.remote else _pull_if_needed(model, pull), theme or early.get("theme"), choice, layers,
+              n_threads)
 
 
 @app.command()

@@ -63,7 +63,7 @@ class Settings:
     system: str = ""
     max_tokens: int = 512
     n_ctx: int = 4096
-    threads: int = 0
+    threads: int | str = "auto"  # "auto": chosen while it runs (fewer when the machine is busy); or a fixed count
     gpu_layers: int | None = None  # layers to offload to a GPU: -1 all, 0 none; unset: all where the build can
     temperature: float = 0.8
     top_k: int = 40
@@ -84,6 +84,16 @@ class Settings:
     remote_model: str = ""
     timeout: float = 60.0  # seconds to wait for a remote server's first byte
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def thread_count(self) -> int | None:
+        """`threads` as the engine takes it: None for auto (also for a value that is not
+        a count), else a fixed count of at most the cores."""
+        from .engine.threads import parse_threads
+
+        try:
+            return parse_threads(self.threads)[0]
+        except ValueError:
+            return None
 
     def sampler(self) -> SamplerParams:
         """The sampler settings as the engine takes them."""

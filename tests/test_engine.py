@@ -480,3 +480,70 @@ def test_new_requests_take_the_lowest_empty_sequences_and_keep_a_cached_conversa
     assert kept.cached and kept.seq not in busy  # the conversation's cache survived
     others = sorted(s.seq for s in sched._slots if s is not kept)
     assert busy == others[:3], (busy, kept.seq)  # the lowest free ones, in order
+
+
+def test_threads_auto_is_the_default_reported_and_changes_the_live_context(model_path):
+    """With no thread count the engine chooses while it runs: the stats and the choice say
+    auto, and the live llama context is switched between steps (here a short exploring
+    interval makes it look at its neighbours within the run)."""
+    import llama_cpp
+
+    from mullama_tui.engine.threads import cpu_cores
+
+    with LocalEngine(model_path, n_ctx=512, n_parallel=1) as eng:
+        sched = eng.scheduler
+        choice = eng.thread_choice()
+        assert choice.auto and choice.cores == cpu_cores() and 1 <= choice.decode <= choice.cores
+        sched.threads.decode.base_interval = sched.threads.decode.interval = 16
+        used: list[int] = []
+        ctx = sched._ctx
+        original = ctx.set_threads
+        ctx.set_threads = lambda n, b=None: (used.append(n), original(n, b))  # record, then really set
+        gen = eng.submit(raw(max_tokens=120, ignore_eos=True))
+        gen.text()
+        st = gen.stats
+        assert st.threads_auto and st.cores == choice.cores and 1 <= st.n_threads <= st.cores
+        assert f"threads:         {st.threads_label}" in st.summary_lines()
+        assert st.threads_label.endswith(", auto")
+        assert llama_cpp.llama_n_threads(ctx.ptr) == sched._ctx_threads
+        if choice.cores >= 2:
+            assert sched.threads.decode.explorations >= 1
+            assert set(used) - {choice.cores}, used  # a neighbour was tried on the live context
+
+
+def test_a_fixed_thread_count_is_kept_and_capped_at_the_cores(model_path):
+    import llama_cpp
+
+    from mullama_tui.engine.threads import cpu_cores
+
+    with LocalEngine(model_path, n_ctx=512, n_parallel=1, n_threads=1) as eng:
+        sched = eng.scheduler
+        sched.threads.decode.base_interval = sched.threads.decode.interval = 8
+        gen = eng.submit(raw(max_tokens=60, ignore_eos=True))
+        gen.text()
+        assert gen.stats.n_threads == 1 and not gen.stats.threads_auto
+        assert gen.stats.threads_label == f"1 of {cpu_cores()}, fixed"
+        assert llama_cpp.llama_n_threads(sched._ctx.ptr) == 1
+        assert sched.threads.decode.switches == 0 and sched.threads.decode.explorations == 0
+        eng.set_threads(None)  # back to auto, live
+        assert eng.thread_choice().auto
+    with LocalEngine(model_path, n_ctx=512, n_parallel=1, n_threads=1000) as eng:
+        assert eng.thread_choice().decode == cpu_cores() and not eng.thread_choice().auto
+
+
+def test_the_thread_count_does_not_change_greedy_text(engine):
+    """Switching threads while a run goes on must not change what it generates: ggml's CPU
+    kernels split rows between threads, so a row's arithmetic is the same on 1 or N."""
+    from mullama_tui.engine.threads import cpu_cores
+
+    if cpu_cores() < 2:
+        pytest.skip("one core: nothing to switch between")
+    texts = []
+    try:
+        for n in (1, cpu_cores()):
+            engine.set_threads(n)
+            engine.clear_cache()
+            texts.append(engine.submit(raw(max_tokens=48, temperature=0.0, ignore_eos=True)).text())
+    finally:
+        engine.set_threads(None)
+    assert texts[0] == texts[1]

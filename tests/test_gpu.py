@@ -107,8 +107,10 @@ def test_health_and_bench_say_where_the_model_runs(srv_engine, model_path):
 
     from mullama_tui.server.app import create_app
 
-    health = TestClient(create_app(srv_engine, "smollm2")).get("/health").json()
+    health = TestClient(create_app(srv_engine, "smollm2"), base_url="http://127.0.0.1").get("/health").json()
     assert health["placement"] == "CPU" and health["sampling"] == "host"
+    threads = health["threads"]  # what it decodes on, and that auto chooses it (the default)
+    assert threads["mode"] == "auto" and 1 <= threads["decode"] <= threads["cores"]
     r = run_cli("bench", "--reps", "1", "-n", "4", "-ngl", "0", "--json", timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["placement"] == "CPU"

@@ -10,6 +10,7 @@ run that ends after 18 tokens measures noise. One module per benchmark:
 - `overhead`: the engine's host time per step and per sequence (`bench --overhead`);
 - `batched`:  compare panes in one batch against one after another (`bench --batched`);
 - `ui`:       the real TUI against the headless engine, main and compare screens (`bench --ui`);
+- `load`:     every fixed thread count and auto beside busy processes (`bench --load`);
 - `server`:   concurrent streaming clients against one (`bench --server`);
 - `soak`:     a mixed crowd of clients against `serve` for a while (`bench --soak`);
 - `remote`:   an OpenAI-compatible server as the client sees it (`bench --backend openai`).

@@ -55,13 +55,12 @@ class InsightProbe:
         self.model = model
         self.n = max(1, min(n, MAX_LOGPROBS))
         self.greedy = params.is_greedy
-        self._stages: list[tuple[str, Any]] = []
-        self._penalties = None
-        if params.penalty_repeat != 1.0 or params.penalty_freq or params.penalty_present:
-            self._penalties = C.llama_sampler_init_penalties(model.n_vocab, params.penalty_last_n,
-                                                             params.penalty_repeat, params.penalty_freq,
-                                                             params.penalty_present)
-            self._stages.append(("penalties", self._penalties))
+        from .llama import constraint_samplers
+
+        # logit biases, penalties and a grammar: they keep every candidate in place (a
+        # grammar or a bias of -inf marks one impossible), so what they cut is seen by id
+        self._stages: list[tuple[str, Any]] = constraint_samplers(model, params)
+        self._accepting = [s for name, s in self._stages if name in ("penalties", "grammar")]
         if not self.greedy:
             if params.top_k > 0:
                 self._stages.append(("top-k", C.llama_sampler_init_top_k(params.top_k)))
@@ -78,8 +77,8 @@ class InsightProbe:
 
     def accept(self, token: int) -> None:
         """A token joined the sequence (sampled, or forced): the penalty history moves on."""
-        if self._penalties is not None:
-            C.llama_sampler_accept(self._penalties, token)
+        for sampler in self._accepting:
+            C.llama_sampler_accept(sampler, token)
 
     def measure(self, ctx: LlamaContext, idx: int, token: int) -> TokenInsight:
         """The distributions at batch index `idx`, of which `token` was drawn."""
@@ -101,7 +100,11 @@ class InsightProbe:
         cut_by: dict[int, str] = {}
         for name, sampler in self._stages:
             C.llama_sampler_apply(sampler, ctypes.byref(cur))
-            if name != "penalties":
+            if name in ("logit-bias", "grammar"):  # in place, in vocabulary order: -inf is cut
+                for t in watched - cut_by.keys():
+                    if view["logit"][t] == -np.inf:
+                        cut_by[t] = name
+            elif name != "penalties":
                 kept_now = set(view["id"][:cur.size].tolist()) if cur.size < 4096 else None
                 if kept_now is not None:
                     for t in watched - kept_now - cut_by.keys():
@@ -152,4 +155,4 @@ class InsightProbe:
         for _, sampler in self._stages:
             C.llama_sampler_free(sampler)
         self._stages = []
-        self._penalties = None
+        self._accepting = []

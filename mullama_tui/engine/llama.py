@@ -528,6 +528,11 @@ class LlamaContext:
         self.batch = Batch(n_batch, n_seq_max)
         self.abort = AbortFlag(self.ptr)
 
+    def set_threads(self, n_threads: int, n_threads_batch: int | None = None) -> None:
+        """The CPU threads the next decodes run on (one-token and many-token batches);
+        takes effect at the next `decode`, the context and its KV stay as they are."""
+        C.llama_set_n_threads(self.ptr, n_threads, n_threads_batch or n_threads)
+
     def decode(self) -> int:
         """One llama_decode over the batch. 0 ok, 1 no KV room, 2 aborted, <0 error."""
         batch = self.batch
@@ -553,6 +558,48 @@ class LlamaContext:
         self.close()
 
 
+def json_grammar(schema: dict[str, Any] | None = None) -> str:
+    """A GBNF grammar for JSON text: any JSON object (OpenAI's `json_object`), or text that
+    matches a JSON schema (`json_schema`), with llama-cpp-python's converter."""
+    import json
+
+    from llama_cpp import llama_grammar
+
+    if schema is None:
+        return llama_grammar.JSON_GBNF
+    try:
+        return llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+    except Exception as e:  # the converter raises whatever it meets
+        raise InvalidParamsError(f"cannot turn this JSON schema into a grammar: {e}") from None
+
+
+def constraint_samplers(model: LlamaModel, params: SamplerParams) -> list[tuple[str, Any]]:
+    """The stages that come before any cut, named as the token view names them: logit
+    biases, the repetition penalties, then the grammar (which sets every token it does
+    not allow to -inf). Each is a new C sampler the caller owns."""
+    out: list[tuple[str, Any]] = []
+    if params.logit_bias:
+        biases = [(t, b) for t, b in params.logit_bias.items() if t < model.n_vocab]
+        if len(biases) != len(params.logit_bias):
+            raise InvalidParamsError(f"logit_bias: a token id is beyond the vocabulary ({model.n_vocab})")
+        arr = (C.llama_logit_bias * len(biases))(*[C.llama_logit_bias(t, b) for t, b in biases])
+        out.append(("logit-bias", C.llama_sampler_init_logit_bias(model.n_vocab, len(biases), arr)))
+    if params.penalty_repeat != 1.0 or params.penalty_freq or params.penalty_present:
+        out.append(("penalties", C.llama_sampler_init_penalties(model.n_vocab, params.penalty_last_n,
+                                                                params.penalty_repeat, params.penalty_freq,
+                                                                params.penalty_present)))
+    if params.grammar:
+        _recent_errors.clear()
+        grammar = C.llama_sampler_init_grammar(model.vocab, params.grammar.encode("utf-8"), b"root")
+        if not grammar:
+            for _, stage in out:
+                C.llama_sampler_free(stage)
+            detail = "; ".join(_recent_errors) or "llama.cpp could not parse it"
+            raise InvalidParamsError(f"the grammar is not valid GBNF: {detail}")
+        out.append(("grammar", grammar))
+    return out
+
+
 class SamplerChain:
     """llama.cpp's C sampler chain for one sequence: penalties, top-k, typical, top-p,
     min-p, temperature, then a seeded draw (or greedy when temperature is 0).
@@ -573,10 +620,8 @@ class SamplerChain:
         self.ptr = C.llama_sampler_chain_init(cp)
         self._attached: tuple[LlamaContext, int] | None = None
         add = lambda s: C.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
-        if params.penalty_repeat != 1.0 or params.penalty_freq or params.penalty_present:
-            add(C.llama_sampler_init_penalties(model.n_vocab, params.penalty_last_n,
-                                               params.penalty_repeat, params.penalty_freq,
-                                               params.penalty_present))
+        for _, stage in constraint_samplers(model, params):
+            add(stage)
         if params.is_greedy:
             add(C.llama_sampler_init_greedy())
             return

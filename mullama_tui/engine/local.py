@@ -14,6 +14,7 @@ from . import llama
 from .generation import DEFAULT_CAPACITY, Generation
 from .scheduler import Scheduler
 from .text import THINK_TAGS, ReasoningTags
+from .threads import ThreadChoice
 from .types import InvalidParamsError, Request
 
 
@@ -25,7 +26,8 @@ class LocalEngine:
                  max_queue: int = 64, capacity: int = DEFAULT_CAPACITY,
                  n_gpu_layers: int | None = None, on_progress: Callable[[float], None] | None = None,
                  flash_attn: bool | None = None, sampling: str = "auto") -> None:
-        """`n_gpu_layers`: -1 all, 0 none, None: all where the llama.cpp build can offload.
+        """`n_threads`: None chooses them while it runs (see `threads.py`), a number fixes
+        them (capped at the cores). `n_gpu_layers`: -1 all, 0 none, None: all where the llama.cpp build can offload.
         `flash_attn=None` turns it on only when layers are offloaded to a GPU (it is
         slower on CPUs: see `llama.LlamaContext`)."""
         self.model = model if isinstance(model, llama.LlamaModel) else llama.LlamaModel(
@@ -97,6 +99,14 @@ class LocalEngine:
 
     def clear_cache(self) -> None:
         self.scheduler.clear_cache()
+
+    def thread_choice(self) -> ThreadChoice:
+        """The CPU threads it decodes on now, and whether they are chosen while it runs."""
+        return self.scheduler.thread_choice()
+
+    def set_threads(self, n: int | None) -> None:
+        """A fixed thread count from the next step on, or None for auto."""
+        self.scheduler.set_threads(n)
 
     def close(self) -> None:
         self.scheduler.close()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
 import random
 import threading
 import time
@@ -39,6 +38,7 @@ from . import llama
 from .generation import DEFAULT_CAPACITY, Generation
 from .insight import InsightProbe
 from .text import ReasoningSplitter, ReasoningTags, Split, TextAssembler
+from .threads import StepWatchdog, ThreadChoice, ThreadController, ThreadTuner, cpu_cores
 from .types import (ContextOverflowError, EngineClosedError, FinishReason, InvalidParamsError,
                     QueueFullError, Request, Stats, TokenEvent)
 
@@ -134,7 +134,9 @@ class Scheduler:
         self.n_ctx = n_ctx
         self.n_parallel = n_parallel
         self.n_batch = n_batch
-        self.n_threads = n_threads or max(1, os.cpu_count() or 1)
+        # None: chosen while it runs (see `threads.py`); a number stays fixed
+        self.threads = ThreadController(cpu_cores(), min(n_threads, cpu_cores()) if n_threads else None)
+        self._ctx_threads = 0  # what the context was last told
         self.max_queue = max_queue
         self.capacity = capacity
         self.flash_attn = flash_attn
@@ -199,6 +201,22 @@ class Scheduler:
     def queued(self) -> int:
         return len(self._pending)
 
+    @property
+    def n_threads(self) -> int:
+        """The threads one-token-per-sequence steps decode on (the settled choice)."""
+        return self.threads.decode.chosen
+
+    def thread_choice(self) -> ThreadChoice:
+        """What the engine decodes on now (gauge, stats, /health)."""
+        return self.threads.choice()
+
+    def set_threads(self, n: int | None) -> None:
+        """Pin the thread count from the next step on, or None: choose it while running."""
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise InvalidParamsError(f"n_threads={n!r}: must be a whole number >= 1")
+        self.threads.set_fixed(min(n, self.threads.cores) if n else None)
+        self.wake()
+
     def clear_cache(self) -> None:
         """Forget all cached prefixes (applied by the scheduler thread before its next step)."""
         self._clear_cache = True
@@ -220,6 +238,8 @@ class Scheduler:
         try:
             self._ctx = llama.LlamaContext(self.model, self.n_ctx * self.n_parallel, self.n_parallel,
                                            self.n_batch, self.n_threads, flash_attn=self.flash_attn)
+            self._ctx_threads = self.n_threads
+            self._watchdog = StepWatchdog(self._ctx.abort.set)
             self._mem = self._ctx.memory
             self._batch = self._ctx.batch
         except BaseException as e:  # reported to the constructor
@@ -260,19 +280,59 @@ class Scheduler:
         ctx.abort.clear()
         if self._closing or self._all_cancelled():  # a cancel() that raced the line above
             ctx.abort.set()
+        tuner, per, shape = self._tuner_for(self._batch.n)
+        n_threads = tuner.current
+        if n_threads != self._ctx_threads:
+            ctx.set_threads(n_threads)
+            self._ctx_threads = n_threads
+        limit = tuner.deadline(shape) if per else None
         t0 = time.perf_counter()
+        if limit is not None:
+            self._watchdog.arm(t0 + limit * per)
         rc = ctx.decode()
         t1 = time.perf_counter()
+        cut = limit is not None and self._watchdog.disarm()
         self.decode_calls += 1
+        if rc == 2 and cut and not self._closing and not self._all_cancelled():
+            self._step_cut(tuner, shape, n_threads, t1 - t0)
+            return True
         if rc != 0:
             self._decode_failed(rc)
             return True
+        if per:
+            tuner.record((t1 - t0) / per, shape)
         self._after_decode()
         times = self.times
         times.steps += 1
         times.decode += t1 - t0
         times.total += time.perf_counter() - self._t_step
         return True
+
+    def _step_cut(self, tuner: ThreadTuner, shape: object, n_threads: int, seconds: float) -> None:
+        """The watchdog cut a step that starved on `n_threads` threads: nothing of it is
+        kept (the KV it may have written is trimmed to what is known), cancelled
+        sequences end, the others are decoded again in the next step on the count the
+        tuner now gives."""
+        for s in self._batch_slots:
+            self._mem.remove(s.seq, len(s.cached), -1)
+            if s.gen is not None and s.gen.cancelled:
+                self._finish(s, FinishReason.CANCELLED)
+        retry = tuner.aborted(shape)
+        log.info("a step on %d threads was cut after %.0f ms (starving: another program keeps a core busy); "
+                 "going on with %d", n_threads, seconds * 1000, retry)
+
+    # prompt chunks below this many tokens are too short to time per token
+    MIN_TIMED_PROMPT = 64
+
+    def _tuner_for(self, n_tokens: int) -> tuple[ThreadTuner, int, object]:
+        """The thread tuner for a batch of `n_tokens`, what its step time is divided by
+        before it is recorded (0: not recorded), and the step's shape. Steps of one token
+        per generating sequence are timed whole (their shape is their size: 3 panes are
+        not 1); batches that carry prompt chunks are timed per token, the short ones not
+        at all."""
+        if not any(s.state is SlotState.PREFILLING for s in self._batch_slots):
+            return self.threads.decode, 1, n_tokens
+        return self.threads.prompt_tuner(), n_tokens if n_tokens >= self.MIN_TIMED_PROMPT else 0, "prompt"
 
     def _all_cancelled(self) -> bool:
         return all(s.gen is None or s.gen.cancelled for s in self._batch_slots)
@@ -531,8 +591,11 @@ class Scheduler:
     def _stats(self, s: Slot | None, gen: Generation, reason: FinishReason,
                error: str | None = None) -> Stats:
         now = time.perf_counter()
+        choice = self.threads.choice()
         st = Stats(finish_reason=reason, seed=gen.seed, n_ctx=self.n_ctx, error=error,
-                   prompt_tokens=len(gen.prompt_tokens), total_time=now - gen.t_submit)
+                   prompt_tokens=len(gen.prompt_tokens), total_time=now - gen.t_submit,
+                   n_threads=choice.decode, n_threads_prompt=choice.prompt, cores=choice.cores,
+                   threads_auto=choice.auto)
         if s is not None:
             st.cached_tokens = gen.cached_tokens
             st.queue_time = s.t_admit - gen.t_submit
@@ -614,5 +677,8 @@ class Scheduler:
             pending, self._pending = list(self._pending), deque()
         for gen in pending:
             self._end_pending(gen, FinishReason.CANCELLED)
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None:
+            watchdog.close()
         if self._ctx is not None:
             self._ctx.close()

@@ -76,6 +76,10 @@ class SamplerParams:
     penalty_last_n: int = 64
     seed: int = 0
     stop: list[str] = field(default_factory=list)
+    # constrained output: a GBNF grammar (llama.cpp's grammar sampler; `json_grammar`
+    # makes one from a JSON schema), and additive biases of token logits by token id
+    grammar: str | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
 
     @property
     def is_greedy(self) -> bool:
@@ -138,10 +142,27 @@ class SamplerParams:
             raise InvalidParamsError(f"stop={self.stop!r}: must be a list of strings")
         if any(s == "" for s in self.stop):
             raise InvalidParamsError("stop: empty stop strings are not allowed")
+        if self.grammar is not None and (not isinstance(self.grammar, str) or not self.grammar.strip()):
+            raise InvalidParamsError("grammar: a GBNF grammar as a non-empty string")
+        if not isinstance(self.logit_bias, dict) or not all(
+                isinstance(k, int) and not isinstance(k, bool) and k >= 0 and isinstance(v, (int, float))
+                and not isinstance(v, bool) and (math.isfinite(v) or v == -math.inf)
+                for k, v in self.logit_bias.items()):
+            raise InvalidParamsError("logit_bias: token ids (whole numbers >= 0) to finite numbers (or -inf)")
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def is_text(s: str) -> bool:
+    """Whether `s` can be encoded as UTF-8 (a lone surrogate, from JSON's "\\ud800" or from
+    an undecodable command-line byte, cannot)."""
+    try:
+        s.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 Mode = Literal["chat", "raw"]
@@ -199,6 +220,10 @@ class Request:
                         or not isinstance(m.get("content"), str):
                     raise InvalidParamsError(
                         "messages must be a list of {\"role\": str, \"content\": str} objects")
+        for name, text in (("prompt", self.prompt), ("system", self.system),
+                           *((f"messages[{i}]", m["content"]) for i, m in enumerate(self.messages or []))):
+            if text is not None and not is_text(text):
+                raise InvalidParamsError(f"{name}: contains a lone UTF-16 surrogate, which is not text")
         self.params.validate()
         return self
 
@@ -245,6 +270,21 @@ class Stats:
     answer_tokens: int = 0
     ttft_answer: float | None = None
     thinking_time: float = 0.0
+    # the CPU threads it decoded on at the end (auto: chosen while it ran), of `cores`
+    n_threads: int = 0
+    n_threads_prompt: int = 0
+    cores: int = 0
+    threads_auto: bool = False
+
+    @property
+    def threads_label(self) -> str:
+        """'1 of 2, auto' ('' for a remote server, which does not say)."""
+        if not self.n_threads:
+            return ""
+        s = f"{self.n_threads} of {self.cores}"
+        if self.n_threads_prompt and self.n_threads_prompt != self.n_threads:
+            s += f" (prompt {self.n_threads_prompt})"
+        return s + (", auto" if self.threads_auto else ", fixed")
 
     @property
     def prompt_processed(self) -> int:
@@ -280,6 +320,8 @@ class Stats:
             f"total time:      {self.total_time:.2f} s",
             f"finish reason:   {self.finish_reason}",
         ]
+        if self.threads_label:
+            lines.append(f"threads:         {self.threads_label}")
         if self.thinking_tokens:
             first = f"{self.ttft_answer * 1000:.0f} ms" if self.ttft_answer is not None else "-"
             lines[4:4] = [f"thinking:        {self.thinking_tokens} tokens in {self.thinking_time:.2f} s",

@@ -122,7 +122,7 @@ class MullamaApp(App[None]):
     def __init__(self, model: str | None = None, theme_name: str | None = None,
                  ignore_eos: bool = False, compare: tuple[list[float], str | None] | None = None,
                  backend: BackendChoice | None = None, engine: Any = None,
-                 gpu_layers: int | None = None) -> None:
+                 gpu_layers: int | None = None, threads: int | None = None) -> None:
         """`compare=(temps, prompt)` opens the compare screen at start (and runs the prompt).
         `engine`: use this backend instead of opening one (anything with the engine's
         interface). `ignore_eos` is for benchmarks only: every run generates exactly
@@ -133,6 +133,7 @@ class MullamaApp(App[None]):
         self._ignore_eos = ignore_eos
         self._given_engine = engine
         self._gpu_layers = gpu_layers
+        self._threads = threads
         self.model_arg = model
         self._theme_arg = theme_name
         try:
@@ -252,7 +253,7 @@ class MullamaApp(App[None]):
         choice = self._backend or BackendChoice(s.backend, s.base_url, s.api_key, s.remote_model, s.timeout)
         try:
             engine = open_engine(choice, self.model_arg, s.default_model, n_ctx=s.n_ctx,
-                                 n_parallel=MAX_PANES, n_threads=s.threads or None,
+                                 n_parallel=MAX_PANES, n_threads=self.n_threads,
                                  n_gpu_layers=self.gpu_layers)
         except MullamaError as e:
             self._set_engine(None, str(e))
@@ -265,6 +266,16 @@ class MullamaApp(App[None]):
     def gpu_layers(self) -> int | None:
         """`--gpu-layers` if given, else the config's (None: all layers where the build can)."""
         return self._gpu_layers if self._gpu_layers is not None else self.settings.gpu_layers
+
+    def threads_label(self) -> str:
+        """'threads 1 of 2, auto' for a local engine ('' for a remote one): what it decodes on now."""
+        choice = getattr(self.engine, "thread_choice", None)
+        return choice().label if choice is not None else ""
+
+    @property
+    def n_threads(self) -> int | None:
+        """`--threads` if given, else the config's: None for auto (chosen while it runs)."""
+        return self._threads if self._threads is not None else self.settings.thread_count()
 
     def _engine_opened(self, engine: Any) -> None:
         self._set_engine(engine)
@@ -326,7 +337,7 @@ class MullamaApp(App[None]):
 
         s = self.settings
         try:
-            engine = LocalEngine(choice.path, n_ctx=s.n_ctx, n_parallel=MAX_PANES, n_threads=s.threads or None,
+            engine = LocalEngine(choice.path, n_ctx=s.n_ctx, n_parallel=MAX_PANES, n_threads=self.n_threads,
                                  n_gpu_layers=self.gpu_layers, on_progress=progress)
         except MullamaError as e:  # the old model stays
             self.post_message(ModelSwitched(None, choice, str(e)))
@@ -403,6 +414,7 @@ class MullamaApp(App[None]):
                 return
             key = lambda x: (x.backend, x.base_url, x.api_key, x.remote_model, x.gpu_layers)  # noqa: E731
             reload = key(new) != key(self.settings)
+            threads_changed = new.threads != self.settings.threads
             self.settings = new
             self.save_settings()
             self._chat.refresh_status()
@@ -411,6 +423,10 @@ class MullamaApp(App[None]):
                 self._backend = None  # from now on the saved settings choose the backend
                 self._gpu_layers = None
                 self.reload_engine()
+            elif threads_changed:
+                self._threads = None  # the saved setting rules from now on
+                if hasattr(self.engine, "set_threads"):
+                    self.engine.set_threads(self.n_threads)  # the running engine, from its next step
 
         self.push_screen(ParamsScreen(self.settings), done)
 

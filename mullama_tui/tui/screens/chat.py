@@ -171,7 +171,9 @@ class ChatScreen(WorkerScreen[None]):
         self._turn = turn
         self._run_request = request
         self._cancel_requested = False
-        self.query_one(Gauge).start(request.max_tokens, app.n_ctx)
+        gauge = self.query_one(Gauge)
+        gauge.threads_source = app.threads_label
+        gauge.start(request.max_tokens, app.n_ctx)
         app.state = "generating" if app.engine_ready else "waiting for model"
         self._gauge_timer.resume()
         self.query_one(PromptInput).cursor_blink = False  # 2 frames a second fewer while streaming

@@ -11,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Switch
 
 from ...config import Settings
+from ...engine.threads import parse_threads
 from ...engine.types import InvalidParamsError, SamplerParams
 from ..widgets.prompt import with_blink
 
@@ -72,6 +73,9 @@ class ParamsScreen(ModalScreen[Settings | None]):
                 yield field({True: "on", False: "off", None: "auto"}[s.think], id="think")
                 yield Label("Show thinking")
                 yield Switch(s.show_thinking, id="show_thinking")
+                yield Label("CPU threads")
+                yield field(str(s.threads), placeholder="auto: chosen while it runs; or a number",
+                            id="threads")
                 yield Label("GPU layers (-1 all)")
                 yield field("" if s.gpu_layers is None else str(s.gpu_layers),
                             placeholder="empty: all where the build can", id="gpu_layers")
@@ -109,6 +113,12 @@ class ParamsScreen(ModalScreen[Settings | None]):
                 raise InvalidParamsError(f"Thinking budget: {raw_budget!r} is not a whole number") from None
             if budget is not None and budget < 0:
                 raise InvalidParamsError("Thinking budget: a number of tokens, 0 or more")
+            raw_threads = self.query_one("#threads", Input).value.strip() or "auto"
+            try:
+                fixed, _ = parse_threads(raw_threads)
+            except ValueError:
+                raise InvalidParamsError(f"CPU threads: {raw_threads!r}: auto or a whole number >= 1") from None
+            threads: int | str = "auto" if fixed is None else int(raw_threads)
             think_word = self.query_one("#think", Input).value.strip().lower()
             if think_word not in ("on", "off", "auto", ""):
                 raise InvalidParamsError(f"Think: {think_word!r}: on, off or auto")
@@ -124,7 +134,7 @@ class ParamsScreen(ModalScreen[Settings | None]):
                           mode="chat" if self.query_one("#chat", Switch).value else "raw",
                           backend=backend, base_url=base_url,
                           remote_model=self.query_one("#remote_model", Input).value.strip(),
-                          gpu_layers=gpu_layers, thinking_budget=budget, think=think,
+                          gpu_layers=gpu_layers, threads=threads, thinking_budget=budget, think=think,
                           show_thinking=self.query_one("#show_thinking", Switch).value, **values)
             new.sampler().validate()
             if new.max_tokens < 1:

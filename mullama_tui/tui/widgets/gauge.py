@@ -15,6 +15,7 @@ import time
 from collections import deque
 from functools import lru_cache
 from itertools import islice
+from typing import Callable
 
 from rich.color import Color
 from rich.segment import Segment
@@ -130,6 +131,10 @@ class Gauge(Widget):
         self.rates: list[float] = []
         self.finish: str | None = None
         self.running = False
+        # "threads 1 of 2, auto": asked of the engine at each tick (it may change them while
+        # it runs), from the stats at the end; None for a backend that does not say
+        self.threads_source: Callable[[], str] | None = None
+        self.threads = ""
         self._last_tick = 0.0
         # what the two lines show, and those lines drawn at `_drawn_width` (None: draw again)
         self.rate_text = Text("idle")
@@ -230,6 +235,8 @@ class Gauge(Widget):
         batch, decoded before it arrived, overstated the start."""
         now = time.perf_counter()
         self._last_tick = now
+        if self.threads_source is not None:
+            self.threads = self.threads_source()
         arrivals = self._arrivals
         while len(arrivals) > 2 and arrivals[0][0] < now - WINDOW:
             arrivals.popleft()
@@ -250,6 +257,8 @@ class Gauge(Widget):
             self.prompt_tokens = stats.prompt_tokens
             self.cached_tokens = stats.cached_tokens
             self.rate = stats.gen_tps
+            if stats.threads_label:
+                self.threads = f"threads {stats.threads_label}"
             if stats.thinking_tokens:
                 self.thinking_tokens, self.first_answer = stats.thinking_tokens, stats.ttft_answer
         self.refresh_view(stats)
@@ -287,6 +296,8 @@ class Gauge(Widget):
                           f"first word {first_word}"]
         if self.n_ctx:
             parts.append(f"context {self.prompt_tokens + self.tokens}/{self.n_ctx}")
+        if self.threads and (self.running or self.finish):
+            parts.append(self.threads)
         self.details_text = Text("  ·  ".join(parts))
         self._strips = None
         self.refresh()
