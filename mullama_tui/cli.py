@@ -412,7 +412,11 @@ def serve(
                                           help="Require Authorization: Bearer KEY (not on /health)."),
     max_concurrency: int = typer.Option(4, "--max-concurrency", help="Sequences decoded in one batch."),
     queue: int = typer.Option(16, "--queue", help="Requests that may wait; more get a 503."),
-    cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allowed origin (repeatable)."),
+    cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="A browser origin allowed to call "
+                                                    "it besides its own page (repeatable; also MULLAMA_TUI_ORIGINS, "
+                                                    "comma-separated; * allows any)."),
+    stall_timeout: float = typer.Option(30.0, "--stall-timeout", help="Cancel a generation whose client has read "
+                                        "nothing for this many seconds, freeing its slot (0: never)."),
     n_ctx: int = typer.Option(4096, "--ctx", help="Context size per sequence."),
     threads: Optional[str] = THREADS,
     pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS,
@@ -427,6 +431,8 @@ def serve(
     from .engine.local import LocalEngine
     from .models.resolve import resolve_model
 
+    if not 1 <= port <= 65535:
+        raise _fail(f"--port {port}: a port number from 1 to 65535", 2)
     model = _pull_if_needed(model, pull)
     settings = _settings()
     try:
@@ -436,13 +442,30 @@ def serve(
     except MullamaError as e:
         raise _fail(str(e)) from None
     name = engine.model.info.name
-    api = create_app(engine, name, api_key=api_key, cors_origins=list(cors_origin or []))
-    typer.echo(f"mullama-tui serving {name} ({path}, {engine.model.placement.summary}) on "
-               f"http://{host}:{port}  (Ctrl+C stops)", err=True)
+    stall = stall_timeout if stall_timeout > 0 else None
+    api = create_app(engine, name, api_key=api_key, cors_origins=list(cors_origin or []), host=host,
+                     stall_timeout=stall)
+    typer.echo(f"mullama-tui serving {name} ({path}, {engine.model.placement.summary}, "
+               f"{engine.thread_choice().label}) on http://{host}:{port}  (Ctrl+C stops)", err=True)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            # end every generation now: their streams close with a final event, and the
+            # graceful shutdown has no open response to wait for
+            engine.scheduler.close(timeout=2)
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    server = Server(uvicorn.Config(api, host=host, port=port, log_level="warning", timeout_graceful_shutdown=1))
     try:
-        uvicorn.run(api, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+        server.run()
+    except KeyboardInterrupt:  # uvicorn raises the signal it caught again once it has stopped
+        pass
+    except OSError as e:  # the port is taken, or not ours to bind
+        raise _fail(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     finally:
         engine.close()  # cancels whatever is still running
+    if not server.started:
+        raise _fail(f"could not serve on {host}:{port} (see the line above)")
     typer.echo("stopped", err=True)
 
 

@@ -216,7 +216,7 @@ def test_slow_reader_pauses_only_itself(tight, srv_engine):
     sock.connect(("127.0.0.1", server.port))
     body = json.dumps({"messages": [{"role": "user", "content": LONG}], "max_tokens": 1900,
                        "seed": 5}).encode()
-    sock.sendall(b"POST /stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    sock.sendall(b"POST /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     try:
         deadline = time.monotonic() + 10

@@ -600,6 +600,10 @@ def constraint_samplers(model: LlamaModel, params: SamplerParams) -> list[tuple[
     return out
 
 
+def free_sampler(sampler: Any) -> None:
+    C.llama_sampler_free(sampler)
+
+
 class SamplerChain:
     """llama.cpp's C sampler chain for one sequence: penalties, top-k, typical, top-p,
     min-p, temperature, then a seeded draw (or greedy when temperature is 0).

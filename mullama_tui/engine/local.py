@@ -94,6 +94,11 @@ class LocalEngine:
 
     def submit(self, request: Request) -> Generation:
         request.validate()
+        if request.params.grammar or request.params.logit_bias:
+            # built here once, in the caller's thread, so a bad grammar or token id is the
+            # caller's typed error and never the scheduler thread's
+            for _, stage in llama.constraint_samplers(self.model, request.params):
+                llama.free_sampler(stage)
         tokens, reasoning = self._prompt(request)
         return self.scheduler.submit(request, tokens, reasoning)
 

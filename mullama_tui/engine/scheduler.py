@@ -109,6 +109,7 @@ class Slot:
     t_first: float | None = None
     t_last: float = 0.0
     last_used: float = 0.0
+    t_full: float = 0.0  # when its event channel filled (nobody read), 0 while it has room
 
 
 class Scheduler:
@@ -131,6 +132,10 @@ class Scheduler:
                                       or n_threads < 1):
             raise InvalidParamsError(f"n_threads={n_threads!r}: must be a whole number >= 1")
         self.model = model
+        # a generation whose reader has taken nothing for this long (its channel full the
+        # whole time) is cancelled and its slot freed; None: wait forever (set by `serve`)
+        self.stall_timeout: float | None = None
+        self.stalled = 0  # generations cancelled so (the soak benchmark reads it)
         self.n_ctx = n_ctx
         self.n_parallel = n_parallel
         self.n_batch = n_batch
@@ -272,6 +277,8 @@ class Scheduler:
         for s in self._slots:
             if s.gen is not None and s.gen.cancelled:
                 self._finish(s, FinishReason.CANCELLED)
+        if self.stall_timeout is not None:
+            self._end_stalled(self.stall_timeout)
         if not self._build_batch():
             self._wake_event.wait(0.5)
             return True
@@ -333,6 +340,25 @@ class Scheduler:
         if not any(s.state is SlotState.PREFILLING for s in self._batch_slots):
             return self.threads.decode, 1, n_tokens
         return self.threads.prompt_tuner(), n_tokens if n_tokens >= self.MIN_TIMED_PROMPT else 0, "prompt"
+
+    def _end_stalled(self, timeout: float) -> None:
+        """Cancel generations whose reader has taken nothing for `timeout` seconds: a
+        client that stopped reading would otherwise hold its slot for ever."""
+        now = time.perf_counter()
+        for s in self._slots:
+            gen = s.gen
+            if gen is None or s.state is not SlotState.GENERATING:
+                continue
+            if gen.has_room():
+                s.t_full = 0.0
+            elif not s.t_full:
+                s.t_full = now
+            elif now - s.t_full >= timeout:
+                log.warning("cancelled a generation whose client read nothing for %.0f s (--stall-timeout); "
+                            "its slot is free again", now - s.t_full)
+                self.stalled += 1
+                gen.cancel()
+                self._finish(s, FinishReason.CANCELLED)
 
     def _all_cancelled(self) -> bool:
         return all(s.gen is None or s.gen.cancelled for s in self._batch_slots)
@@ -584,6 +610,8 @@ class Scheduler:
         else:
             s.answer_tokens += 1
         budget = s.gen.request.thinking_budget  # type: ignore[union-attr]
+        if s.gen.request.params.grammar:  # type: ignore[union-attr]
+            budget = None  # the grammar would refuse the engine's own closing tag
         if budget is not None and splitter.thinking and s.thinking_tokens >= budget and not s.forced:  # type: ignore[union-attr]
             close = splitter.tags.close  # type: ignore[union-attr]
             s.forced = self.model.tokenize(f"\n{close}\n\n", add_special=False, parse_special=True)
@@ -640,6 +668,7 @@ class Scheduler:
         s.text = None
         s.todo = []
         s.next_token = -1
+        s.t_full = 0.0
         s.last_used = time.perf_counter()
         # the slot is free before the consumer can see the end (so `active` agrees with it)
         gen.push(TokenEvent(tail.answer, -1, s.n_gen, reason, stats, thinking=tail.thinking))

@@ -220,6 +220,9 @@ class Request:
                         or not isinstance(m.get("content"), str):
                     raise InvalidParamsError(
                         "messages must be a list of {\"role\": str, \"content\": str} objects")
+        if self.params.grammar and (self.prefix or self.force is not None or self.ignore_eos):
+            raise InvalidParamsError("a grammar (JSON output) cannot be combined with branching or ignore_eos: "
+                                     "the grammar decides where the text may go and where it ends")
         for name, text in (("prompt", self.prompt), ("system", self.system),
                            *((f"messages[{i}]", m["content"]) for i, m in enumerate(self.messages or []))):
             if text is not None and not is_text(text):

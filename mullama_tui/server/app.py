@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request as HTTPRequest, WebSocket, WebSocketDisconn
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -34,7 +34,8 @@ from ..engine.generation import Generation
 from ..engine.local import LocalEngine
 from ..engine.types import (EngineClosedError, FinishReason, MullamaError, QueueFullError, Request,
                             TokenEvent)
-from .schemas import ChatCompletionRequest, CompletionRequest, StreamRequest
+from .guard import Guard, configured_origins, is_loopback
+from .schemas import BodyError, load_json, validation_message, ChatCompletionRequest, CompletionRequest, StreamRequest, validate_body
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 1_000_000  # bytes
@@ -59,23 +60,25 @@ def engine_error(e: MullamaError) -> APIError:
     return APIError(400, str(e))
 
 
-def validation_message(e: ValidationError | RequestValidationError) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
-        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
-    return "; ".join(parts) or "invalid request"
-
-
 def finish_for_openai(reason: FinishReason | None) -> str:
     return "length" if reason is FinishReason.LENGTH else "stop"
 
 
 def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
-               cors_origins: list[str] | None = None, max_body: int = MAX_BODY) -> FastAPI:
+               cors_origins: list[str] | None = None, max_body: int = MAX_BODY,
+               host: str = "127.0.0.1", stall_timeout: float | None = 30.0) -> FastAPI:
+    """`host`: the address the server is bound to (a loopback one answers loopback Host
+    names only); `cors_origins`: browser origins allowed besides the server's own (the
+    `MULLAMA_TUI_ORIGINS` environment variable adds more); see `guard.py`.
+    `stall_timeout`: a generation whose client has read nothing for this many seconds is
+    cancelled and its slot freed (None: never)."""
+    engine.scheduler.stall_timeout = stall_timeout
     app = FastAPI(title="mullama-tui", version="0.1.0", docs_url="/docs", redoc_url=None)
-    if cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["*"],
+    origins = configured_origins(cors_origins)
+    app.add_middleware(Guard, api_key=api_key, origins=origins, loopback_only=is_loopback(host),  # type: ignore[arg-type]
+                       max_body=max_body)
+    if origins:  # outside the guard: its refusals carry CORS headers too
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"],  # type: ignore[arg-type]
                            allow_headers=["*"])
     started = int(time.time())
 
@@ -95,34 +98,20 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
             given = header[7:].strip()
         return hmac.compare_digest(given.encode(), api_key.encode())
 
-    @app.middleware("http")
-    async def _auth_and_size(request: HTTPRequest, call_next: Callable[..., Any]) -> Any:
-        if request.url.path != "/health" and request.method != "OPTIONS" \
-                and not authorized(request.headers.get("authorization")):
-            return JSONResponse(error_body("missing or wrong API key (Authorization: Bearer KEY)",
-                                           "authentication_error"), status_code=401)
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body:
-            return JSONResponse(error_body(f"request body over {max_body} bytes"), status_code=413)
-        return await call_next(request)
-
     async def parse(request: HTTPRequest, model: type[BaseModel]) -> Any:
+        chunks, size = [], 0
         try:
-            body = await request.body()
+            async for chunk in request.stream():  # counted as it comes: a chunked body has no length
+                size += len(chunk)
+                if size > max_body:
+                    raise APIError(413, f"request body over {max_body} bytes")
+                chunks.append(chunk)
         except ClientDisconnect:  # gone before the whole body came: nobody to answer, no traceback
             raise APIError(400, "the client closed the connection before sending the whole body") from None
-        if len(body) > max_body:
-            raise APIError(413, f"request body over {max_body} bytes")
         try:
-            data = json.loads(body or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise APIError(400, f"invalid JSON: {e}") from None
-        if not isinstance(data, dict):
-            raise APIError(400, "the body must be a JSON object")
-        try:
-            return model.model_validate(data)
-        except ValidationError as e:
-            raise APIError(400, validation_message(e)) from None
+            return validate_body(b"".join(chunks), model, engine.n_ctx)
+        except BodyError as e:
+            raise APIError(400, str(e)) from None
 
     async def submit(req: Request) -> Generation:
         if req.max_tokens >= engine.n_ctx:
@@ -131,6 +120,15 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
             return await run_in_threadpool(engine.submit, req)
         except MullamaError as e:
             raise engine_error(e) from None
+
+    async def cancel_when_gone(request: HTTPRequest, gen: Generation) -> None:
+        """Cancel `gen` as soon as its client disconnects (polled: an ASGI server says so
+        only when asked for the next message)."""
+        while not gen.finished:
+            if await request.is_disconnected():
+                gen.cancel()
+                return
+            await asyncio.sleep(0.25)
 
     async def events(gen: Generation) -> AsyncIterator[TokenEvent]:
         """Every event of `gen`; if the consumer goes away first, cancel it."""
@@ -147,7 +145,8 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
         return {"status": "ok", "model": model_name, "state": "ready", "active": sched.active,
                 "queued": sched.queued, "max_concurrency": sched.n_parallel,
                 "queue": sched.max_queue, "n_ctx": engine.n_ctx,
-                "placement": engine.model.placement.summary, "sampling": sched.sampling_mode}
+                "placement": engine.model.placement.summary, "sampling": sched.sampling_mode,
+                "threads": sched.thread_choice().to_dict()}
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -206,12 +205,9 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
                     await error("send text frames with JSON objects, not binary frames")
                     continue
                 try:
-                    data = json.loads(raw)
-                except json.JSONDecodeError as e:
-                    await error(f"invalid JSON: {e}")
-                    continue
-                if not isinstance(data, dict):
-                    await error("messages must be JSON objects")
+                    data = load_json(raw.encode("utf-8", "surrogatepass"), max_body)
+                except BodyError as e:
+                    await error(str(e))
                     continue
                 task = running["task"]
                 busy = task is not None and not task.done()
@@ -225,12 +221,12 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
                     await error("a generation is running on this connection: cancel it or wait for done")
                     continue
                 try:
-                    body = StreamRequest.model_validate(data)
+                    body = validate_body(data, StreamRequest, engine.n_ctx)
                     if body.prompt is None and not body.messages:
                         raise APIError(400, "give a prompt or messages")
                     gen = await submit(body.to_request())
-                except ValidationError as e:
-                    await error(validation_message(e))
+                except BodyError as e:
+                    await error(str(e))
                     continue
                 except APIError as e:
                     await error(e.message)
@@ -258,7 +254,10 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
 
     async def openai(request: HTTPRequest, schema: type[BaseModel], chat: bool) -> Any:
         body = await parse(request, schema)
-        req = body.to_request()
+        try:
+            req = body.to_request()
+        except BodyError as e:
+            raise APIError(400, str(e)) from None
         if body.max_tokens is None and body.max_completion_tokens is None:
             req.max_tokens = min(req.max_tokens, engine.n_ctx - 1)  # not asked for: what fits
         gen = await submit(req)
@@ -288,14 +287,21 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
 
         if not body.stream:
             text, thinking, final, evs = [], [], None, []
-            async for ev in events(gen):
-                text.append(ev.text)
-                thinking.append(ev.thinking)
-                if ev.done:
-                    final = ev
-                else:
-                    evs.append(ev)
+            # nothing is sent before the end, so nothing else notices a client that gave up
+            watch = asyncio.create_task(cancel_when_gone(request, gen))
+            try:
+                async for ev in events(gen):
+                    text.append(ev.text)
+                    thinking.append(ev.thinking)
+                    if ev.done:
+                        final = ev
+                    else:
+                        evs.append(ev)
+            finally:
+                watch.cancel()
             assert final is not None
+            if final.finish_reason is FinishReason.CANCELLED and gen.cancelled:
+                raise APIError(499, "the client closed the connection")  # nobody reads this
             if final.finish_reason is FinishReason.ERROR:
                 raise APIError(500, final.stats.error if final.stats else "generation failed")
             choice: dict[str, Any] = {"index": 0, "finish_reason": finish_for_openai(final.finish_reason),

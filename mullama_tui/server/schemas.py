@@ -3,17 +3,43 @@ OpenAI's (lenient on fields clients always send, strict on values we cannot hono
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+import json
+from typing import Any, Literal, Optional, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..engine.types import Request, SamplerParams
 
 
 class ChatMessage(BaseModel):
+    """One message. `content` may be a string or, as many OpenAI clients send it, a list
+    of parts: text parts are joined; an image or audio part is refused by name (this
+    server runs text models)."""
+
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _parts(cls, value: Any) -> Any:
+        if value is None:
+            return ""
+        if not isinstance(value, list):
+            return value
+        texts = []
+        for i, part in enumerate(value):
+            if isinstance(part, str):
+                texts.append(part)
+                continue
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif kind in ("image_url", "input_image", "image", "input_audio", "audio", "file"):
+                raise ValueError(f"part {i} is {kind}: only text is supported (this server runs a text model)")
+            else:
+                raise ValueError(f"part {i}: expected {{\"type\": \"text\", \"text\": ...}}")
+        return "".join(texts)
 
 
 class ThinkingFields(BaseModel):
@@ -33,7 +59,7 @@ class ThinkingFields(BaseModel):
 
 
 class SamplingFields(ThinkingFields):
-    temperature: Optional[float] = Field(None, ge=0, le=5)
+    temperature: Optional[float] = Field(None, ge=0, le=5, allow_inf_nan=False)
     top_p: Optional[float] = Field(None, gt=0, le=1)
     top_k: Optional[int] = Field(None, ge=0)
     min_p: Optional[float] = Field(None, ge=0, le=1)
@@ -84,7 +110,19 @@ class StreamOptions(BaseModel):
 
 
 class OpenAIBase(SamplingFields):
+    """OpenAI's fields. Unknown fields are ignored (clients send many that change
+    nothing); the ones that would change the answer and that this server cannot honour
+    are refused by name (`unsupported`), never silently dropped."""
+
     model_config = ConfigDict(extra="ignore")
+    # honoured: JSON output through llama.cpp's grammar sampler, and logit biases
+    response_format: Optional[dict[str, Any]] = None
+    logit_bias: Optional[dict[str, float]] = None
+    # refused when set to anything that would change the answer
+    tools: Optional[list[Any]] = None
+    functions: Optional[list[Any]] = None
+    best_of: Optional[int] = None
+    echo: Optional[bool] = None
     model: Optional[str] = None
     max_tokens: Optional[int] = Field(None, ge=1)
     max_completion_tokens: Optional[int] = Field(None, ge=1)
@@ -95,6 +133,52 @@ class OpenAIBase(SamplingFields):
     ignore_eos: bool = False  # as llama.cpp's server: always generate max_tokens (benchmarks)
     # as llama.cpp's server: probabilities from the sampler's distribution, not the model's
     post_sampling_probs: bool = False
+
+    @model_validator(mode="after")
+    def _unsupported(self) -> "OpenAIBase":
+        for name, value, harmless in (("tools", self.tools, [None, []]), ("functions", self.functions, [None, []]),
+                                      ("best_of", self.best_of, [None, 1]), ("echo", self.echo, [None, False]),
+                                      ("suffix", getattr(self, "suffix", None), [None, ""])):
+            if value not in harmless:
+                raise ValueError(f"{name} is not supported by this server (it would change the answer); "
+                                 f"leave it out")
+        return self
+
+    def sampler(self, stop: list[str], default_temperature: float) -> SamplerParams:
+        p = super().sampler(stop, default_temperature)
+        p.grammar = self.grammar()
+        for key, bias in (self.logit_bias or {}).items():
+            if not str(key).strip().isdigit():
+                raise BodyError(f"logit_bias: keys are token ids, not {key!r}")
+            p.logit_bias[int(key)] = float("-inf") if bias <= -100 else float(bias)
+        return p
+
+    def grammar(self) -> str | None:
+        """`response_format` as a GBNF grammar: `json_object` any JSON object (with a
+        `schema`, llama.cpp's server's form, that schema), `json_schema` its
+        `json_schema.schema`; `text` (or none) no grammar."""
+        rf = self.response_format
+        if not rf or rf.get("type") in (None, "text"):
+            return None
+        kind = rf.get("type")
+        if kind == "json_object":
+            schema = rf.get("schema")
+        elif kind == "json_schema":
+            spec = rf.get("json_schema")
+            schema = spec.get("schema") if isinstance(spec, dict) else None
+            if not isinstance(schema, dict):
+                raise BodyError("response_format.json_schema.schema: a JSON schema object is needed")
+        else:
+            raise BodyError(f"response_format.type {kind!r}: text, json_object or json_schema")
+        if schema is not None and not isinstance(schema, dict):
+            raise BodyError("response_format.schema: a JSON schema object")
+        from ..engine.llama import json_grammar
+        from ..engine.types import InvalidParamsError
+
+        try:
+            return json_grammar(schema)
+        except InvalidParamsError as e:
+            raise BodyError(f"response_format: {e}") from None
 
     def stops(self) -> list[str]:
         if self.stop is None:
@@ -107,6 +191,7 @@ class OpenAIBase(SamplingFields):
 
 class CompletionRequest(OpenAIBase):
     prompt: Union[str, list[str]]
+    suffix: Optional[str] = None  # refused if set (no fill-in-the-middle here)
     logprobs: Optional[int] = Field(None, ge=0, le=20)  # OpenAI's legacy form: the top N per token
 
     @property
@@ -139,3 +224,85 @@ class ChatCompletionRequest(OpenAIBase):
                        max_tokens=self.limit(512), params=self.sampler(self.stops(), 1.0),
                        ignore_eos=self.ignore_eos, logprobs=self.n_logprobs,
                        split_thinking=self.reasoning_format != "none", **self.thinking())
+
+
+# -- what a body may be before any model sees it -------------------------------------------
+MAX_DEPTH = 32  # the deepest real request (tools' JSON schemas) is far below
+MAX_MESSAGES = 1024
+CHARS_PER_TOKEN_BOUND = 64  # no tokenizer packs more text than this into one token
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class BodyError(ValueError):
+    """A body that is refused before it reaches the engine (a 400 with this message)."""
+
+
+def validation_message(e: Any) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def load_json(raw: bytes, max_bytes: int) -> dict[str, Any]:
+    """Parse a body or a WebSocket message: an object, at most `max_bytes`, nested at most
+    MAX_DEPTH deep (a few thousand `[` would otherwise end in a RecursionError)."""
+    if len(raw) > max_bytes:
+        raise BodyError(f"the message is over {max_bytes} bytes")
+    try:
+        data = json.loads(raw or b"null")
+    except RecursionError:
+        raise BodyError(f"invalid JSON: nested more than {MAX_DEPTH} levels deep") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BodyError(f"invalid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise BodyError("the body must be a JSON object")
+    check_structure(data)
+    return data
+
+
+def check_structure(data: Any) -> None:
+    """Depth and text: every string must be valid Unicode (a lone UTF-16 surrogate such as
+    "\\ud800" is valid JSON but no text can be made of it), found iteratively (no recursion
+    for an attacker to exhaust), with the path of the first bad value."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise BodyError(f"invalid JSON: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise BodyError(f"{path or 'a string'}: contains a lone UTF-16 surrogate "
+                                f"(\\u{ord(value[e.start]):04x}), which is not text") from None
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                stack.append((k, path, depth + 1))
+                stack.append((v, f"{path}.{k}" if path else str(k), depth + 1))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                stack.append((v, f"{path}.{i}", depth + 1))
+
+
+def validate_body(data: bytes | dict[str, Any], model: type[M], n_ctx: int, max_bytes: int = 10**9) -> M:
+    """A parsed body as `model`, with the bounds that keep a hostile body cheap: at most
+    MAX_MESSAGES messages, and no more text than could fit into the context (refused
+    before the chat template and the tokenizer spend seconds on it)."""
+    if isinstance(data, bytes):
+        data = load_json(data, max_bytes)
+    messages = data.get("messages")
+    if isinstance(messages, list) and len(messages) > MAX_MESSAGES:
+        raise BodyError(f"messages: {len(messages)} messages; at most {MAX_MESSAGES}")
+    try:
+        body = model.model_validate(data)
+    except ValidationError as e:
+        raise BodyError(validation_message(e)) from None
+    text = sum(len(m.content) for m in getattr(body, "messages", None) or [])
+    prompt = getattr(body, "prompt", None)
+    text += len(prompt) if isinstance(prompt, str) else sum(len(p) for p in prompt or [])
+    if text > CHARS_PER_TOKEN_BOUND * n_ctx:
+        raise BodyError(f"the prompt is {text} characters: it cannot fit into the context of {n_ctx} tokens")
+    return body
