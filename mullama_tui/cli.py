@@ -38,11 +38,26 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _settings() -> Settings:
+    """The config, each bad key said once in one line (its default is used)."""
     try:
-        return Settings.load()
+        settings = Settings.load()
     except ValueError as e:
         typer.echo(f"warning: ignoring a broken config file: {e}", err=True)
         return Settings()
+    for problem in settings.problems:
+        typer.echo(f"warning: {problem}", err=True)
+    return settings
+
+
+def _text(value: str, what: str) -> str:
+    """Text from the command line or stdin as Python got it: bytes that were not UTF-8
+    arrive as lone surrogates (surrogateescape); they become U+FFFD, said once."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        typer.echo(f"note: {what} was not valid UTF-8: the undecodable bytes were replaced with \ufffd", err=True)
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 # The backend options shared by tui, run, compare and bench (defaults come from the config).
@@ -163,7 +178,10 @@ def _open_tui(model: str | None, theme: str | None, choice: "BackendChoice", gpu
               threads: Optional[int] = None) -> None:
     from .tui.app import MullamaApp
 
-    MullamaApp(model=model, theme_name=theme, backend=choice, gpu_layers=gpu_layers, threads=threads).run()
+    app = MullamaApp(model=model, theme_name=theme, backend=choice, gpu_layers=gpu_layers, threads=threads)
+    app.run()
+    if app.return_code:  # a crash (Textual printed what happened): never exit 0
+        raise typer.Exit(app.return_code)
 
 
 @app.command()
@@ -206,7 +224,12 @@ def run(
     model_arg, prompt = _split_model_prompt(args)
     model_arg = _pull_if_needed(model_arg, pull)
     if prompt == "-":
-        prompt = sys.stdin.read()
+        prompt = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+        prompt = _text(prompt, "the prompt on stdin")
+    else:
+        prompt = _text(prompt, "the prompt")
+    system = _text(system, "--system") if system is not None else None
+    stop = [_text(x, "--stop") for x in stop or []]
     settings = _settings()
     params = SamplerParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                            penalty_repeat=repeat_penalty, seed=seed, stop=list(stop or []))

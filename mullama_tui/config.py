@@ -8,6 +8,7 @@ folder, or wherever `MULLAMA_TUI_MODELS` (the `--models-dir` option) says.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import asdict, dataclass, field, fields
@@ -53,6 +54,53 @@ def config_path() -> Path:
     return config_dir() / "config.toml"
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _text_or_none(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
+# what each key of config.toml must be: (check, what to say). A value that fails is
+# reported in one line naming the key, and the default is used instead.
+CHECKS: dict[str, tuple[Any, str]] = {
+    "default_model": (_text_or_none, "a model name or path (a string)"),
+    "theme": (lambda v: isinstance(v, str), "a theme name (a string)"),
+    "mode": (lambda v: v in ("chat", "raw"), '"chat" or "raw"'),
+    "system": (lambda v: isinstance(v, str), "a string"),
+    "max_tokens": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "n_ctx": (lambda v: _whole(v) and v >= 16, "a whole number of tokens >= 16"),
+    "threads": (lambda v: (isinstance(v, str) and v.strip().lower() == "auto") or (_whole(v) and v >= 0),
+                '"auto" or a whole number >= 1'),
+    "gpu_layers": (lambda v: v is None or (_whole(v) and v >= -1), "a whole number: -1 (all), 0 (none) or layers"),
+    "temperature": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "top_k": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
+    "top_p": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "min_p": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "repeat_penalty": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "seed": (lambda v: _whole(v) and 0 <= v < 2**32, "a whole number in [0, 2**32)"),
+    "stop": (lambda v: isinstance(v, list) and all(isinstance(x, str) and x for x in v),
+             "a list of non-empty strings"),
+    "keymap": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()),
+               "a table of action = \"key\" strings"),
+    "cursor_blink": (lambda v: isinstance(v, bool), "true or false"),
+    "token_view": (lambda v: isinstance(v, bool), "true or false"),
+    "show_thinking": (lambda v: isinstance(v, bool), "true or false"),
+    "think": (lambda v: v is None or isinstance(v, bool), "true or false"),
+    "thinking_budget": (lambda v: v is None or (_whole(v) and v >= 0), "a whole number of tokens >= 0"),
+    "backend": (lambda v: v in ("local", "openai"), '"local" or "openai"'),
+    "base_url": (lambda v: isinstance(v, str), "a URL (a string)"),
+    "api_key": (lambda v: isinstance(v, str), "a string"),
+    "remote_model": (lambda v: isinstance(v, str), "a string"),
+    "timeout": (lambda v: _number(v) and v > 0, "a number of seconds > 0"),
+}
+
+
 @dataclass
 class Settings:
     """Everything the user can set; saved as TOML. Unknown keys are kept, not lost."""
@@ -84,6 +132,8 @@ class Settings:
     remote_model: str = ""
     timeout: float = 60.0  # seconds to wait for a remote server's first byte
     extra: dict[str, Any] = field(default_factory=dict)
+    # what was wrong in the file it was loaded from: one line per bad key (not saved)
+    problems: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def thread_count(self) -> int | None:
         """`threads` as the engine takes it: None for auto (also for a value that is not
@@ -125,9 +175,20 @@ class Settings:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path}: {e}") from e
-        known = {f.name for f in fields(cls)} - {"extra"}
-        s = cls(**{k: v for k, v in data.items() if k in known})
+        known = {f.name for f in fields(cls)} - {"extra", "problems"}
+        good, problems = {}, []
+        for k, v in data.items():
+            if k not in known:
+                continue
+            check, what = CHECKS[k]
+            if check(v):
+                good[k] = v
+            else:
+                default = {"stop": [], "keymap": {}}.get(k, getattr(cls, k, None))
+                problems.append(f"{path.name}: {k} = {v!r} must be {what}; using the default ({default!r})")
+        s = cls(**good)
         s.extra = {k: v for k, v in data.items() if k not in known}
+        s.problems = problems
         return s
 
     def save(self, path: Path | None = None) -> None:
@@ -135,7 +196,7 @@ class Settings:
 
         path = path or config_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {k: v for k, v in asdict(self).items() if k != "extra" and v is not None}
+        data = {k: v for k, v in asdict(self).items() if k not in ("extra", "problems") and v is not None}
         data.update(self.extra)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(tomli_w.dumps(data), encoding="utf-8")

@@ -9,6 +9,7 @@ forward, never a torn page. Lives under the data dir (see config.py).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -68,14 +69,62 @@ class RunRecord:
         return json.dumps(self.__dict__, indent=2, ensure_ascii=False)
 
 
+class HistoryError(Exception):
+    """The history cannot do what was asked (a read-only file, a full disk): said to the
+    user in one line; what is in it stays."""
+
+
 class History:
-    def __init__(self, path: Path | None = None) -> None:
+    """The runs table. A file that is not a database (random bytes, a half-copied file)
+    is moved aside, kept (it is the user's data) and a fresh one started: `recovered`
+    says where the old one went. A history that cannot be written (read-only) still
+    opens for reading; writes raise `HistoryError`."""
+
+    def __init__(self, path: Path | None = None, read_only: bool = False) -> None:
+        """`read_only`: open it so (also what happens when the file or folder is not ours to write)."""
         self.path = path or data_dir() / "history.sqlite3"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.recovered: Path | None = None
+        self.read_only = read_only or (self.path.exists() and not os.access(self.path, os.W_OK))
+        try:
+            self._open()
+        except sqlite3.DatabaseError as e:
+            if "readonly" in str(e) or "read-only" in str(e):
+                raise
+            self.recovered = self._move_aside()
+            self._open()
+
+    def _move_aside(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.path.with_name(f"{self.path.stem}.corrupt-{stamp}{self.path.suffix}")
+        try:
+            self._db.close()
+        except Exception:
+            pass
+        self.path.replace(aside)
+        for extra in ("-wal", "-shm"):  # the journal of the bad file goes with it
+            side = self.path.with_name(self.path.name + extra)
+            if side.exists():
+                side.replace(aside.with_name(aside.name + extra))
+        return aside
+
+    def _open(self) -> None:
+        if self.read_only:
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            return
         self._db = sqlite3.connect(self.path, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as e:
+            if "readonly" not in str(e):
+                raise
+            self.read_only = True  # a read-only file or folder: reading still works
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process (not a power cut)
+        self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # not a database: raises here
+        if self.read_only:
+            return
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
         with self._db:  # a history from before the token view, or before thinking models
@@ -84,8 +133,20 @@ class History:
             if "thinking" not in columns:
                 self._db.execute("ALTER TABLE runs ADD COLUMN thinking TEXT NOT NULL DEFAULT ''")
 
+    def _writing(self) -> Any:
+        """A transaction, with sqlite's failures said in our words."""
+        if self.read_only:
+            raise HistoryError(f"the history is read-only ({self.path}): nothing can be saved or deleted")
+        return self._db
+
     def add(self, r: RunRecord) -> int:
-        with self._db:
+        try:
+            return self._add(r)
+        except sqlite3.OperationalError as e:
+            raise HistoryError(f"cannot save to the history ({self.path}): {e}") from None
+
+    def _add(self, r: RunRecord) -> int:
+        with self._writing():
             cur = self._db.execute(
                 "INSERT INTO runs (created, kind, model, mode, prompt, messages, params, output,"
                 " finish_reason, stats, tokens, thinking) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -110,8 +171,11 @@ class History:
         return [self._record(r) for r in rows]
 
     def delete(self, run_id: int) -> None:
-        with self._db:
-            self._db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        try:
+            with self._writing():
+                self._db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        except sqlite3.OperationalError as e:
+            raise HistoryError(f"cannot delete from the history ({self.path}): {e}") from None
 
     def close(self) -> None:
         self._db.close()

@@ -30,9 +30,15 @@ class Terminal:
     def read_until(self, what: bytes, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while what not in self.seen:
-            assert time.monotonic() < deadline and self.proc.poll() is None, self.seen[-1500:]
+            alive = self.proc.poll() is None
+            assert time.monotonic() < deadline, self.seen[-1500:]
             if select.select([self.master], [], [], 0.2)[0]:
-                self.seen += os.read(self.master, 65536)
+                try:
+                    self.seen += os.read(self.master, 65536)
+                except OSError:  # the app closed the terminal: nothing more will come
+                    assert what in self.seen, self.seen[-1500:]
+            elif not alive:
+                assert what in self.seen, self.seen[-1500:]
 
     def type(self, text: str) -> None:
         os.write(self.master, text.encode() + b"\r")

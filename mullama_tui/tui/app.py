@@ -138,10 +138,10 @@ class MullamaApp(App[None]):
         self._theme_arg = theme_name
         try:
             self.settings = Settings.load()
-            self._config_problem: str | None = None
+            self._config_problems: list[str] = list(self.settings.problems)
         except ValueError as e:
             self.settings = Settings()
-            self._config_problem = f"config file ignored: {e}"
+            self._config_problems = [f"config file ignored: {e}"]
         self.engine: Any = None
         self.engine_error: str | None = None
         self._engine_changed = threading.Condition()
@@ -162,11 +162,19 @@ class MullamaApp(App[None]):
         return self._chat
 
     def on_mount(self) -> None:
+        self._install_signal_handlers()
         themes, problems = load_themes()
         for t in themes:
             self.register_theme(t)
-        for p in problems + ([self._config_problem] if self._config_problem else []):
+        for p in problems + self._config_problems:
             self.notify(p, severity="warning", timeout=8)
+        if self.history.recovered is not None:
+            self.notify(f"the history file was damaged: it was moved to {self.history.recovered} (kept, "
+                        f"not deleted) and a new history started", title="History", severity="warning",
+                        timeout=15)
+        elif self.history.read_only:
+            self.notify(f"the history is read-only ({self.history.path}): runs will not be saved",
+                        title="History", severity="warning", timeout=10)
         wanted = self._theme_arg or self.settings.theme
         if wanted in self.available_themes:
             self.theme = wanted
@@ -447,6 +455,37 @@ class MullamaApp(App[None]):
     async def action_quit(self) -> None:
         self._chat.cancel_running()
         self.exit()
+
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM (kill, a closing session manager) and SIGHUP (the terminal window
+        closed) end the app as Ctrl+Q does: the running generation is cancelled and saved
+        as cancelled, and Textual restores the terminal (alternate screen, mouse
+        tracking). Python's default for both is to die on the spot, leaving the terminal
+        unusable."""
+        import asyncio
+        import signal
+
+        loop = asyncio.get_running_loop()
+
+        def handler(_sig: int, _frame: object) -> None:
+            # runs in the main thread between two bytecodes: hand the work to the event loop
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._signalled()))
+
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                signal.signal(sig, handler)
+            except (ValueError, OSError, AttributeError):  # not the main thread (tests), or Windows
+                pass
+
+    async def _signalled(self) -> None:
+        chat = self._chat
+        ended = chat.ended
+        running = chat.current is not None or self.state in ("generating", "waiting for model", "cancelling")
+        if running:  # as Esc: also a generation whose worker has not submitted it yet
+            chat.action_cancel()
+            # let the cancelled run reach the history before the app goes
+            await chat.wait_finished(ended, 3.0)
+        self.exit(return_code=0)
 
     def on_unmount(self) -> None:
         self._chat.cancel_running()

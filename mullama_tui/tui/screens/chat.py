@@ -78,6 +78,7 @@ class ChatScreen(WorkerScreen[None]):
         super().__init__(id="chat")
         self.messages: list[dict[str, str]] = []  # the conversation sent back to the model
         self.current: Generation | None = None
+        self.ended = 0  # generations whose end was handled (shown and saved)
         self.last_stats: Stats | None = None
         # the reply streaming (or last streamed); None after Ctrl+N mid-stream: late text goes nowhere
         self._turn: AssistantTurn | None = None
@@ -143,11 +144,17 @@ class ChatScreen(WorkerScreen[None]):
     @on(PromptInput.Submitted)
     async def send(self, event: PromptInput.Submitted) -> None:
         app = self.mullama
-        if self.current is not None or app.state in ("generating", "cancelling", "waiting for model"):
-            self.notify("a generation is running: Esc cancels it", severity="warning")
-            return
-        if app.engine_error:
-            self.notify(app.engine_error, title="No model", severity="error")
+        busy = self.current is not None or app.state in ("generating", "cancelling", "waiting for model")
+        if busy or app.engine_error:
+            prompt_input = self.query_one(PromptInput)
+            if not prompt_input.text:  # the prompt cleared itself on Enter: nothing typed is lost
+                prompt_input.load_text(event.text)
+                prompt_input.move_cursor(prompt_input.document.end)
+            if busy:
+                self.notify("a generation is running: your text is kept; Esc cancels the generation",
+                            severity="warning")
+            else:
+                self.notify(app.engine_error or "", title="No model", severity="error")
             return
         s = app.settings
         prompt = event.text
@@ -320,6 +327,7 @@ class ChatScreen(WorkerScreen[None]):
             elif app.settings.mode == "chat":
                 self._set_reply_message(self.reply_text)
         self._save_run(stats, reason)
+        self.ended += 1
 
     def _set_reply_message(self, text: str) -> None:
         """The last assistant message of the conversation is this reply (a new one, or the
@@ -363,6 +371,15 @@ class ChatScreen(WorkerScreen[None]):
             self.current.cancel()
         self.mullama.state = "cancelling"
         self.mullama.wake_waiters()  # a prompt waiting for the model stops waiting
+
+    async def wait_finished(self, ended_before: int, timeout: float) -> None:
+        """Until a generation's end has been handled here (shown and saved) since
+        `ended` was `ended_before`."""
+        import asyncio
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.ended <= ended_before and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
 
     def cancel_running(self) -> None:
         """Cancel whatever this screen is generating (quit, model switch, new conversation)."""

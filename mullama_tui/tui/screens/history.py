@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 
 from ...config import data_dir
-from ...history import History, RunRecord
+from ...history import HistoryError, History, RunRecord
 from ..widgets.prompt import with_blink
 
 
@@ -71,7 +71,11 @@ class HistoryScreen(Screen[RunRecord | None]):
     def action_delete(self) -> None:
         rec = self._selected()
         if rec is not None and rec.id is not None:
-            self.history.delete(rec.id)
+            try:
+                self.history.delete(rec.id)
+            except HistoryError as e:
+                self.notify(str(e), title="Cannot delete", severity="error", timeout=8)
+                return
             self.reload(self.query_one("#search", Input).value)
             self.notify(f"deleted run {rec.id}")
 
