@@ -216,6 +216,9 @@ def run(
                                                   "thinking after this many tokens and answer."),
     hide_thinking: bool = typer.Option(False, "--hide-thinking", help="Thinking models: do not show the "
                                                                        "thinking (it goes to stderr, dimmed)."),
+    json_schema: Optional[str] = typer.Option(None, "--json-schema", help="Answer in JSON: 'object' for any JSON "
+                                              "object, or a JSON schema file the answer must match (llama.cpp's "
+                                              "grammar sampler)."),
     pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,
@@ -233,6 +236,13 @@ def run(
     settings = _settings()
     params = SamplerParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                            penalty_repeat=repeat_penalty, seed=seed, stop=list(stop or []))
+    if json_schema:
+        from .config import json_output_grammar
+
+        try:
+            params.grammar = json_output_grammar(json_schema)
+        except MullamaError as e:
+            raise _fail(str(e), 2) from None
     colour = heat and sys.stdout.isatty() and not as_json  # plain text into a pipe or a file
     request = Request(prompt=prompt, mode="chat" if chat else "raw", system=system,
                       params=params, max_tokens=max_tokens, logprobs=max(logprobs, 1 if colour else 0),

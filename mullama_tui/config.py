@@ -98,7 +98,33 @@ CHECKS: dict[str, tuple[Any, str]] = {
     "api_key": (lambda v: isinstance(v, str), "a string"),
     "remote_model": (lambda v: isinstance(v, str), "a string"),
     "timeout": (lambda v: _number(v) and v > 0, "a number of seconds > 0"),
+    "json_output": (lambda v: isinstance(v, str), '"", "object" or the path of a JSON schema file'),
 }
+
+
+def json_output_grammar(spec: str) -> str | None:
+    """`run --json-schema` and the `json_output` setting as a grammar: "" none,
+    "object" any JSON object, else the path of a JSON schema file."""
+    import json
+
+    from .engine.llama import json_grammar
+    from .engine.types import InvalidParamsError
+
+    spec = spec.strip()
+    if not spec:
+        return None
+    if spec.lower() in ("object", "json"):
+        return json_grammar(None)
+    path = Path(spec).expanduser()
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InvalidParamsError(f"JSON schema {path}: {e.strerror or e}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidParamsError(f"JSON schema {path} is not JSON: {e}") from None
+    if not isinstance(schema, dict):
+        raise InvalidParamsError(f"JSON schema {path}: a schema is a JSON object")
+    return json_grammar(schema)
 
 
 @dataclass
@@ -131,6 +157,7 @@ class Settings:
     api_key: str = ""
     remote_model: str = ""
     timeout: float = 60.0  # seconds to wait for a remote server's first byte
+    json_output: str = ""  # "": free text; "object": any JSON object; else a JSON schema file the answer must match
     extra: dict[str, Any] = field(default_factory=dict)
     # what was wrong in the file it was loaded from: one line per bad key (not saved)
     problems: list[str] = field(default_factory=list, repr=False, compare=False)
@@ -146,10 +173,12 @@ class Settings:
             return None
 
     def sampler(self) -> SamplerParams:
-        """The sampler settings as the engine takes them."""
+        """The sampler settings as the engine takes them (with `json_output`, the grammar
+        that holds the answer to JSON; a schema file that cannot be read raises
+        InvalidParamsError)."""
         return SamplerParams(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
                              min_p=self.min_p, penalty_repeat=self.repeat_penalty, seed=self.seed,
-                             stop=list(self.stop))
+                             stop=list(self.stop), grammar=json_output_grammar(self.json_output))
 
     def request(self, *, prompt: str | None = None, messages: list[dict[str, str]] | None = None,
                 params: SamplerParams | None = None, ignore_eos: bool = False) -> Request:

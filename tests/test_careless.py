@@ -148,3 +148,48 @@ def test_more_threads_than_cores_are_capped_with_a_note(home):
     assert f"using {cpu_cores()}" in r.stderr and f"threads:         {cpu_cores()} of {cpu_cores()}, fixed" in r.stderr
     bad = run_cli("run", "--raw", "-n", "2", "--threads", "lots", "Hi")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "auto" in bad.stderr
+
+
+def test_run_json_schema_holds_the_answer_to_the_schema(home, tmp_path):
+    import json
+
+    schema = tmp_path / "person.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"name": {"type": "string"},
+                                                                    "age": {"type": "integer"}},
+                                  "required": ["name", "age"]}))
+    r = run_cli("run", "--temperature", "0", "-n", "80", "--json-schema", str(schema), "A person as JSON.")
+    assert r.returncode == 0, r.stderr
+    value = json.loads(r.stdout)
+    assert isinstance(value["name"], str) and isinstance(value["age"], int)
+    bad = run_cli("run", "--json-schema", str(tmp_path / "missing.json"), "x")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "missing.json" in bad.stderr
+
+
+def test_the_token_view_says_which_alternatives_the_grammar_removed(engine):
+    from mullama_tui.engine.llama import json_grammar
+    from mullama_tui.engine.types import Request, SamplerParams
+
+    gen = engine.submit(Request(prompt="Tell me about cats.", mode="chat", max_tokens=12, logprobs=10,
+                                params=SamplerParams(temperature=0.7, seed=3, grammar=json_grammar(None))))
+    events = [e for e in gen if not e.done]
+    assert "".join(e.text for e in events).lstrip().startswith("{")
+    cut = [c for e in events for c in e.insight.top if c.cut_by == "grammar"]
+    # the model would rather write prose: its favourites are cut by the grammar, by name
+    assert cut and events[0].insight.top[0].cut_by == "grammar"
+    assert all(e.insight.sampled_prob > 0 for e in events)
+
+
+async def test_json_output_set_in_f2_holds_the_tui_reply_to_json(home):
+    from mullama_tui.tui.app import MullamaApp
+
+    configure(max_tokens=24, temperature=0.0, json_output="object")
+    app = MullamaApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, app, "Tell me about cats.")
+        await until(pilot, lambda: app.chat.last_stats is not None and app.state == "ready", 60, "a reply")
+        assert app.chat.reply_text.lstrip().startswith("{"), app.chat.reply_text
+        app.settings.json_output = str(home / "no-such-schema.json")  # a schema file that went away
+        await send(pilot, app, "again")
+        await pilot.pause()
+        assert any("no-such-schema.json" in n.message for n in app._notifications)
+        assert app.query_one("PromptInput").text == "again"  # refused, and the text kept

@@ -158,11 +158,17 @@ class ChatScreen(WorkerScreen[None]):
             return
         s = app.settings
         prompt = event.text
+        try:
+            if s.mode == "chat":
+                request = app.request(messages=[*self.messages, {"role": "user", "content": prompt}])
+            else:
+                request = app.request(prompt=prompt)
+        except MullamaError as e:  # a setting that cannot be used (a JSON schema file gone)
+            self.query_one(PromptInput).load_text(prompt)
+            self.notify(str(e), title="Cannot send", severity="error", timeout=10)
+            return
         if s.mode == "chat":
             self.messages.append({"role": "user", "content": prompt})
-            request = app.request(messages=list(self.messages))
-        else:
-            request = app.request(prompt=prompt)
         request.logprobs = INSIGHT_TOP if self.token_view else 0  # off: no cost at all
         out = self.query_one("#output", VerticalScroll)
         await self._clear_hint()

@@ -379,11 +379,11 @@ class CompareScreen(WorkerScreen[None]):
         except ValueError:
             self.notify("every pane needs a number for temperature and seed", severity="error")
             return
-        base = app.settings.sampler()
-        requests = [app.request(prompt=prompt, params=base.with_(temperature=t, seed=seed)) for t, seed in knobs]
-        for r in requests:
-            r.logprobs = INSIGHT_TOP if app.settings.token_view else 0
         try:
+            base = app.settings.sampler()
+            requests = [app.request(prompt=prompt, params=base.with_(temperature=t, seed=seed)) for t, seed in knobs]
+            for r in requests:
+                r.logprobs = INSIGHT_TOP if app.settings.token_view else 0
             for r in requests:
                 r.validate()
         except MullamaError as e:

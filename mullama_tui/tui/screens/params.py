@@ -73,6 +73,9 @@ class ParamsScreen(ModalScreen[Settings | None]):
                 yield field({True: "on", False: "off", None: "auto"}[s.think], id="think")
                 yield Label("Show thinking")
                 yield Switch(s.show_thinking, id="show_thinking")
+                yield Label("JSON output")
+                yield field(s.json_output, placeholder="empty: text; object; or a JSON schema file",
+                            id="json_output")
                 yield Label("CPU threads")
                 yield field(str(s.threads), placeholder="auto: chosen while it runs; or a number",
                             id="threads")
@@ -134,12 +137,13 @@ class ParamsScreen(ModalScreen[Settings | None]):
                           mode="chat" if self.query_one("#chat", Switch).value else "raw",
                           backend=backend, base_url=base_url,
                           remote_model=self.query_one("#remote_model", Input).value.strip(),
-                          gpu_layers=gpu_layers, threads=threads, thinking_budget=budget, think=think,
+                          gpu_layers=gpu_layers, threads=threads, thinking_budget=budget,
+                          json_output=self.query_one("#json_output", Input).value.strip(), think=think,
                           show_thinking=self.query_one("#show_thinking", Switch).value, **values)
             new.sampler().validate()
             if new.max_tokens < 1:
                 raise InvalidParamsError("Max tokens must be at least 1")
-        except InvalidParamsError as e:
+        except InvalidParamsError as e:  # (a JSON schema file that cannot be read too, from sampler())
             self.query_one("#error", Label).update(str(e))
             return
         self.dismiss(new)
