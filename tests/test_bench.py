@@ -108,6 +108,19 @@ def test_a_short_soak_of_serve_has_no_unexpected_errors(model_path):
     if not fs["batch_drift"]:
         assert fs["differ"] == 0
     assert "unexpected errors: 0" in format_soak_report(r)
+    assert r["abandoned"] >= 0 and r["stalled_readers"] >= 0  # their slots are free: health_after above
+
+
+def test_busy_processes_are_bounded_and_always_stopped():
+    import subprocess
+
+    from mullama_tui.bench.load import busy_processes
+
+    with busy_processes(2, limit_s=30) as pids:
+        assert len(pids) == 2
+    # each ran in its own process group: killing it took the spinning shell too
+    left = subprocess.run(["pgrep", "-f", "while :; do :; done"], capture_output=True, text=True).stdout.split()
+    assert not left, left
 
 
 def test_bench_insight_measures_both_sides(home, model_path):

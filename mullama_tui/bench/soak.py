@@ -26,8 +26,10 @@ from .common import Progress, ok, private_home, quiet
 from .server import ServeProcess
 
 PROMPTS = ["Write about the sea.", "List three fruits.", "Explain rain to a child.", "Describe a quiet town."]
-BEHAVIOURS = ["sse", "openai-stream", "openai", "ws-cancel", "disconnect", "slow-reader", "bad-request"]
+BEHAVIOURS = ["sse", "openai-stream", "openai", "ws-cancel", "disconnect", "slow-reader", "bad-request",
+              "abandoned", "stalled"]
 N_TOKENS = 24
+STALL_TIMEOUT = 2.0  # the soak's --stall-timeout: stalled readers are let go quickly
 
 
 def _fixed(i: int) -> dict[str, Any]:
@@ -66,6 +68,8 @@ class _Soak:
         self.disconnects = 0
         self.busy = 0  # 503s for a full queue: expected under load, not an error
         self.texts: list[tuple[int, str]] = []  # (fixed request index, text) of completed SSE streams
+        self.abandoned = 0  # non-streaming requests whose client gave up waiting
+        self.stalled: list[Any] = []  # open sockets of readers that stopped reading (closed at the end)
 
     def _go_on(self, deadline: float, min_requests: int, hard_deadline: float) -> bool:
         """Until the deadline, and past it (up to a hard limit) until `min_requests` are
@@ -168,6 +172,33 @@ class _Soak:
             async for _ in r.aiter_raw(64):
                 await asyncio.sleep(0.05)
 
+    async def _abandoned(self, client: httpx.AsyncClient) -> None:
+        """A non-streaming request whose client gives up after 0.3 s: its generation must
+        stop, not hold a slot for the rest of its tokens."""
+        try:
+            await client.post(self.url + "/v1/completions", timeout=0.3,
+                              json={"prompt": self.rng.choice(PROMPTS), "max_tokens": 400, "ignore_eos": True})
+        except httpx.TimeoutException:
+            self.abandoned += 1
+
+    async def _stalled(self, client: httpx.AsyncClient) -> None:
+        """A stream that reads one byte and then nothing, its socket left open until the
+        soak ends: --stall-timeout must free its slot."""
+        import socket
+        from urllib.parse import urlsplit
+
+        u = urlsplit(self.url)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (u.hostname, u.port))
+        body = json.dumps({"prompt": self.rng.choice(PROMPTS), "max_tokens": 480, "ignore_eos": True}).encode()
+        await asyncio.get_running_loop().sock_sendall(
+            sock, b"POST /stream HTTP/1.1\r\nHost: " + u.netloc.encode() + b"\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 1), 30)
+        self.stalled.append(sock)
+
     async def _bad_request(self, client: httpx.AsyncClient) -> None:
         bad = self.rng.choice([b"{not json", b'{"prompt": 5}', b'{"prompt": "x", "top_p": 7}', b"\xff\xfe",
                                b'{"messages": []}', b"[]"])
@@ -186,7 +217,8 @@ def bench_soak(path: Path, *, seconds: float = 60.0, clients: int = 6, seed: int
     drift = llama.batch_invariance(model, os.cpu_count() or 1)
     model.close()
     with private_home() as home:
-        server = ServeProcess(path, "--max-concurrency", "4", "--queue", "8", "--ctx", "512", home=home)
+        server = ServeProcess(path, "--max-concurrency", "4", "--queue", "8", "--ctx", "512",
+                              "--stall-timeout", str(STALL_TIMEOUT), home=home)
         try:
             progress("reference texts: each fixed-seed request alone")
 
@@ -207,13 +239,15 @@ def bench_soak(path: Path, *, seconds: float = 60.0, clients: int = 6, seed: int
             t0 = time.monotonic()
             asyncio.run(crowd())
             wall = time.monotonic() - t0
-            deadline = time.monotonic() + 15
+            deadline = time.monotonic() + 15 + STALL_TIMEOUT  # the stalled readers' sockets are still open
             health = server.health()
             while (health["active"] or health["queued"]) and time.monotonic() < deadline:
                 time.sleep(0.1)
                 health = server.health()
             rss_end = server.rss_mb()
         finally:
+            for sock in soak.stalled if "soak" in locals() else []:
+                sock.close()
             server.stop()
     same = sum(1 for i, text in soak.texts if text == refs[i])
     differ = len(soak.texts) - same
@@ -229,6 +263,8 @@ def bench_soak(path: Path, *, seconds: float = 60.0, clients: int = 6, seed: int
             "rss_mb": {"start": round(rss_start, 1), "end": round(rss_end, 1),
                        "growth": round(rss_end - rss_start, 1)},
             "health_after": {"active": health["active"], "queued": health["queued"]},
+            "abandoned": soak.abandoned, "stalled_readers": len(soak.stalled),
+            "freed_by_stall_timeout": health.get("stalled", 0),
             "targets": {"unexpected_errors": 0, "rss_growth_mb": 50, "active_after": 0}}
 
 
@@ -248,6 +284,8 @@ def format_soak_report(r: dict[str, Any]) -> str:
         f"fixed-seed streams: {seeds}",
         f"server RSS: {rss['start']} MB at the start, {rss['end']} MB at the end, growth {rss['growth']} MB "
         f"(target < {r['targets']['rss_growth_mb']} MB: {ok(rss['growth'] < r['targets']['rss_growth_mb'])})",
-        f"/health afterwards: {h['active']} active, {h['queued']} queued (target 0: "
-        f"{ok(h['active'] == 0 and h['queued'] == 0)})",
+        f"/health afterwards (the stalled readers' sockets still open): {h['active']} active, {h['queued']} queued "
+        f"(target 0: {ok(h['active'] == 0 and h['queued'] == 0)})",
+        f"abandoned non-streaming requests: {r['abandoned']}; readers that stopped reading: {r['stalled_readers']}, "
+        f"slots freed by --stall-timeout: {r['freed_by_stall_timeout']} (the rest finished into the socket buffers)",
     ])

@@ -146,7 +146,7 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
                 "queued": sched.queued, "max_concurrency": sched.n_parallel,
                 "queue": sched.max_queue, "n_ctx": engine.n_ctx,
                 "placement": engine.model.placement.summary, "sampling": sched.sampling_mode,
-                "threads": sched.thread_choice().to_dict()}
+                "threads": sched.thread_choice().to_dict(), "stalled": sched.stalled}
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
