@@ -192,7 +192,7 @@ class _Soak:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, (u.hostname, u.port))
-        body = json.dumps({"prompt": self.rng.choice(PROMPTS), "max_tokens": 480, "ignore_eos": True}).encode()
+        body = json.dumps({"prompt": self.rng.choice(PROMPTS), "max_tokens": 100, "ignore_eos": True}).encode()
         await asyncio.get_running_loop().sock_sendall(
             sock, b"POST /stream HTTP/1.1\r\nHost: " + u.netloc.encode() + b"\r\nContent-Type: application/json\r\n"
             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
