@@ -357,8 +357,9 @@ def bench(
         elif load:
             from .bench.load import bench_load, format_load_report
 
-            report = bench_load(path, n_tokens=n_tokens if n_tokens != 256 else 128, reps=reps if reps != 3 else 2,
-                                progress=progress)
+            # 128 tokens a run unless --tokens says otherwise: a fixed count that starves makes
+            # a few tokens in the run's time limit, and every load runs every count
+            report = bench_load(path, n_tokens=128 if n_tokens == 256 else n_tokens, reps=reps, progress=progress)
             text = format_load_report(report)
         elif soak:
             from .bench.soak import bench_soak, format_soak_report

@@ -343,3 +343,15 @@ async def test_prompt_processing_shows_progress_then_the_reused_share(home):
         assert st.cached_tokens >= first.prompt_tokens
         details = gauge.details_text.plain
         assert f"{st.cached_tokens} of {st.prompt_tokens} reused" in details
+
+
+async def test_the_gauge_shows_the_threads_it_decodes_on(home):
+    configure(max_tokens=24)
+    app = MullamaApp()
+    async with app.run_test(size=(160, 30)) as pilot:
+        await send(pilot, app, "Hello")
+        gauge = app.query_one(Gauge)
+        await until(pilot, lambda: app.chat.last_stats is not None and app.state == "ready", 60, "a reply")
+        stats = app.chat.last_stats
+        assert gauge.threads == f"threads {stats.threads_label}" and stats.threads_label.endswith(", auto")
+        assert "threads " in gauge.details_text.plain and "auto" in gauge.details_text.plain

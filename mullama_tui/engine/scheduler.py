@@ -153,6 +153,7 @@ class Scheduler:
         self._batch_slots: list[Slot] = []
         self._ctx: llama.LlamaContext | None = None
         self._clear_cache = False
+        self._prompt_probe = False
         self.prompt_tokens_processed = 0  # lifetime counters (benchmarks and tests read them)
         self.decode_calls = 0
         self.times = StepTimes()
@@ -287,12 +288,12 @@ class Scheduler:
         ctx.abort.clear()
         if self._closing or self._all_cancelled():  # a cancel() that raced the line above
             ctx.abort.set()
-        tuner, per, shape = self._tuner_for(self._batch.n)
-        n_threads = tuner.current
+        tuner, per, timed, shape = self._tuner_for(self._batch.n)
+        n_threads = 1 if self._prompt_probe else tuner.current
         if n_threads != self._ctx_threads:
             ctx.set_threads(n_threads)
             self._ctx_threads = n_threads
-        limit = tuner.deadline(shape) if per else None
+        limit = None if self._prompt_probe else tuner.deadline(shape)
         t0 = time.perf_counter()
         if limit is not None:
             self._watchdog.arm(t0 + limit * per)
@@ -306,7 +307,9 @@ class Scheduler:
         if rc != 0:
             self._decode_failed(rc)
             return True
-        if per:
+        if self._prompt_probe:
+            tuner.note_single((t1 - t0) / per, shape)
+        elif timed:
             tuner.record((t1 - t0) / per, shape)
         self._after_decode()
         times = self.times
@@ -331,15 +334,17 @@ class Scheduler:
     # prompt chunks below this many tokens are too short to time per token
     MIN_TIMED_PROMPT = 64
 
-    def _tuner_for(self, n_tokens: int) -> tuple[ThreadTuner, int, object]:
-        """The thread tuner for a batch of `n_tokens`, what its step time is divided by
-        before it is recorded (0: not recorded), and the step's shape. Steps of one token
-        per generating sequence are timed whole (their shape is their size: 3 panes are
-        not 1); batches that carry prompt chunks are timed per token, the short ones not
-        at all."""
+    PROMPT_PROBE = 16  # tokens of the prompt tuner's first, one-thread chunk
+
+    def _tuner_for(self, n_tokens: int) -> tuple[ThreadTuner, int, bool, object]:
+        """The thread tuner for a batch of `n_tokens`, what its step time and deadline are
+        per (the step's tokens, or 1), whether its time is recorded, and the step's shape.
+        Steps of one token per generating sequence are timed whole (their shape is their
+        size: 3 panes are not 1); batches that carry prompt chunks are timed per token,
+        short ones only against their deadline (too short to compare)."""
         if not any(s.state is SlotState.PREFILLING for s in self._batch_slots):
-            return self.threads.decode, 1, n_tokens
-        return self.threads.prompt_tuner(), n_tokens if n_tokens >= self.MIN_TIMED_PROMPT else 0, "prompt"
+            return self.threads.decode, 1, True, n_tokens
+        return self.threads.prompt_tuner(), n_tokens, n_tokens >= self.MIN_TIMED_PROMPT, "prompt"
 
     def _end_stalled(self, timeout: float) -> None:
         """Cancel generations whose reader has taken nothing for `timeout` seconds: a
@@ -467,10 +472,18 @@ class Scheduler:
             if s.state is SlotState.GENERATING and s.next_token >= 0 and s.gen.has_room():  # type: ignore[union-attr]
                 s.logits_idx = batch.add(s.next_token, len(s.cached), s.seq, True)
                 self._batch_slots.append(s)
+        # the prompt tuner's first look: a short chunk on one thread gives the per-token
+        # figure every later prompt step's deadline is held to (see `_tuner_for`)
+        probe_left = self.PROMPT_PROBE if self.threads.prompt.needs_reference("prompt") else None
+        self._prompt_probe = False
         for s in self._slots:  # then prompt chunks with the room that is left
             if s.state is not SlotState.PREFILLING:
                 continue
             room = batch.room
+            if probe_left is not None:
+                room = min(room, probe_left)
+                probe_left -= max(0, min(room, len(s.todo)))
+                self._prompt_probe = True
             if room <= 0:
                 break
             chunk = s.todo[:room]

@@ -179,6 +179,15 @@ class ThreadTuner:
             limits.append(self.stall * statistics.median(self._recent))
         return min(limits) if limits else None
 
+    def needs_reference(self, shape: object) -> bool:
+        """No one-thread figure yet for this shape (while the count is not fixed)."""
+        return self.fixed is None and self.cores > 1 and shape not in self._single
+
+    def note_single(self, seconds: float, shape: object) -> None:
+        """A one-thread figure measured outside the tuner's own steps (a short probe chunk)."""
+        if seconds > 0:
+            self._single.setdefault(shape, deque(maxlen=8)).append(seconds)
+
     def record(self, seconds: float, shape: object = None) -> int:
         """Count one step that ran with `current` threads and took `seconds` (per token
         for prompt steps), of the given shape. Returns the count for the next step."""
