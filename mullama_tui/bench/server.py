@@ -19,15 +19,44 @@ import httpx
 from .common import Progress, ok, percentile, quiet
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[Any], timeout: float, what: str) -> None:
+    """Until `url`/health answers 200; RuntimeError if `proc` ends or time runs out first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            stop_process(proc)
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.1)
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 class ServeProcess:
     """`mullama-tui serve MODEL` on a free loopback port, up once /health answers."""
 
     def __init__(self, path: Path, *args: str, home: Path | None = None, stderr: Any = subprocess.DEVNULL) -> None:
         import os
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
         if home is not None:
@@ -35,17 +64,7 @@ class ServeProcess:
         self.proc = subprocess.Popen([sys.executable, "-m", "mullama_tui.cli", "serve", str(path),
                                       "--port", str(self.port), *args],
                                      stdout=subprocess.DEVNULL, stderr=stderr, env=env)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("the server did not start")
-            time.sleep(0.1)
+        wait_healthy(self.url, self.proc, 60, "the server")
 
     def health(self) -> dict[str, Any]:
         return httpx.get(self.url + "/health", timeout=5).json()
@@ -62,13 +81,7 @@ class ServeProcess:
         return 0.0
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 class LlamaServerProcess:
@@ -78,35 +91,17 @@ class LlamaServerProcess:
     def __init__(self, binary: str, path: Path, parallel: int, n_ctx: int) -> None:
         import os
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         threads = str(len(os.sched_getaffinity(0)))
         self.proc = subprocess.Popen([binary, "-m", str(path), "--port", str(self.port), "--host", "127.0.0.1",
                                       "-np", str(parallel), "-c", str(n_ctx * parallel), "-t", threads,
                                       "-tb", threads, "-fa", "off", "--no-webui"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"llama-server did not start ({binary})")
-            time.sleep(0.2)
+        wait_healthy(self.url, self.proc, 120, f"llama-server ({binary})")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 async def _llama_server_client(client: httpx.AsyncClient, url: str, n_tokens: int, seed: int) -> tuple[int, float]:

@@ -92,7 +92,7 @@ class ThreadTuner:
 
     def __init__(self, cores: int, fixed: int | None = None, start: int | None = None, *,
                  window: int = 4, interval: int = 48, max_interval: int = 768, margin: float = 0.04,
-                 jump: float = 1.6, give_up: float = 1.25, starve: float = 1.5, stall: float = 3.0,
+                 jump: float = 1.6, give_up: float = 1.25, starve: float = 2.0, stall: float = 4.0,
                  probe_first: bool = True) -> None:
         self.cores = max(1, cores)
         self.fixed = fixed
@@ -152,7 +152,7 @@ class ThreadTuner:
         ceiling = max(1, min(self.cores, ceiling))
         if ceiling == self.ceiling:
             return
-        if ceiling > self.ceiling:
+        if ceiling > self.ceiling:  # look above at the next prompt step
             self.interval = self.base_interval
             self._since_explore = max(self._since_explore, self.interval - 1)
         self.ceiling = ceiling
