@@ -158,7 +158,7 @@ def bench_tui_load(path: Path, best_fixed: int, *, load: int, n_tokens: int, rep
     Esc-to-stopped through the TUI."""
     from ..tui.app import MAX_PANES
     from ..tui.widgets.prompt import PromptInput
-    from .ui import _generate_headless, _interleaved, _ready, _save_settings, _send, _timed_app
+    from .ui import _generate_headless, _interleaved, _ready, _save_settings, _send, _timed_app, esc_latencies
 
     async def through_ui(app: Any, pilot: Any) -> tuple[float, float]:
         app.engine.set_threads(None)
@@ -186,21 +186,6 @@ def bench_tui_load(path: Path, best_fixed: int, *, load: int, n_tokens: int, rep
                                       (f"load {load}, {mode}: headless engine, {best_fixed} threads",
                                        f"load {load}, {mode}: TUI, auto"), progress)
 
-    async def esc_latencies() -> list[float]:
-        _save_settings(mode="chat", max_tokens=2000)
-        app = _timed_app()
-        out = []
-        async with app.run_test(size=(120, 40)) as pilot:
-            await _ready(app)
-            for _ in range(esc_trials):
-                await _send(app, pilot, app.chat.query_one(PromptInput))
-                await asyncio.wait_for(app.tokens_seen.wait(), 120)
-                await pilot.press("escape")
-                await asyncio.wait_for(app.finished.wait(), 10)
-                out.append(app.t_done - app.t_cancel)
-                await app.chat.action_new_conversation()
-        return out
-
     modes: dict[str, Any] = {}
     with private_home(), busy_processes(load, limit_s=1800):
         _save_settings(seed=5, n_ctx=4096, cursor_blink=False)
@@ -211,7 +196,8 @@ def bench_tui_load(path: Path, best_fixed: int, *, load: int, n_tokens: int, rep
                            "paired_ratios": ratios, "ratio": statistics.median(ratios),
                            "ui_cpu_share": round(statistics.median(shares), 3)}
         progress(f"load {load}: Esc latency, {esc_trials} trials")
-        lat = sorted(asyncio.run(esc_latencies()))
+        _save_settings(mode="chat")
+        lat = sorted(asyncio.run(esc_latencies(esc_trials, first_tokens_within=120)))
     return {"load": load, "best_fixed": best_fixed, "n_tokens": n_tokens, "modes": modes,
             "esc_ms": {"median": round(statistics.median(lat) * 1000, 1),
                        "p95": round(percentile(lat, 0.95) * 1000, 1), "max": round(lat[-1] * 1000, 1),

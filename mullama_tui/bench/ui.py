@@ -192,6 +192,26 @@ async def _send(app: Any, pilot: Any, prompt_widget: Any) -> float:
     return t0
 
 
+async def esc_latencies(trials: int, first_tokens_within: float = 60.0) -> list[float]:
+    """Esc-to-stopped on the main screen of a fresh app, `trials` times: a long reply
+    is sent, Esc pressed once tokens flow, and the time to the generation's end taken."""
+    from ..tui.widgets.prompt import PromptInput
+
+    _save_settings(max_tokens=2000)
+    app = _timed_app()
+    out = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _ready(app)
+        for _ in range(trials):
+            await _send(app, pilot, app.chat.query_one(PromptInput))
+            await asyncio.wait_for(app.tokens_seen.wait(), first_tokens_within)
+            await pilot.press("escape")
+            await asyncio.wait_for(app.finished.wait(), 10)
+            out.append(app.t_done - app.t_cancel)
+            await app.chat.action_new_conversation()
+    return out
+
+
 def bench_ui(path: Path, *, n_tokens: int = 1000, long_tokens: int = 4000, esc_trials: int = 20,
              mode: str = "chat", reps: int = 3, progress: Progress = quiet) -> dict[str, Any]:
     """The main screen: headless engine vs the same generation through the real TUI.
@@ -231,21 +251,6 @@ def bench_ui(path: Path, *, n_tokens: int = 1000, long_tokens: int = 4000, esc_t
             return await _interleaved(reps, lambda: _generate_headless(engine, n_tokens, mode)[0], through_ui,
                                       (f"headless engine, {n_tokens} tokens", f"TUI, {n_tokens} tokens"), progress)
 
-    async def esc_latencies() -> list[float]:
-        _save_settings(max_tokens=2000)
-        app = _timed_app()
-        out = []
-        async with app.run_test(size=(120, 40)) as pilot:
-            await _ready(app)
-            for _ in range(esc_trials):
-                await _send(app, pilot, app.chat.query_one(PromptInput))
-                await asyncio.wait_for(app.tokens_seen.wait(), 60)
-                await pilot.press("escape")
-                await asyncio.wait_for(app.finished.wait(), 10)
-                out.append(app.t_done - app.t_cancel)
-                await app.chat.action_new_conversation()
-        return out
-
     with private_home():
         _save_settings(mode=mode, seed=5, n_ctx=n_ctx, cursor_blink=False)
         head_runs, tui_runs, shares = asyncio.run(pairs())
@@ -258,7 +263,7 @@ def bench_ui(path: Path, *, n_tokens: int = 1000, long_tokens: int = 4000, esc_t
             progress(f"TUI, {long_tokens} tokens")
             _, tui_stamps, tui_cpu, _ = asyncio.run(tui_run(long_tokens))
         progress(f"Esc latency, {esc_trials} trials")
-        lat = sorted(asyncio.run(esc_latencies()))
+        lat = sorted(asyncio.run(esc_latencies(esc_trials)))
     head_tps, tui_tps = statistics.median(head_runs), statistics.median(tui_runs)
 
     def ui_cost(lo: int, hi: int) -> float:
