@@ -93,10 +93,15 @@ class LlamaServerProcess:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        from ..engine.llama import amx_kernels_allowed
+
         threads = str(len(os.sched_getaffinity(0)))
+        # the same weight placement as our engine: no repacked (AMX) buffers where they fault
+        # (see `engine.llama.amx_kernels_allowed`: llama-server dies of an illegal instruction)
+        repack = [] if amx_kernels_allowed() else ["--no-repack"]
         self.proc = subprocess.Popen([binary, "-m", str(path), "--port", str(self.port), "--host", "127.0.0.1",
                                       "-np", str(parallel), "-c", str(n_ctx * parallel), "-t", threads,
-                                      "-tb", threads, "-fa", "off", "--no-webui"],
+                                      "-tb", threads, "-fa", "off", "--no-webui", *repack],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_healthy(self.url, self.proc, 120, f"llama-server ({binary})")
 
