@@ -353,5 +353,6 @@ async def test_the_gauge_shows_the_threads_it_decodes_on(home):
         gauge = app.query_one(Gauge)
         await until(pilot, lambda: app.chat.last_stats is not None and app.state == "ready", 60, "a reply")
         stats = app.chat.last_stats
-        assert gauge.threads == f"threads {stats.threads_label}" and stats.threads_label.endswith(", auto")
-        assert "threads " in gauge.details_text.plain and "auto" in gauge.details_text.plain
+        assert gauge.threads == f"threads {stats.n_threads}/{stats.cores} auto" and stats.threads_auto
+        assert gauge.details_text.plain.endswith(gauge.threads)
+        assert len(gauge.details_text.plain) <= 118  # all of it fits the gauge at 120 columns

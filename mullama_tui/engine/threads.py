@@ -60,6 +60,11 @@ class ThreadChoice:
             s += f" (prompt {self.prompt})"
         return s + (", auto" if self.auto else "")
 
+    @property
+    def short(self) -> str:
+        """'threads 1/2 auto': the gauge's form (its details line is full at 120 columns)."""
+        return f"threads {self.decode}/{self.cores}" + (" auto" if self.auto else "")
+
     def to_dict(self) -> dict[str, object]:
         return {"decode": self.decode, "prompt": self.prompt, "cores": self.cores,
                 "mode": "auto" if self.auto else "fixed"}

@@ -276,9 +276,9 @@ class MullamaApp(App[None]):
         return self._gpu_layers if self._gpu_layers is not None else self.settings.gpu_layers
 
     def threads_label(self) -> str:
-        """'threads 1 of 2, auto' for a local engine ('' for a remote one): what it decodes on now."""
+        """'threads 1/2 auto' for a local engine ('' for a remote one): what it decodes on now."""
         choice = getattr(self.engine, "thread_choice", None)
-        return choice().label if choice is not None else ""
+        return choice().short if choice is not None else ""
 
     @property
     def n_threads(self) -> int | None:

@@ -131,7 +131,7 @@ class Gauge(Widget):
         self.rates: list[float] = []
         self.finish: str | None = None
         self.running = False
-        # "threads 1 of 2, auto": asked of the engine at each tick (it may change them while
+        # "threads 1/2 auto": asked of the engine at each tick (it may change them while
         # it runs), from the stats at the end; None for a backend that does not say
         self.threads_source: Callable[[], str] | None = None
         self.threads = ""
@@ -257,8 +257,8 @@ class Gauge(Widget):
             self.prompt_tokens = stats.prompt_tokens
             self.cached_tokens = stats.cached_tokens
             self.rate = stats.gen_tps
-            if stats.threads_label:
-                self.threads = f"threads {stats.threads_label}"
+            if stats.n_threads:
+                self.threads = f"threads {stats.n_threads}/{stats.cores}" + (" auto" if stats.threads_auto else "")
             if stats.thinking_tokens:
                 self.thinking_tokens, self.first_answer = stats.thinking_tokens, stats.ttft_answer
         self.refresh_view(stats)
