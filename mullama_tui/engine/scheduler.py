@@ -323,10 +323,7 @@ class Scheduler:
         kept (the KV it may have written is trimmed to what is known), cancelled
         sequences end, the others are decoded again in the next step on the count the
         tuner now gives."""
-        for s in self._batch_slots:
-            self._mem.remove(s.seq, len(s.cached), -1)
-            if s.gen is not None and s.gen.cancelled:
-                self._finish(s, FinishReason.CANCELLED)
+        self._drop_batch(None, None)
         retry = tuner.aborted(shape)
         log.info("a step on %d threads was cut after %.0f ms (starving: another program keeps a core busy); "
                  "going on with %d", n_threads, seconds * 1000, retry)
@@ -693,12 +690,20 @@ class Scheduler:
             reason, error = FinishReason.ERROR, "no room left in the KV cache"
         else:
             reason, error = FinishReason.ERROR, f"llama_decode failed ({rc})"
+        self._drop_batch(reason, error)
+
+    def _drop_batch(self, reason: FinishReason | None, error: str | None) -> None:
+        """Whatever the last batch may have written is not trusted: trim each of its
+        sequences to the known prefix. Cancelled ones end; the others end with `reason`,
+        or (None) stay to be decoded again."""
         for s in self._batch_slots:
-            # Whatever this batch may have written is not trusted: trim to the known prefix.
             self._mem.remove(s.seq, len(s.cached), -1)
-            if s.gen is not None:
-                r = FinishReason.CANCELLED if s.gen.cancelled else reason
-                self._finish(s, r, None if r is FinishReason.CANCELLED else error)
+            if s.gen is None:
+                continue
+            if s.gen.cancelled:
+                self._finish(s, FinishReason.CANCELLED)
+            elif reason is not None:
+                self._finish(s, reason, None if reason is FinishReason.CANCELLED else error)
 
     def _fail_all(self, error: str) -> None:
         for s in self._slots:

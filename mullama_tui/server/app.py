@@ -15,7 +15,6 @@ Why it cannot block and cannot leak:
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import time
 import uuid
@@ -34,7 +33,7 @@ from ..engine.generation import Generation
 from ..engine.local import LocalEngine
 from ..engine.types import (EngineClosedError, FinishReason, MullamaError, QueueFullError, Request,
                             TokenEvent)
-from .guard import Guard, configured_origins, is_loopback
+from .guard import Guard, configured_origins, is_loopback, key_matches
 from .schemas import BodyError, load_json, validation_message, ChatCompletionRequest, CompletionRequest, StreamRequest, validate_body
 
 STATIC = Path(__file__).parent / "static"
@@ -89,14 +88,6 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
     @app.exception_handler(RequestValidationError)
     async def _validation(request: HTTPRequest, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(error_body(validation_message(exc)), status_code=400)
-
-    def authorized(header: str | None, token: str | None = None) -> bool:
-        if not api_key:
-            return True
-        given = token or ""
-        if header and header.lower().startswith("bearer "):
-            given = header[7:].strip()
-        return hmac.compare_digest(given.encode(), api_key.encode())
 
     async def parse(request: HTTPRequest, model: type[BaseModel]) -> Any:
         chunks, size = [], 0
@@ -177,7 +168,7 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
     # -- WebSocket -----------------------------------------------------------------------
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
-        if not authorized(websocket.headers.get("authorization"), websocket.query_params.get("token")):
+        if not key_matches(api_key, websocket.headers.get("authorization"), websocket.query_params.get("token")):
             await websocket.close(code=4401, reason="missing or wrong API key")
             return
         await websocket.accept()

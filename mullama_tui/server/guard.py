@@ -56,6 +56,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def key_matches(api_key: str | None, header: str | None, token: str | None = None) -> bool:
+    """The one API-key check (HTTP here, the WebSocket in app.py): `Authorization: Bearer
+    KEY`, or for a WebSocket `?token=KEY`; always true without a key."""
+    import hmac
+
+    if not api_key:
+        return True
+    given = token or ""
+    if header and header.lower().startswith("bearer "):
+        given = header[7:].strip()
+    return hmac.compare_digest(given.encode(), api_key.encode())
+
+
 def _host_name(host_header: str) -> str:
     """The name of a Host header, without its port ('[::1]:3000' -> '::1')."""
     if host_header.startswith("["):
@@ -88,20 +101,6 @@ class Guard:
         parts = urlsplit(origin)
         return parts.scheme in ("http", "https") and bool(host) and parts.netloc.lower() == host.lower()
 
-    def authorized(self, headers: dict[str, str], query: str) -> bool:
-        import hmac
-        from urllib.parse import parse_qs
-
-        if not self.api_key:
-            return True
-        given = ""
-        header = headers.get("authorization", "")
-        if header.lower().startswith("bearer "):
-            given = header[7:].strip()
-        elif query:
-            given = (parse_qs(query).get("token") or [""])[0]
-        return hmac.compare_digest(given.encode(), self.api_key.encode())
-
     # -- ASGI ----------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -129,7 +128,7 @@ class Guard:
 
     def _http_refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str, str] | None:
         path = scope.get("path", "")
-        if path not in OPEN_PATHS and not self.authorized(headers, scope.get("query_string", b"").decode("latin-1")):
+        if path not in OPEN_PATHS and not key_matches(self.api_key, headers.get("authorization")):
             return 401, "missing or wrong API key (Authorization: Bearer KEY)", "authentication_error"
         length = headers.get("content-length")
         if length is not None and length.strip().isdigit() and int(length) > self.max_body:
