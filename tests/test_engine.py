@@ -256,7 +256,7 @@ def test_a_slow_consumer_pauses_only_its_own_sequence(model_path):
         fast = eng.submit(raw(STORY + " a dragon", max_tokens=60, ignore_eos=True))
         assert len(fast.text()) > 0 and fast.finish_reason is FinishReason.LENGTH
         # the unread generation stopped at its buffer size instead of running ahead
-        assert not slow.finished and len(slow._events) == 4
+        assert not slow.finished and slow.buffered == 4
         rest = collect(slow)
         assert len(rest) == 201 and slow.finish_reason is FinishReason.LENGTH
 
@@ -426,15 +426,15 @@ def test_slot_states_follow_a_request_through_the_scheduler(model_path):
     from mullama_tui.engine.scheduler import SlotState
 
     with LocalEngine(model_path, n_ctx=512, n_parallel=2, capacity=2) as eng:
-        assert [s.state for s in eng.scheduler._slots] == [SlotState.IDLE] * 2
+        assert [s.state for s in eng.scheduler.slots] == [SlotState.IDLE] * 2
         gen = eng.submit(raw(max_tokens=50, ignore_eos=True))
-        wait_until(lambda: len(gen._events) == 2, what="the channel to fill")  # paused by backpressure
-        assert [s.state for s in eng.scheduler._slots].count(SlotState.GENERATING) == 1
+        wait_until(lambda: gen.buffered == 2, what="the channel to fill")  # paused by backpressure
+        assert [s.state for s in eng.scheduler.slots].count(SlotState.GENERATING) == 1
         assert eng.scheduler.active == 1
         gen.cancel()
         assert gen.wait(5)
         wait_until(lambda: eng.scheduler.active == 0, what="the slot to be freed")
-        assert [s.state for s in eng.scheduler._slots] == [SlotState.IDLE] * 2
+        assert [s.state for s in eng.scheduler.slots] == [SlotState.IDLE] * 2
 
 
 def test_backend_sampling_gives_the_host_samplers_tokens(model_path):
@@ -467,18 +467,18 @@ def test_new_requests_take_the_lowest_empty_sequences_and_keep_a_cached_conversa
     engine.clear_cache()
     first = engine.submit(raw("The keeper kept a diary.", max_tokens=4, temperature=0.0))
     first.text()  # ends; its slot keeps the prompt and reply cached
-    kept = next(s for s in sched._slots if s.cached)
+    kept = next(s for s in sched.slots if s.cached)
     gens = []
     for i in range(3):  # one by one, each admitted before the next arrives
         gens.append(engine.submit(raw(f"Fact {i}: the sea is", max_tokens=40, ignore_eos=True)))
         deadline = time.monotonic() + 30
         while gens[-1].prompt_done == 0 and time.monotonic() < deadline:
             time.sleep(0.005)
-    busy = sorted(s.seq for s in sched._slots if s.gen in gens)
+    busy = sorted(s.seq for s in sched.slots if s.run is not None and s.run.gen in gens)
     for g in gens:
         g.text()
     assert kept.cached and kept.seq not in busy  # the conversation's cache survived
-    others = sorted(s.seq for s in sched._slots if s is not kept)
+    others = sorted(s.seq for s in sched.slots if s is not kept)
     assert busy == others[:3], (busy, kept.seq)  # the lowest free ones, in order
 
 

@@ -227,7 +227,7 @@ def test_slow_reader_pauses_only_itself(tight, srv_engine):
                                           "temperature": 0.9, "ignore_eos": True})
         fast_tps = done["stats"]["gen_tps"]
         assert done["stats"]["generated_tokens"] == 100
-        slow = next((s for s in srv_engine.scheduler._slots if s.gen is not None), None)
+        slow = next((s.run for s in srv_engine.scheduler.slots if s.run is not None), None)
         assert slow is not None, "the slow reader's generation ended before it could be held back"
 
         def paused() -> bool:
@@ -235,14 +235,14 @@ def test_slow_reader_pauses_only_itself(tight, srv_engine):
             made no progress meanwhile (a merely slow, CPU-starved one would)."""
             before = slow.n_gen
             time.sleep(0.3)
-            return len(slow.gen._events) >= slow.gen.capacity and slow.n_gen == before
+            return slow.gen.buffered >= slow.gen.capacity and slow.n_gen == before
 
         deadline = time.monotonic() + 90  # a bound for a very loaded machine; usually ~2 s
         while not paused():
             assert time.monotonic() < deadline, "the slow reader's generation never paused"
         paused_at = slow.n_gen
         assert slow.n_gen < 1900  # stopped by backpressure, not by finishing
-        assert len(slow.gen._events) <= slow.gen.capacity  # server-side memory is bounded
+        assert slow.gen.buffered <= slow.gen.capacity  # server-side memory is bounded
         # and once it is held back, it costs the others nothing: a second fast run, side by
         # side with the paused one, goes about as fast as the first
         _, again = stream_text(server, {"prompt": "Hello", "max_tokens": 100, "seed": 2,

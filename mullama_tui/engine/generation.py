@@ -78,6 +78,11 @@ class Generation:
         return self._finished.wait(timeout)
 
     # -- producer side (scheduler thread only) -----------------------------------
+    @property
+    def buffered(self) -> int:
+        """Events produced and not yet read."""
+        return len(self._events)
+
     def has_room(self) -> bool:
         return len(self._events) < self.capacity
 

@@ -32,7 +32,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from . import llama
 from .generation import DEFAULT_CAPACITY, Generation
@@ -40,7 +39,7 @@ from .insight import InsightProbe
 from .text import ReasoningSplitter, ReasoningTags, Split, TextAssembler
 from .threads import StepWatchdog, ThreadChoice, ThreadController, ThreadTuner, cpu_cores
 from .types import (ContextOverflowError, EngineClosedError, FinishReason, InvalidParamsError,
-                    QueueFullError, Request, Stats, TokenEvent)
+                    QueueFullError, Request, Stats, TokenEvent, TokenInsight)
 
 log = logging.getLogger("mullama_tui.scheduler")
 
@@ -83,33 +82,75 @@ class StepTimes:
 
 
 @dataclass(eq=False)
-class Slot:
-    """One llama sequence id and the request it is serving."""
+class Run:
+    """One request while it holds a slot: created at admission, dropped at its end.
 
-    seq: int
-    state: SlotState = SlotState.IDLE
-    cached: list[int] = field(default_factory=list)  # tokens whose KV this sequence holds
-    gen: Generation | None = None
-    todo: list[int] = field(default_factory=list)  # prompt tokens still to prefill
-    sampler: llama.SamplerChain | None = None
+    Everything here belongs to the request (llama.cpp's server keeps the same split as a
+    TODO: slot state apart from request state), so a slot never carries a previous
+    request's sampler, counters or timings into the next one."""
+
+    gen: Generation
+    sampler: llama.SamplerChain
+    text: TextAssembler
     probe: InsightProbe | None = None  # with Request.logprobs: measures each token's distributions
+    t_admit: float = field(default_factory=time.perf_counter)
     forced: list[int] = field(default_factory=list)  # tokens to take next instead of sampling
+    next_token: int = -1  # sampled, emitted, not yet decoded
+    n_gen: int = 0
     thinking_tokens: int = 0
     answer_tokens: int = 0
     t_think_start: float = 0.0
     t_think_end: float = 0.0
     t_first_answer: float | None = None
-    text: TextAssembler | None = None
-    next_token: int = -1  # sampled, emitted, not yet decoded
-    n_gen: int = 0
-    logits_idx: int = -1  # batch index of this sequence's logits after the last decode
-    chunk: int = 0  # prompt tokens the current batch carries for this sequence
-    t_admit: float = 0.0
     t_prompt_done: float = 0.0
     t_first: float | None = None
     t_last: float = 0.0
-    last_used: float = 0.0
     t_full: float = 0.0  # when its event channel filled (nobody read), 0 while it has room
+
+    def fill_stats(self, st: Stats) -> Stats:
+        """This request's counters and timings into `st` (which holds the engine's part)."""
+        gen = self.gen
+        st.cached_tokens = gen.cached_tokens
+        st.queue_time = self.t_admit - gen.t_submit
+        st.generated_tokens = self.n_gen
+        if self.t_prompt_done:
+            st.prompt_time = self.t_prompt_done - self.t_admit
+            st.gen_time = max(0.0, self.t_last - self.t_prompt_done) if self.n_gen else 0.0
+        if self.t_first is not None:
+            st.ttft = self.t_first - gen.t_submit
+        if self.text.reasoning is not None:
+            st.thinking_tokens, st.answer_tokens = self.thinking_tokens, self.answer_tokens
+            if self.t_first_answer is not None:
+                st.ttft_answer = self.t_first_answer - gen.t_submit
+            if self.t_think_start:
+                st.thinking_time = (self.t_think_end or self.t_last) - self.t_think_start
+        return st
+
+    def free(self) -> None:
+        """Release the C sampler chains (the slot lives on)."""
+        self.sampler.free()
+        if self.probe is not None:
+            self.probe.free()
+
+
+@dataclass(eq=False)
+class Slot:
+    """One llama sequence id: its KV, its state, and the request it serves now (if any)."""
+
+    seq: int
+    state: SlotState = SlotState.IDLE
+    cached: list[int] = field(default_factory=list)  # tokens whose KV this sequence holds
+    todo: list[int] = field(default_factory=list)  # prompt tokens still to prefill
+    logits_idx: int = -1  # batch index of this sequence's logits after the last decode
+    chunk: int = 0  # prompt tokens the current batch carries for this sequence
+    last_used: float = 0.0
+    run: Run | None = None
+
+    @property
+    def serving(self) -> Run:
+        """The run of a slot known to be busy (PREFILLING or GENERATING)."""
+        assert self.run is not None, f"slot {self.seq} is idle"
+        return self.run
 
 
 class Scheduler:
@@ -204,6 +245,11 @@ class Scheduler:
         return sum(1 for s in self._slots if s.state is not SlotState.IDLE)
 
     @property
+    def slots(self) -> tuple[Slot, ...]:
+        """The sequence slots, to look at (tests, benchmarks): only this thread changes them."""
+        return tuple(self._slots)
+
+    @property
     def queued(self) -> int:
         return len(self._pending)
 
@@ -276,7 +322,7 @@ class Scheduler:
                     s.cached = []
         self._admit()
         for s in self._slots:
-            if s.gen is not None and s.gen.cancelled:
+            if s.run is not None and s.run.gen.cancelled:
                 self._finish(s, FinishReason.CANCELLED)
         if self.stall_timeout is not None:
             self._end_stalled(self.stall_timeout)
@@ -348,22 +394,22 @@ class Scheduler:
         client that stopped reading would otherwise hold its slot for ever."""
         now = time.perf_counter()
         for s in self._slots:
-            gen = s.gen
-            if gen is None or s.state is not SlotState.GENERATING:
+            run = s.run
+            if run is None or s.state is not SlotState.GENERATING:
                 continue
-            if gen.has_room():
-                s.t_full = 0.0
-            elif not s.t_full:
-                s.t_full = now
-            elif now - s.t_full >= timeout:
+            if run.gen.has_room():
+                run.t_full = 0.0
+            elif not run.t_full:
+                run.t_full = now
+            elif now - run.t_full >= timeout:
                 log.warning("cancelled a generation whose client read nothing for %.0f s (--stall-timeout); "
-                            "its slot is free again", now - s.t_full)
+                            "its slot is free again", now - run.t_full)
                 self.stalled += 1
-                gen.cancel()
+                run.gen.cancel()
                 self._finish(s, FinishReason.CANCELLED)
 
     def _all_cancelled(self) -> bool:
-        return all(s.gen is None or s.gen.cancelled for s in self._batch_slots)
+        return all(s.run is None or s.run.gen.cancelled for s in self._batch_slots)
 
     def notify(self) -> None:
         """From any thread, when a consumer cancelled or drained a full channel. If every
@@ -395,7 +441,7 @@ class Scheduler:
                 if n > best:
                     src, best = s, n
             # Someone is prefilling a longer shared prefix right now: wait and share it.
-            if any(s.state is SlotState.PREFILLING and common_prefix(s.gen.prompt_tokens, prompt) > best  # type: ignore[union-attr]
+            if any(s.state is SlotState.PREFILLING and common_prefix(s.serving.gen.prompt_tokens, prompt) > best
                    for s in self._slots):
                 continue
             own = max(free, key=lambda s: self._slot_preference(s, prompt, best))
@@ -424,7 +470,7 @@ class Scheduler:
                 pass
 
     def _start(self, slot: Slot, gen: Generation, src: Slot | None, prefix: int,
-               shared_logits: int = -1) -> None:
+               shared_logits: int = -1) -> Run:
         """Put `gen` into `slot`, reusing `prefix` tokens of KV from `src` (or itself)."""
         prompt = gen.prompt_tokens
         keep = min(prefix, len(prompt) - (0 if shared_logits >= 0 else 1))
@@ -437,37 +483,31 @@ class Scheduler:
         slot.cached = prompt[:keep]
         slot.todo = prompt[keep:]
         slot.state = SlotState.PREFILLING if slot.todo else SlotState.GENERATING
-        slot.gen = gen
-        req = gen.request
-        slot.sampler = llama.SamplerChain(self.model, req.params, gen.seed)
-        slot.probe = InsightProbe(self.model, req.params, req.logprobs) if req.logprobs else None
-        for tok in [*req.prefix, *([req.force] if req.force is not None else [])]:
-            slot.sampler.accept(tok)  # a branch: the reply so far counts for the penalties
-            if slot.probe is not None:
-                slot.probe.accept(tok)
-        if self.sampling_mode == "backend" and slot.probe is None:  # insight needs the logits here
-            slot.sampler.attach(self._ctx, slot.seq)  # type: ignore[arg-type]
-        tags = gen.reasoning
-        slot.text = TextAssembler(req.params.stop, ReasoningSplitter(*tags) if tags else None)
-        slot.forced = []
-        slot.thinking_tokens = slot.answer_tokens = 0
-        slot.t_think_start = slot.t_think_end = 0.0
-        slot.t_first_answer = None
-        slot.n_gen = 0
-        slot.next_token = -1
         slot.logits_idx = shared_logits
-        slot.t_admit = time.perf_counter()
-        slot.t_first = None
-        slot.t_prompt_done = slot.t_admit if shared_logits >= 0 else 0.0
+        req = gen.request
+        tags = gen.reasoning
+        run = Run(gen, llama.SamplerChain(self.model, req.params, gen.seed),
+                  TextAssembler(req.params.stop, ReasoningSplitter(*tags) if tags else None),
+                  InsightProbe(self.model, req.params, req.logprobs) if req.logprobs else None)
+        for tok in [*req.prefix, *([req.force] if req.force is not None else [])]:
+            run.sampler.accept(tok)  # a branch: the reply so far counts for the penalties
+            if run.probe is not None:
+                run.probe.accept(tok)
+        if self.sampling_mode == "backend" and run.probe is None:  # insight needs the logits here
+            run.sampler.attach(self._context, slot.seq)
+        run.t_prompt_done = run.t_admit if shared_logits >= 0 else 0.0
+        slot.run = run
         gen.cached_tokens = gen.prompt_done = keep
+        return run
 
     def _build_batch(self) -> bool:
         batch = self._batch
         batch.clear()
         self._batch_slots = []
         for s in self._slots:  # generating sequences first: one token each (n_batch >= n_parallel)
-            if s.state is SlotState.GENERATING and s.next_token >= 0 and s.gen.has_room():  # type: ignore[union-attr]
-                s.logits_idx = batch.add(s.next_token, len(s.cached), s.seq, True)
+            run = s.run
+            if s.state is SlotState.GENERATING and run is not None and run.next_token >= 0 and run.gen.has_room():
+                s.logits_idx = batch.add(run.next_token, len(s.cached), s.seq, True)
                 self._batch_slots.append(s)
         # the prompt tuner's first look: a short chunk on one thread gives the per-token
         # figure every later prompt step's deadline is held to (see `_tuner_for`)
@@ -501,15 +541,15 @@ class Scheduler:
                 s.cached.extend(s.todo[:s.chunk])
                 del s.todo[:s.chunk]
                 self.prompt_tokens_processed += s.chunk
-                s.gen.prompt_done = len(s.cached)  # type: ignore[union-attr]
+                s.serving.gen.prompt_done = len(s.cached)
                 if s.todo:
                     continue
                 s.state = SlotState.GENERATING
-                s.t_prompt_done = now
+                s.serving.t_prompt_done = now
                 sampling.append(s)
                 sampling.extend(self._attach_followers(s))
             else:
-                s.cached.append(s.next_token)
+                s.cached.append(s.serving.next_token)
                 sampling.append(s)
         for s in sampling:
             self._sample(s)
@@ -522,7 +562,8 @@ class Scheduler:
         started: list[Slot] = []
         if not self._pending:
             return started
-        prompt = leader.gen.prompt_tokens  # type: ignore[union-attr]
+        lead = leader.serving
+        prompt = lead.gen.prompt_tokens
         with self._lock:
             same = [g for g in self._pending if g.prompt_tokens == prompt and not g.cancelled]
         for gen in same:
@@ -534,32 +575,38 @@ class Scheduler:
             if self.sampling_mode == "backend":
                 self._start(slot, gen, leader, len(prompt))
                 continue
-            self._start(slot, gen, leader, len(prompt), shared_logits=leader.logits_idx)
-            slot.t_admit, slot.t_prompt_done = leader.t_admit, leader.t_prompt_done
+            run = self._start(slot, gen, leader, len(prompt), shared_logits=leader.logits_idx)
+            run.t_admit, run.t_prompt_done = lead.t_admit, lead.t_prompt_done
             started.append(slot)
         return started
 
+    @property
+    def _context(self) -> llama.LlamaContext:
+        ctx = self._ctx
+        assert ctx is not None, "the context lives on the scheduler thread once started"
+        return ctx
+
     def _sample(self, s: Slot) -> None:
-        gen = s.gen
-        assert gen is not None and s.sampler is not None and s.text is not None
+        run = s.serving
+        gen = run.gen
         t0 = time.perf_counter()
-        if gen.request.force is not None and s.n_gen == 0:
+        if gen.request.force is not None and run.n_gen == 0:
             # a branch: the forced token ended the prompt (decoded there, so not again); it is
             # the reply's first token, and the logits just computed after it give the second
             if not self._emit(s, gen.request.force, t0, forced=True):
                 return
-        if s.forced:  # the engine's own words (a thinking budget closing the block)
-            tok = s.forced.pop(0)
-            s.sampler.accept(tok)
-            if s.probe is not None:
-                s.probe.accept(tok)
+        if run.forced:  # the engine's own words (a thinking budget closing the block)
+            tok = run.forced.pop(0)
+            run.sampler.accept(tok)
+            if run.probe is not None:
+                run.probe.accept(tok)
             self._emit(s, tok, t0, forced=True)
             return
-        tok = s.sampler.sample(self._ctx, s.logits_idx)  # type: ignore[arg-type]
+        tok = run.sampler.sample(self._context, s.logits_idx)
         insight = None
-        if s.probe is not None:
-            insight = s.probe.measure(self._ctx, s.logits_idx, tok)  # type: ignore[arg-type]
-            s.probe.accept(tok)
+        if run.probe is not None:
+            insight = run.probe.measure(self._context, s.logits_idx, tok)
+            run.probe.accept(tok)
         now = time.perf_counter()
         self._emit(s, tok, now, insight=insight)
         times = self.times
@@ -567,121 +614,94 @@ class Scheduler:
         times.sample += now - t0
         times.text += time.perf_counter() - now
 
-    def _emit(self, s: Slot, tok: int, now: float, insight: Any = None, forced: bool = False) -> bool:
+    def _emit(self, s: Slot, tok: int, now: float, insight: TokenInsight | None = None,
+              forced: bool = False) -> bool:
         """One token of the reply: text (by channel), event, and the end if it ends here.
         True if the sequence goes on."""
-        gen = s.gen
-        assert gen is not None and s.text is not None
-        s.t_last = now
+        run = s.serving
+        gen = run.gen
+        run.t_last = now
         model = self.model
         if model.is_eog(tok) and not gen.request.ignore_eos and not forced:
             self._finish(s, FinishReason.EOS)
             return False
-        splitter = s.text.reasoning
+        splitter = run.text.reasoning
         was_thinking = splitter is not None and splitter.thinking
-        split = s.text.push(model.piece(tok))
-        index = s.n_gen
-        s.n_gen += 1
+        split = run.text.push(model.piece(tok))
+        index = run.n_gen
+        run.n_gen += 1
         channel = "answer"
         if splitter is not None:
             # a token held at the start counts as thinking if it begins the opening tag;
             # leading whitespace alone (a reply after a closed block starts with "\n") is answer
             thinking = was_thinking or splitter.thinking or (splitter.holding_open_tag and not split.answer)
             channel = "thinking" if thinking else "answer"
-            self._count_channels(s, thinking, split.moved, now)
-        if s.t_first is None and (split.answer or split.thinking):
-            s.t_first = now
-        if s.t_first_answer is None and split.answer:
-            s.t_first_answer = now
+            self._count_channels(run, splitter, thinking, split.moved, now)
+        if run.t_first is None and (split.answer or split.thinking):
+            run.t_first = now
+        if run.t_first_answer is None and split.answer:
+            run.t_first_answer = now
         gen.push(TokenEvent(split.answer, tok, index, insight=insight, thinking=split.thinking, moved=split.moved,
                             channel=channel))
-        if s.text.stopped:
+        if run.text.stopped:
             self._finish(s, FinishReason.STOP)
-        elif s.n_gen >= gen.request.max_tokens or len(s.cached) + 1 >= self.n_ctx:
+        elif run.n_gen >= gen.request.max_tokens or len(s.cached) + 1 >= self.n_ctx:
             self._finish(s, FinishReason.LENGTH)
         else:
-            s.next_token = tok
+            run.next_token = tok
             return True
         return False
 
-    def _count_channels(self, s: Slot, thinking: bool, moved: str, now: float) -> None:
+    def _count_channels(self, run: Run, splitter: ReasoningSplitter, thinking: bool, moved: str,
+                        now: float) -> None:
         """Thinking and answer tokens, when the thinking started and ended, and the budget:
         past it, the closing tag is queued as the next tokens (the model answers after it)."""
-        splitter = s.text.reasoning  # type: ignore[union-attr]
         if moved:  # a stray closing tag: the "answer" so far was thinking
-            s.thinking_tokens += s.answer_tokens
-            s.answer_tokens = 0
-            s.t_first_answer = None
+            run.thinking_tokens += run.answer_tokens
+            run.answer_tokens = 0
+            run.t_first_answer = None
         if thinking or moved:
-            s.thinking_tokens += 1
-            s.t_think_start = s.t_think_start or (s.t_admit if moved else now)
-            if not splitter.thinking and not s.t_think_end:  # type: ignore[union-attr]
-                s.t_think_end = now
+            run.thinking_tokens += 1
+            run.t_think_start = run.t_think_start or (run.t_admit if moved else now)
+            if not splitter.thinking and not run.t_think_end:
+                run.t_think_end = now
         else:
-            s.answer_tokens += 1
-        budget = s.gen.request.thinking_budget  # type: ignore[union-attr]
-        if s.gen.request.params.grammar:  # type: ignore[union-attr]
-            budget = None  # the grammar would refuse the engine's own closing tag
-        if budget is not None and splitter.thinking and s.thinking_tokens >= budget and not s.forced:  # type: ignore[union-attr]
-            close = splitter.tags.close  # type: ignore[union-attr]
-            s.forced = self.model.tokenize(f"\n{close}\n\n", add_special=False, parse_special=True)
+            run.answer_tokens += 1
+        request = run.gen.request
+        budget = None if request.params.grammar else request.thinking_budget  # a grammar would refuse the tag
+        if budget is not None and splitter.thinking and run.thinking_tokens >= budget and not run.forced:
+            run.forced = self.model.tokenize(f"\n{splitter.tags.close}\n\n", add_special=False, parse_special=True)
 
-    def _stats(self, s: Slot | None, gen: Generation, reason: FinishReason,
-               error: str | None = None) -> Stats:
-        now = time.perf_counter()
+    def _stats(self, gen: Generation, reason: FinishReason, error: str | None = None) -> Stats:
+        """The engine's part of a request's stats (the run adds its own, see `Run.fill_stats`)."""
         choice = self.threads.choice()
-        st = Stats(finish_reason=reason, seed=gen.seed, n_ctx=self.n_ctx, error=error,
-                   prompt_tokens=len(gen.prompt_tokens), total_time=now - gen.t_submit,
-                   n_threads=choice.decode, n_threads_prompt=choice.prompt, cores=choice.cores,
-                   threads_auto=choice.auto)
-        if s is not None:
-            st.cached_tokens = gen.cached_tokens
-            st.queue_time = s.t_admit - gen.t_submit
-            st.generated_tokens = s.n_gen
-            if s.t_prompt_done:
-                st.prompt_time = s.t_prompt_done - s.t_admit
-                st.gen_time = max(0.0, s.t_last - s.t_prompt_done) if s.n_gen else 0.0
-            if s.t_first is not None:
-                st.ttft = s.t_first - gen.t_submit
-            if s.text is not None and s.text.reasoning is not None:
-                st.thinking_tokens, st.answer_tokens = s.thinking_tokens, s.answer_tokens
-                if s.t_first_answer is not None:
-                    st.ttft_answer = s.t_first_answer - gen.t_submit
-                if s.t_think_start:
-                    st.thinking_time = (s.t_think_end or s.t_last) - s.t_think_start
-        else:
-            st.queue_time = st.total_time
-        return st
+        total = time.perf_counter() - gen.t_submit
+        return Stats(finish_reason=reason, seed=gen.seed, n_ctx=self.n_ctx, error=error,
+                     prompt_tokens=len(gen.prompt_tokens), total_time=total, queue_time=total,
+                     n_threads=choice.decode, n_threads_prompt=choice.prompt, cores=choice.cores,
+                     threads_auto=choice.auto)
 
     def _end_pending(self, gen: Generation, reason: FinishReason) -> None:
         """Final event for a request that never got a slot."""
-        gen.push(TokenEvent("", -1, 0, reason, self._stats(None, gen, reason)))
+        gen.push(TokenEvent("", -1, 0, reason, self._stats(gen, reason)))
 
     def _finish(self, s: Slot, reason: FinishReason, error: str | None = None) -> None:
-        """End the sequence in `s`; its KV stays cached for prefix reuse."""
-        gen = s.gen
-        assert gen is not None
-        tail = s.text.flush() if s.text is not None else Split()
-        stats = self._stats(s, gen, reason, error)
-        if (tail.answer or tail.thinking) and s.t_first is None:
+        """End the request in `s`; the sequence's KV stays cached for prefix reuse."""
+        run = s.serving
+        gen = run.gen
+        tail = run.text.flush()
+        stats = run.fill_stats(self._stats(gen, reason, error))
+        if (tail.answer or tail.thinking) and run.t_first is None:
             stats.ttft = time.perf_counter() - gen.t_submit
         if s.todo or len(s.cached) >= self.n_ctx:
             self._mem.remove(s.seq, len(s.cached), -1)
-        if s.sampler is not None:
-            s.sampler.free()
-        if s.probe is not None:
-            s.probe.free()
+        run.free()
         s.state = SlotState.IDLE
-        s.gen = None
-        s.sampler = None
-        s.probe = None
-        s.text = None
+        s.run = None
         s.todo = []
-        s.next_token = -1
-        s.t_full = 0.0
         s.last_used = time.perf_counter()
         # the slot is free before the consumer can see the end (so `active` agrees with it)
-        gen.push(TokenEvent(tail.answer, -1, s.n_gen, reason, stats, thinking=tail.thinking))
+        gen.push(TokenEvent(tail.answer, -1, run.n_gen, reason, stats, thinking=tail.thinking))
 
     def _decode_failed(self, rc: int) -> None:
         if rc == 2:
@@ -698,26 +718,27 @@ class Scheduler:
         or (None) stay to be decoded again."""
         for s in self._batch_slots:
             self._mem.remove(s.seq, len(s.cached), -1)
-            if s.gen is None:
+            if s.run is None:
                 continue
-            if s.gen.cancelled:
+            if s.run.gen.cancelled:
                 self._finish(s, FinishReason.CANCELLED)
             elif reason is not None:
                 self._finish(s, reason, None if reason is FinishReason.CANCELLED else error)
 
     def _fail_all(self, error: str) -> None:
         for s in self._slots:
-            if s.gen is not None:
+            if s.run is not None:
+                gen = s.run.gen
                 try:
                     self._finish(s, FinishReason.ERROR, error)
                 except Exception:
-                    s.gen.push(TokenEvent("", -1, 0, FinishReason.ERROR,
-                                          Stats(finish_reason=FinishReason.ERROR, error=error)))
-                    s.gen, s.state = None, SlotState.IDLE
+                    gen.push(TokenEvent("", -1, 0, FinishReason.ERROR,
+                                        Stats(finish_reason=FinishReason.ERROR, error=error)))
+                    s.run, s.state = None, SlotState.IDLE
 
     def _shutdown(self) -> None:
         for s in self._slots:
-            if s.gen is not None:
+            if s.run is not None:
                 self._finish(s, FinishReason.CANCELLED)
         with self._lock:
             self._closing = True
