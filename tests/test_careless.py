@@ -11,9 +11,9 @@ import sqlite3
 import subprocess
 
 import pytest
+from test_crash import Terminal, rows, wait_rows
 
 from helpers import CLI, LONG_PROMPT, configure, run_cli, send, until
-from test_crash import Terminal, rows, wait_rows
 
 
 def test_invalid_utf8_on_stdin_and_in_arguments_is_replaced_and_said_once(home):
@@ -131,7 +131,7 @@ async def test_enter_while_generating_keeps_the_typed_text(home):
     app = MullamaApp()
     async with app.run_test(size=(100, 30)) as pilot:
         await send(pilot, app, LONG_PROMPT)
-        await until(pilot, lambda: app.state == "generating", 60, f"generating")
+        await until(pilot, lambda: app.state == "generating", 60, "generating")
         await send(pilot, app, "my next question")
         await pilot.pause()
         assert app.query_one(PromptInput).text == "my next question"

@@ -12,6 +12,7 @@ import pytest
 
 from helpers import CLI, run_cli
 
+
 def test_run_streams_text_and_stats_to_stderr():
     r = run_cli("run", "--seed", "3", "-n", "24", "--raw", "The capital of France is")
     assert r.returncode == 0, r.stderr
@@ -85,8 +86,8 @@ def test_tui_entry_points_build_the_app_with_a_real_backend_choice(home, monkeyp
     """The app is built exactly as `mullama-tui ...` builds it; only `run()` is recorded."""
     from typer.testing import CliRunner
 
+    from mullama_tui.backends import BackendChoice
     from mullama_tui.cli import app as cli_app
-    from mullama_tui.engine.backends import BackendChoice
     from mullama_tui.tui.app import MullamaApp
 
     built = []

@@ -11,7 +11,9 @@ from mullama_tui.engine.generation import drain_together
 from mullama_tui.engine.types import FinishReason, Request, SamplerParams
 from mullama_tui.history import History
 from mullama_tui.tui.app import MullamaApp
-from mullama_tui.tui.screens.compare import CompareScreen, ComparePane
+from mullama_tui.tui.screens.compare import CompareScreen
+from mullama_tui.tui.widgets.compare_pane import ComparePane
+
 from helpers import configure, require_batch_invariance, run_cli, until
 
 PROMPT = "Tell me a story about a robot who learns to paint."

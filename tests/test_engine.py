@@ -9,11 +9,19 @@ import time
 
 import pytest
 
-from mullama_tui.engine.local import LocalEngine
 from mullama_tui.engine.llama import LlamaModel, batch_invariance
+from mullama_tui.engine.local import LocalEngine
+from mullama_tui.engine.types import (
+    ContextOverflowError,
+    FinishReason,
+    InvalidParamsError,
+    ModelLoadError,
+    ModelNotFoundError,
+    Request,
+    SamplerParams,
+)
+
 from helpers import greedy_gap, require_batch_invariance
-from mullama_tui.engine.types import (ContextOverflowError, FinishReason, InvalidParamsError,
-                                      ModelLoadError, ModelNotFoundError, Request, SamplerParams)
 
 STORY = "Once upon a time, in a small village by the sea, there lived"
 

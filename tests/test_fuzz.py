@@ -16,9 +16,10 @@ import schemathesis
 import websockets
 from hypothesis import HealthCheck, given, settings
 
-from helpers import Server, wait_idle
 from mullama_tui.engine.local import LocalEngine
 from mullama_tui.server.app import create_app
+
+from helpers import Server, wait_idle
 
 CASES_PER_OPERATION = 70
 fuzzed: list[tuple[str, int]] = []  # (operation, status) of every generated case
@@ -75,7 +76,7 @@ def test_the_http_api_survives_generated_input(fuzz_app, fuzz_engine):
         @settings(max_examples=CASES_PER_OPERATION, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(case=op.as_strategy())
-        def one(case) -> None:
+        def one(case, label: str = label) -> None:
             response = case.call(timeout=30)
             fuzzed.append((label, response.status_code))
             assert response.status_code < 500 or response.status_code == 503, (label, response.text[:300])

@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from helpers import run_cli
 from mullama_tui.config import Settings
 from mullama_tui.engine import llama
-from mullama_tui.engine.types import InvalidParamsError, ModelLoadError
+from mullama_tui.engine.types import InvalidParamsError, ModelLoadError, Placement
+
+from helpers import run_cli
 
 
 def test_the_default_follows_what_the_build_can_offload(monkeypatch, model_path):
@@ -28,10 +29,10 @@ def test_the_default_follows_what_the_build_can_offload(monkeypatch, model_path)
 
 
 def test_placement_reads_like_the_issue_asks():
-    assert llama.Placement(31, 31, "CUDA0 NVIDIA H200").summary == "CUDA0 NVIDIA H200, 31/31 layers"
-    assert llama.Placement(10, 31, "CUDA0 NVIDIA H200").summary.endswith("10/31 layers (the rest on the CPU)")
-    assert llama.Placement(0, 31, "CUDA0 NVIDIA H200").summary == "CPU"
-    assert llama.Placement(31, 31, None).summary == "CPU"
+    assert Placement(31, 31, "CUDA0 NVIDIA H200").summary == "CUDA0 NVIDIA H200, 31/31 layers"
+    assert Placement(10, 31, "CUDA0 NVIDIA H200").summary.endswith("10/31 layers (the rest on the CPU)")
+    assert Placement(0, 31, "CUDA0 NVIDIA H200").summary == "CPU"
+    assert Placement(31, 31, None).summary == "CPU"
 
 
 def test_a_model_that_does_not_load_with_offload_names_gpu_layers(monkeypatch, tmp_path, model_path):

@@ -4,7 +4,6 @@ per token, checked against llama-cpp-python, and branching from any token."""
 from __future__ import annotations
 
 import math
-import threading
 
 import pytest
 
@@ -68,10 +67,10 @@ def test_sampler_probabilities_sum_to_one_over_kept_and_are_zero_for_cut(engine)
 def test_model_logprobs_match_llama_cpp_python(engine, model_path):
     """Same prompt, greedy: the same tokens, the same top alternatives, the same values
     (within 1e-3) as llama-cpp-python's create_completion(logprobs=N)."""
+    import llama_cpp.llama_cpp as low
     from llama_cpp import Llama
 
     from mullama_tui.engine.llama import model_params
-    import llama_cpp.llama_cpp as low
 
     ours = insights(engine, **SamplerParams.greedy().to_dict(), logprobs=5, max_tokens=10)
     low.llama_model_default_params = model_params  # the same weight placement as ours
@@ -295,9 +294,10 @@ def test_heat_colours_tokens_on_a_terminal():
 # -- the TUI's token view ------------------------------------------------------------------
 
 async def test_token_view_streams_coloured_tokens_with_a_cursor_and_a_panel(home):
-    from helpers import configure, send, until
     from mullama_tui.tui.app import MullamaApp
     from mullama_tui.tui.widgets.tokens import TokenPanel, TokenView, bucket
+
+    from helpers import configure, send, until
 
     configure(max_tokens=300, mode="raw", temperature=0.9, top_k=20, min_p=0.05)
     app = MullamaApp(ignore_eos=True)
@@ -334,11 +334,12 @@ async def test_token_view_streams_coloured_tokens_with_a_cursor_and_a_panel(home
 
 
 async def test_branching_from_a_token_keeps_the_original_and_decodes_one_token(home):
-    from helpers import configure, send, until
     from mullama_tui.history import History
     from mullama_tui.tui.app import MullamaApp
     from mullama_tui.tui.widgets.tokens import TokenView
     from mullama_tui.tui.widgets.turn import AssistantTurn
+
+    from helpers import configure, send, until
 
     configure(max_tokens=60, mode="raw", temperature=0.8, token_view=True)
     app = MullamaApp(ignore_eos=True)
@@ -372,10 +373,11 @@ async def test_branching_from_a_token_keeps_the_original_and_decodes_one_token(h
 
 
 async def test_a_run_reopened_from_history_shows_its_tokens(home):
-    from helpers import configure, until
     from mullama_tui.history import History, RunRecord
     from mullama_tui.tui.app import MullamaApp
     from mullama_tui.tui.widgets.tokens import TokenItem, TokenView
+
+    from helpers import configure, until
 
     configure(token_view=True)
     item = TokenItem(" Paris", 7042, None)
@@ -395,10 +397,12 @@ async def test_a_run_reopened_from_history_shows_its_tokens(home):
 
 
 async def test_compare_token_view_marks_where_the_panes_part_ways(home):
-    from helpers import configure, until
     from mullama_tui.tui.app import MullamaApp
-    from mullama_tui.tui.screens.compare import ComparePane, CompareScreen
+    from mullama_tui.tui.screens.compare import CompareScreen
+    from mullama_tui.tui.widgets.compare_pane import ComparePane
     from mullama_tui.tui.widgets.tokens import TokenView
+
+    from helpers import configure, until
 
     configure(max_tokens=30, seed=4)
     app = MullamaApp(compare=([0.1, 0.9, 1.6], None), ignore_eos=True)

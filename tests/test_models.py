@@ -83,7 +83,8 @@ def test_shipped_aliases_name_real_hf_repositories(hub: Hub) -> None:
 
 def test_hf_names_and_urls_parse() -> None:
     s = parse_name("hf:owner/repo:file-Q8_0.gguf")
-    assert (s.repo, s.file) == ("owner/repo", "file-Q8_0.gguf") and s.url.endswith("/owner/repo/resolve/main/file-Q8_0.gguf")
+    assert (s.repo, s.file) == ("owner/repo", "file-Q8_0.gguf")
+    assert s.url.endswith("/owner/repo/resolve/main/file-Q8_0.gguf")
     s = parse_name("hf:owner/repo")
     assert s.file is None and s.url is None
     s = parse_name("https://example.org/models/x%20y.gguf")

@@ -8,7 +8,7 @@ from textual.app import App, ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Markdown
 
-from mullama_tui.tui.widgets.output import MarkdownReply, block_boundary
+from mullama_tui.tui.widgets.markdown import MarkdownReply, block_boundary
 
 
 def test_block_boundary_is_the_last_blank_line_outside_a_code_fence():
@@ -39,7 +39,7 @@ class _Following(App[None]):
     CSS = "#out { overflow-y: scroll; scrollbar-size-vertical: 0; }"
 
     def compose(self) -> ComposeResult:
-        from mullama_tui.tui.widgets.output import FollowingScroll
+        from mullama_tui.tui.widgets.reply import FollowingScroll
 
         yield FollowingScroll(id="out")
 
@@ -66,7 +66,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 async def _mounted_raw(app: App, pilot) -> tuple:
     """A `RawOutput` mounted in the app's `#out` and laid out: (the reply, its `PlainLines`)."""
-    from mullama_tui.tui.widgets.output import PlainLines, RawOutput
+    from mullama_tui.tui.widgets.plain import PlainLines, RawOutput
 
     raw = RawOutput()
     await app.query_one("#out").mount(raw)
@@ -160,11 +160,11 @@ async def test_the_markdown_tail_keeps_its_render_and_repaints_only_changed_line
     and renders again at a new width. A pure widget test: no model."""
     from textual.geometry import Region
 
-    from mullama_tui.tui.widgets.output import _Tail
+    from mullama_tui.tui.widgets.markdown import MarkdownTail
 
     app = _Host()
     async with app.run_test(size=(50, 20)) as pilot:
-        tail = _Tail()
+        tail = MarkdownTail()
         await app.query_one("#out").mount(tail)
         await pilot.pause()
         text = "[red]x[/red] [bold and *emphasis* " + "the keeper lit the lamp at dusk " * 4
@@ -181,7 +181,7 @@ async def test_the_markdown_tail_keeps_its_render_and_repaints_only_changed_line
         original = tail.refresh
         tail.refresh = lambda *regions, **kw: (repainted.extend(regions), original(*regions, **kw))[1]
         tail.set_text(text)
-        assert shown() == [s.text.rstrip() for s in tail._render(text, width, True)]
+        assert shown() == [s.text.rstrip() for s in tail.render_blocks(text, width, True)]
         assert len(tail._strips) > before
         # within the reserved height: no layout, a repaint from the last line before down
         assert repainted and all(r.y >= before - 1 for r in repainted)
@@ -224,7 +224,7 @@ async def test_a_streaming_reply_costs_one_layout_pass_per_reserved_step():
     screen out once each time it outgrows its reserved lines, and not a second time when
     the widgets take their new sizes (Textual's stock widgets ask for that second pass).
     The view follows the end. A pure layout test: no model."""
-    from mullama_tui.tui.widgets.output import RESERVE_LINES
+    from mullama_tui.tui.widgets.reply import RESERVE_LINES
 
     app = _Following()
     async with app.run_test(size=(60, 20)) as pilot:
@@ -275,7 +275,7 @@ async def test_the_tail_renders_block_by_block_as_rich_renders_the_whole():
     text arrives. A pure widget test: no model."""
     import random
 
-    from mullama_tui.tui.widgets.output import _Tail
+    from mullama_tui.tui.widgets.markdown import MarkdownTail
 
     docs = ["The keeper lit the lamp.\n\n- one\n- two\n\n# A heading\n\nSome **bold** and `code` here, a long "
             "line that wraps around the width of the pane.\n\n```py\nx = 1\n\ny = 2\n```\n\n> a quote\n\n"
@@ -284,7 +284,7 @@ async def test_the_tail_renders_block_by_block_as_rich_renders_the_whole():
     app = _Host()
     async with app.run_test(size=(50, 40)) as pilot:
         for doc in docs:
-            tail = _Tail()
+            tail = MarkdownTail()
             await app.query_one("#out").mount(tail)
             await pilot.pause()
             rng, i = random.Random(1), 0
@@ -293,7 +293,7 @@ async def test_the_tail_renders_block_by_block_as_rich_renders_the_whole():
                 tail.set_text(doc[:i])
             width = tail.content_region.width
             assert len(tail._chunks) >= 3
-            assert [s.text for s in tail._strips] == [s.text for s in tail._render(doc, width, True)]
+            assert [s.text for s in tail._strips] == [s.text for s in tail.render_blocks(doc, width, True)]
             await tail.remove()
 
 
@@ -321,7 +321,7 @@ async def test_a_windowed_pane_shows_its_newest_lines_without_layout_then_all_of
     lines in the view's height, with no layout pass however long it grows; at the end
     (`finish`) it takes its whole height and the view follows its end. A pure layout
     test: no model."""
-    from mullama_tui.tui.widgets.output import PlainLines, RawOutput
+    from mullama_tui.tui.widgets.plain import PlainLines, RawOutput
 
     app = _Following()
     async with app.run_test(size=(40, 20)) as pilot:

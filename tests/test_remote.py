@@ -15,6 +15,7 @@ import pytest
 from mullama_tui.engine.generation import drain_together
 from mullama_tui.engine.remote import RemoteEngine, SSEParser
 from mullama_tui.engine.types import FinishReason, Request, SamplerParams
+
 from helpers import Server, configure, require_batch_invariance, run_cli, send, until, wait_idle
 
 PROMPT = "The old lighthouse keeper"
@@ -107,7 +108,7 @@ def test_cancel_closes_the_stream_and_the_server_stops(remote_server):
         gen = eng.submit(Request(prompt="Write a very long story about the sea.", mode="chat",
                                  max_tokens=1800, params=SamplerParams(seed=5)))
         n = 0
-        for ev in gen:
+        for _ in gen:
             n += 1
             if n == 5:
                 t0 = time.perf_counter()
@@ -120,7 +121,7 @@ def test_cancel_closes_the_stream_and_the_server_stops(remote_server):
 
 
 def test_tui_through_the_remote_backend(home, remote_server):
-    from mullama_tui.engine.backends import BackendChoice
+    from mullama_tui.backends import BackendChoice
     from mullama_tui.tui.app import MullamaApp
 
     configure(max_tokens=20, temperature=0.0, mode="raw")

@@ -13,7 +13,8 @@ import pytest
 import websockets
 from openai import OpenAI
 
-from helpers import LONG_PROMPT as LONG, Server, opening_gap, require_batch_invariance, wait_idle
+from helpers import LONG_PROMPT as LONG
+from helpers import Server, opening_gap, require_batch_invariance, wait_idle
 
 
 @pytest.fixture(scope="module")

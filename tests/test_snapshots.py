@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import configure, until
 from mullama_tui.tui.app import MullamaApp
+
+from helpers import configure, until
 
 
 async def loaded(pilot) -> None:

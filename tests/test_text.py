@@ -71,7 +71,7 @@ def test_tags_split_at_every_byte_position_never_leak(tags):
 
 
 def test_a_prompt_that_opened_the_block_starts_inside():
-    data = "Hmm, the user greets me.\n</think>\n\nHello!".encode()
+    data = b"Hmm, the user greets me.\n</think>\n\nHello!"
     for cut in range(1, len(data)):
         assert split_all(data, [cut], inside=True) == ("Hello!", "Hmm, the user greets me.\n", "")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mullama_tui.engine.text import THINK_TAGS
-from mullama_tui.engine.types import FinishReason, Request, SamplerParams
+from mullama_tui.engine.types import Request, SamplerParams
 
 
 def ask(engine, **kw) -> tuple[list, object]:
@@ -179,11 +179,12 @@ def test_the_remote_backend_reads_a_servers_thinking(reasoning_server, path):
 # -- the TUI --------------------------------------------------------------------------------
 
 async def test_tui_streams_the_thinking_above_the_answer_and_folds_it(home, thinking_model_path):
-    from helpers import configure, send, until
     from mullama_tui.history import History
     from mullama_tui.tui.app import MullamaApp
     from mullama_tui.tui.widgets.gauge import Gauge
     from mullama_tui.tui.widgets.turn import AssistantTurn, ThinkingBlock
+
+    from helpers import configure, send, until
 
     configure(max_tokens=500, thinking_budget=300, seed=3)
     app = MullamaApp(model=str(thinking_model_path), ignore_eos=True)
@@ -222,9 +223,10 @@ async def test_tui_streams_the_thinking_above_the_answer_and_folds_it(home, thin
 
 
 async def test_a_setting_hides_the_thinking(home, thinking_model_path):
-    from helpers import configure, send, until
     from mullama_tui.tui.app import MullamaApp
     from mullama_tui.tui.widgets.turn import ThinkingBlock
+
+    from helpers import configure, send, until
 
     configure(max_tokens=40, thinking_budget=10, show_thinking=False)
     app = MullamaApp(model=str(thinking_model_path), ignore_eos=True)
@@ -236,10 +238,11 @@ async def test_a_setting_hides_the_thinking(home, thinking_model_path):
 
 
 async def test_tui_through_a_remote_server_that_sends_reasoning_content(home, reasoning_server):
-    from helpers import configure, send, until
-    from mullama_tui.engine.backends import BackendChoice
+    from mullama_tui.backends import BackendChoice
     from mullama_tui.tui.app import MullamaApp
     from mullama_tui.tui.widgets.turn import ThinkingBlock
+
+    from helpers import configure, send, until
 
     configure(max_tokens=20)
     app = MullamaApp(backend=BackendChoice("openai", reasoning_server + "/v1"))

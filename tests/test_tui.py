@@ -3,7 +3,6 @@ fresh temporary folder per test, so settings and history start empty)."""
 
 from __future__ import annotations
 
-
 import pytest
 from textual.widgets import Markdown, Static
 
@@ -11,10 +10,11 @@ from mullama_tui.config import Settings
 from mullama_tui.history import History, RunRecord
 from mullama_tui.tui.app import MullamaApp
 from mullama_tui.tui.widgets.gauge import Gauge
-from mullama_tui.tui.widgets.output import PlainLines, RawOutput
+from mullama_tui.tui.widgets.plain import PlainLines, RawOutput
 from mullama_tui.tui.widgets.prompt import PromptInput
 
-from helpers import LONG_PROMPT as LONG, ScriptedEngine, configure, fed_generation, send, until
+from helpers import LONG_PROMPT as LONG
+from helpers import ScriptedEngine, configure, fed_generation, send, until
 
 
 @pytest.mark.parametrize("key", ["escape", "ctrl+c"])
@@ -285,7 +285,8 @@ async def test_an_engine_error_mid_reply_keeps_the_text_and_says_why(home):
 
 
 async def test_a_crashing_compare_worker_ends_every_pane_and_esc_leaves(home):
-    from mullama_tui.tui.screens.compare import CompareScreen, ComparePane
+    from mullama_tui.tui.screens.compare import CompareScreen
+    from mullama_tui.tui.widgets.compare_pane import ComparePane
 
     def submit(request):
         raise RuntimeError("compare boom")

@@ -9,9 +9,10 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from ..engine.local import LocalEngine
 from ..engine.types import Request, SamplerParams

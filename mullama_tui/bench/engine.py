@@ -52,8 +52,8 @@ def bench_engine(path: Path, *, n_tokens: int = 256, reps: int = 3, seed: int = 
     try:
         # one untimed warm-up each (first decode allocates compute buffers)
         engine_run(engine, BENCH_PROMPT, 8, params)
-        for c in contenders:
-            c.run(BENCH_PROMPT, 8, params)
+        for contender in contenders:
+            contender.run(BENCH_PROMPT, 8, params)
         for i in range(reps):
             progress(f"rep {i + 1}/{reps}: engine")
             ours.runs.append(engine_run(engine, BENCH_PROMPT, n_tokens, params))
@@ -68,9 +68,10 @@ def bench_engine(path: Path, *, n_tokens: int = 256, reps: int = 3, seed: int = 
                 ceiling_tg.append(llama_bench_tg(llama_bench, path, n_tokens, threads, ngl, flash))
     finally:
         engine.close()
-        for c in contenders:
-            c.close()
-    a, b, c, d = ours.summary(), theirs.summary(), bare.summary(), as_shipped.summary()
+        for runner in contenders:
+            runner.close()
+    a, b, d = ours.summary(), theirs.summary(), as_shipped.summary()
+    c = bare.summary()
     return {"benchmark": "engine", "model": str(path), "threads": threads, "n_tokens": n_tokens,
             "seed": seed, "placement": placement, "series": [a, b, c, d],
             "ratio_tg": round(a["tg_tps"]["median"] / b["tg_tps"]["median"], 2),
@@ -86,7 +87,8 @@ def bench_engine(path: Path, *, n_tokens: int = 256, reps: int = 3, seed: int = 
 
 def format_engine_report(r: dict[str, Any]) -> str:
     lines = [f"model: {r['model']}  ({r['placement']})",
-             f"threads: {r['threads']}  tokens: {r['n_tokens']} each (end-of-text cannot stop a run)  seed: {r['seed']}",
+             f"threads: {r['threads']}  tokens: {r['n_tokens']} each (end-of-text cannot stop a run)  "
+             f"seed: {r['seed']}",
              f"{'':50} {'pp tok/s (med/min/max)':>26} {'tg tok/s (med/min/max)':>26}  tokens"]
     for s in r["series"]:
         pp, tg = s["pp_tps"], s["tg_tps"]
@@ -99,7 +101,8 @@ def format_engine_report(r: dict[str, Any]) -> str:
     lines.append(f"out of the box (each with its default threads: ours {r['threads']}, llama-cpp-python "
                  f"{r['default_threads']}): engine / llama-cpp-python {r['ratio_tg_default_threads']}x")
     if r.get("engine_of_llama_bench") is not None:
-        lines.append(f"llama.cpp's llama-bench tg{r['n_tokens']} (no sampling), interleaved: {r['llama_bench_tg']} tok/s; "
+        lines.append(f"llama.cpp's llama-bench tg{r['n_tokens']} (no sampling), interleaved: "
+                     f"{r['llama_bench_tg']} tok/s; "
                      f"engine / llama-bench {r['engine_of_llama_bench']}x (target >= {r['target_of_ceiling']}x: "
                      f"{ok(r['engine_of_llama_bench'] >= r['target_of_ceiling'])})")
     return "\n".join(lines)

@@ -48,7 +48,7 @@ def bench_insight(path: Path, *, n_tokens: int = 256, ui_tokens: int = 600, reps
             t0 = time.perf_counter()
             await pilot.press("enter")
             await asyncio.wait_for(app.finished.wait(), 600)
-            return app.chat.last_stats.generated_tokens / (app.t_done - t0)
+            return float(app.chat.last_stats.generated_tokens / (app.t_done - t0))
 
     ui_off, ui_on = [], []
     with private_home():

@@ -22,8 +22,9 @@ import signal
 import statistics
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..engine.local import LocalEngine
 from ..engine.threads import cpu_cores
@@ -252,7 +253,8 @@ def format_load_report(r: dict[str, Any]) -> str:
             lines.append(f"TUI at load {u['load']}, {mode}, {u['n_tokens']} tokens: TUI (auto) {m['tui_runs']} tok/s, "
                          f"headless engine at {u['best_fixed']} threads {m['headless_runs']}; paired "
                          f"{m['paired_ratios']} median {m['ratio']}x (target >= {t['tui_of_best_fixed']}x: "
-                         f"{ok(m['ratio'] >= t['tui_of_best_fixed'])}); UI thread {m['ui_cpu_share'] * 100:.1f}% of a core")
+                         f"{ok(m['ratio'] >= t['tui_of_best_fixed'])}); "
+                         f"UI thread {m['ui_cpu_share'] * 100:.1f}% of a core")
         esc = u["esc_ms"]
         lines.append(f"Esc to stopped at load {u['load']} over {esc['trials']} trials: median {esc['median']} ms, "
                      f"p95 {esc['p95']} ms, max {esc['max']} ms (target p95 <= {t['esc_p95_ms']} ms: "

@@ -20,8 +20,8 @@ from typing import Any
 
 from ..engine.local import LocalEngine
 from ..engine.types import Request, SamplerParams
+from ..models.tiny import LLAMA3_VOCAB, make_random_gguf
 from .common import Progress, ok, quiet
-from .tiny import LLAMA3_VOCAB, make_random_gguf
 
 SEQUENCES = (1, 4, 8)
 PROMPT = "The lighthouse keeper climbed the stairs at dusk and"

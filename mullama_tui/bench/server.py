@@ -67,7 +67,8 @@ class ServeProcess:
         wait_healthy(self.url, self.proc, 60, "the server")
 
     def health(self) -> dict[str, Any]:
-        return httpx.get(self.url + "/health", timeout=5).json()
+        health: dict[str, Any] = httpx.get(self.url + "/health", timeout=5).json()
+        return health
 
     def rss_mb(self) -> float:
         """The server's resident memory, from /proc (Linux)."""
@@ -216,7 +217,8 @@ def format_server_report(r: dict[str, Any]) -> str:
             f"time to first token under load: median {r['ttft_ms']['median']} ms, p95 {r['ttft_ms']['p95']} ms\n"
             f"threads at the end: {r.get('threads')}"
             + (f"\nllama.cpp's llama-server -np {r['clients']}, same clients, run after: 1 client "
-               f"{r['llama_server']['single_tps']} tok/s, {r['clients']} clients {r['llama_server']['loaded_tps']} tok/s; "
+               f"{r['llama_server']['single_tps']} tok/s, "
+               f"{r['clients']} clients {r['llama_server']['loaded_tps']} tok/s; "
                f"serve / llama-server: {r['of_llama_server_single']}x (1 client), {r['of_llama_server_loaded']}x "
                f"({r['clients']} clients; target >= 1.0x: {ok(r['of_llama_server_loaded'] >= 1.0)})"
                if "llama_server" in r else ""))

@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from ..engine.generation import drain_together
 from ..engine.local import LocalEngine
@@ -88,7 +89,8 @@ def _compare_batch(engine: LocalEngine, n_tokens: int, mode: str) -> float:
     return sum(g.stats.generated_tokens for g in gens if g.stats) / (time.perf_counter() - t0)
 
 
-async def _interleaved(reps: int, headless: Callable[[], float], through_ui: Callable[[], Awaitable[tuple[float, float]]],
+async def _interleaved(reps: int, headless: Callable[[], float],
+                       through_ui: Callable[[], Awaitable[tuple[float, float]]],
                        labels: tuple[str, str], progress: Progress) -> tuple[list[float], list[float], list[float]]:
     """`reps` pairs of runs of one engine, read headless (in a thread; the app is idle) and
     through the app that holds it, in the order AB BA AB ...: adjacent runs, and neither
@@ -114,7 +116,7 @@ def _timed_app(**kwargs: Any) -> Any:
     from ..tui.app import MullamaApp
     from ..tui.messages import GenerationFinished, TokenBatch
     from ..tui.screens.chat import ChatScreen
-    from ..tui.screens.compare import CompareBatch, CompareScreen
+    from ..tui.screens.compare import CompareScreen
 
     class TimedChat(ChatScreen):
         async def on_token_batch(self, msg: TokenBatch) -> None:
@@ -136,12 +138,12 @@ def _timed_app(**kwargs: Any) -> Any:
             app.finished.set()  # type: ignore[attr-defined]
 
     class TimedCompare(CompareScreen):
-        async def on_compare_batch(self, msg: CompareBatch) -> None:
+        async def on_token_batch(self, msg: TokenBatch) -> None:
             app = self.app
-            n = sum(u.n_tokens for u in msg.updates)
+            n = msg.n_tokens
             app.stamps.append((time.perf_counter(), n))  # type: ignore[attr-defined]
             app.cpu_stamps.append((time.thread_time(), n))  # type: ignore[attr-defined]
-            await super().on_compare_batch(msg)
+            await super().on_token_batch(msg)
             if sum(s for _, s in app.stamps) > 30:  # type: ignore[attr-defined]
                 app.tokens_seen.set()  # type: ignore[attr-defined]
             if not self.running and all(p.done for p in self.panes()):
@@ -391,7 +393,8 @@ def format_compare_report(r: dict[str, Any]) -> str:
         f"aggregate, {r['panes']} x {r['n_tokens']} tokens, median of {len(r['tui_runs'])} interleaved runs: "
         f"headless batch {r['headless_tps']} tok/s {r['headless_runs']}, compare screen {r['tui_tps']} tok/s "
         f"{r['tui_runs']} -> {r['ratio_of_medians']}x; each screen run over the batch run beside it "
-        f"{r['paired_ratios']}, median {r['ratio']}x (target >= {r['target_ratio']}x: {ok(r['ratio'] >= r['target_ratio'])})",
+        f"{r['paired_ratios']}, median {r['ratio']}x "
+        f"(target >= {r['target_ratio']}x: {ok(r['ratio'] >= r['target_ratio'])})",
         f"UI thread while streaming: {r['ui_cpu_share'] * 100:.1f}% of a core (target < "
         f"{r['target_ui_cpu_share'] * 100:.0f}%: {ok(r['ui_cpu_share'] < r['target_ui_cpu_share'])})",
         f"Esc to all panes stopped over {esc['trials']} trials: median {esc['median']} ms, p95 {esc['p95']} ms, "

@@ -15,7 +15,7 @@ cancels the previous one too, as one tutorial context serves one stream at a tim
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 from . import llama
 from .generation import Generation

@@ -16,7 +16,8 @@ import asyncio
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .types import FinishReason, Stats, TokenEvent
 
@@ -129,8 +130,7 @@ class Generation:
         """Events one by one; leaving the loop early (break, exception, close) cancels."""
         try:
             while not self._consumed_final:
-                for event in self.take(timeout=None):
-                    yield event
+                yield from self.take(timeout=None)
         finally:
             if not self._consumed_final:
                 self.cancel()

@@ -15,15 +15,15 @@ import logging
 import os
 import threading
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import llama_cpp as C
 import numpy as np
 
 from .text import MAGISTRAL_TAGS, THINK_TAGS, ReasoningTags
-from .types import InvalidParamsError, ModelLoadError, ModelNotFoundError, SamplerParams
+from .types import Device, InvalidParamsError, ModelInfo, ModelLoadError, ModelNotFoundError, Placement, SamplerParams
 
 log = logging.getLogger("mullama_tui.llama")
 
@@ -35,7 +35,7 @@ _recent_errors: deque[str] = deque(maxlen=8)
 _last_level = [logging.INFO]
 
 
-@C.llama_log_callback
+@C.llama_log_callback  # type: ignore[untyped-decorator]  # a ctypes callback type
 def _log_callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
     """llama.cpp and ggml log here instead of stderr (which would corrupt a TUI)."""
     try:
@@ -103,21 +103,6 @@ def default_gpu_layers() -> int:
     return -1 if supports_gpu_offload() else 0
 
 
-@dataclass(frozen=True)
-class Device:
-    """A compute device llama.cpp's build can use (ggml's backend device registry)."""
-
-    name: str  # "CPU", "CUDA0", "Metal", "Vulkan0", ...
-    description: str  # "NVIDIA H200", "AMD EPYC", ...
-    kind: str  # cpu, gpu, igpu, accel
-    memory_free: int
-    memory_total: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} {self.description}".strip()
-
-
 _DEVICE_KINDS = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel"}
 
 
@@ -146,24 +131,6 @@ def devices() -> list[Device]:
         out.append(Device((name(dev) or b"?").decode(errors="replace"), (desc(dev) or b"").decode(errors="replace"),
                           _DEVICE_KINDS.get(kind(dev), "other"), free.value, total.value))
     return out
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where a loaded model runs: how many of its layers (llama.cpp counts the output
-    layer as one more) went to which GPU."""
-
-    gpu_layers: int
-    n_layers: int
-    gpu: str | None  # the first GPU's label, if the build has one
-
-    @property
-    def summary(self) -> str:
-        """'CPU', or e.g. 'CUDA0 NVIDIA H200, 31/31 layers'."""
-        if self.gpu is None or self.gpu_layers <= 0:
-            return "CPU"
-        where = f"{self.gpu}, {self.gpu_layers}/{self.n_layers} layers"
-        return where if self.gpu_layers >= self.n_layers else where + " (the rest on the CPU)"
 
 
 def system_report() -> list[tuple[str, str]]:
@@ -196,21 +163,6 @@ def check_gguf_file(path: str | os.PathLike[str]) -> Path:
     if magic != GGUF_MAGIC:
         raise ModelLoadError(f"{p} is not a GGUF file (it does not start with the GGUF magic bytes)")
     return p
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the TUI header, `show` and `/v1/models` say about a loaded model."""
-
-    path: str
-    name: str
-    description: str
-    size_bytes: int
-    file_bytes: int
-    n_params: int
-    n_ctx_train: int
-    n_vocab: int
-    has_chat_template: bool
 
 
 class LlamaModel:
@@ -367,8 +319,8 @@ class LlamaModel:
         does); models without one get ChatML, as llama.cpp falls back to. `variables` go to
         the template too (`enable_thinking=False`)."""
         if self._template is None:
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
             import jinja2
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
 
             def raise_exception(message: str) -> None:
                 raise jinja2.TemplateError(message)
@@ -382,8 +334,8 @@ class LlamaModel:
             src = self.chat_template or CHATML_TEMPLATE
             self._template = env.from_string(src)
             self._template.globals.update(raise_exception=raise_exception, strftime_now=strftime_now)
-        return self._template.render(messages=messages, add_generation_prompt=True,
-                                     bos_token=self.bos_token, eos_token=self.eos_token, **variables)
+        return str(self._template.render(messages=messages, add_generation_prompt=True,
+                                         bos_token=self.bos_token, eos_token=self.eos_token, **variables))
 
     def prompt_tokens(self, text: str, chat: bool) -> list[int]:
         """Tokens for a raw prompt or a rendered chat transcript (no doubled BOS)."""
@@ -537,7 +489,7 @@ class LlamaContext:
         """One llama_decode over the batch. 0 ok, 1 no KV room, 2 aborted, <0 error."""
         batch = self.batch
         batch.raw.n_tokens = batch.n
-        return C.llama_decode(self.ptr, batch.raw)
+        return int(C.llama_decode(self.ptr, batch.raw))
 
     def logits(self, idx: int) -> Any:
         """A numpy view (no copy) of the logits at batch index `idx` after the last decode;
@@ -566,9 +518,9 @@ def json_grammar(schema: dict[str, Any] | None = None) -> str:
     from llama_cpp import llama_grammar
 
     if schema is None:
-        return llama_grammar.JSON_GBNF
+        return str(llama_grammar.JSON_GBNF)
     try:
-        return llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+        return str(llama_grammar.json_schema_to_gbnf(json.dumps(schema)))
     except Exception as e:  # the converter raises whatever it meets
         raise InvalidParamsError(f"cannot turn this JSON schema into a grammar: {e}") from None
 
@@ -623,7 +575,10 @@ class SamplerChain:
         cp.no_perf = True
         self.ptr = C.llama_sampler_chain_init(cp)
         self._attached: tuple[LlamaContext, int] | None = None
-        add = lambda s: C.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
+
+        def add(stage: Any) -> None:
+            C.llama_sampler_chain_add(self.ptr, stage)
+
         for _, stage in constraint_samplers(model, params):
             add(stage)
         if params.is_greedy:
@@ -643,7 +598,7 @@ class SamplerChain:
     def sample(self, ctx: LlamaContext, idx: int) -> int:
         """Sample (and accept) the next token from the logits at batch index `idx` (or
         take the token the graph sampled, when attached)."""
-        return C.llama_sampler_sample(self.ptr, ctx.ptr, idx)
+        return int(C.llama_sampler_sample(self.ptr, ctx.ptr, idx))
 
     def accept(self, token: int) -> None:
         """Count a token that was not sampled here (a branch's reply so far) in the history

@@ -8,7 +8,7 @@ tokens to the scheduler and returns the `Generation` handle at once.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from . import llama
 from .generation import DEFAULT_CAPACITY, Generation

@@ -18,15 +18,15 @@ import math
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 
 from .generation import DEFAULT_CAPACITY, Generation
-from .llama import ModelInfo
 from .text import THINK_TAGS, ReasoningSplitter
-from .types import Candidate, FinishReason, MullamaError, Request, Stats, TokenEvent, TokenInsight
+from .types import Candidate, FinishReason, ModelInfo, MullamaError, Request, Stats, TokenEvent, TokenInsight
 
 MAX_RETRY_AFTER = 30.0  # seconds we are willing to wait once for a 429/503
 
@@ -90,6 +90,11 @@ class RemoteModel:
                          size_bytes=0, file_bytes=0, n_params=0, n_ctx_train=0, n_vocab=0,
                          has_chat_template=True)
 
+    @property
+    def placement(self) -> None:
+        """Where the layers run is the server's business."""
+        return None
+
 
 class RemoteEngine:
     """Same interface as LocalEngine: `submit(Request) -> Generation`, `close()`."""
@@ -138,6 +143,13 @@ class RemoteEngine:
 
     def clear_cache(self) -> None:
         """Nothing to clear on our side (the server manages its own cache)."""
+
+    def thread_choice(self) -> None:
+        """No local CPU decodes for a remote backend."""
+        return None
+
+    def set_threads(self, n: int | None) -> None:
+        """The server chooses its own threads."""
 
     def list_models(self) -> list[dict[str, Any]]:
         try:

@@ -36,10 +36,19 @@ from dataclasses import dataclass, field
 from . import llama
 from .generation import DEFAULT_CAPACITY, Generation
 from .insight import InsightProbe
-from .text import ReasoningSplitter, ReasoningTags, Split, TextAssembler
+from .text import ReasoningSplitter, ReasoningTags, TextAssembler
 from .threads import StepWatchdog, ThreadChoice, ThreadController, ThreadTuner, cpu_cores
-from .types import (ContextOverflowError, EngineClosedError, FinishReason, InvalidParamsError,
-                    QueueFullError, Request, Stats, TokenEvent, TokenInsight)
+from .types import (
+    ContextOverflowError,
+    EngineClosedError,
+    FinishReason,
+    InvalidParamsError,
+    QueueFullError,
+    Request,
+    Stats,
+    TokenEvent,
+    TokenInsight,
+)
 
 log = logging.getLogger("mullama_tui.scheduler")
 

@@ -30,8 +30,8 @@ import statistics
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 def cpu_cores() -> int:
@@ -146,7 +146,7 @@ class ThreadTuner:
         """A small neighbourhood of the best: one count either side, and a quarter of it
         either side on larger machines (so load that takes half the cores is found in a
         few explorations, and 64 cores never means trying 64 counts)."""
-        n, out = self.best, set()
+        n, out = self.best, set[int]()
         for d in {1, max(1, n // 4)}:
             out.update((n - d, n + d))
         return sorted((c for c in out if 1 <= c <= self.ceiling and c != n), reverse=True)

@@ -427,3 +427,51 @@ class TokenEvent:
             d["finish_reason"] = str(self.finish_reason)
             d["stats"] = self.stats.to_dict() if self.stats else None
         return d
+
+
+@dataclass(frozen=True)
+class Device:
+    """A compute device llama.cpp's build can use (ggml's backend device registry)."""
+
+    name: str  # "CPU", "CUDA0", "Metal", "Vulkan0", ...
+    description: str  # "NVIDIA H200", "AMD EPYC", ...
+    kind: str  # cpu, gpu, igpu, accel
+    memory_free: int
+    memory_total: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.description}".strip()
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a loaded model runs: how many of its layers (llama.cpp counts the output
+    layer as one more) went to which GPU."""
+
+    gpu_layers: int
+    n_layers: int
+    gpu: str | None  # the first GPU's label, if the build has one
+
+    @property
+    def summary(self) -> str:
+        """'CPU', or e.g. 'CUDA0 NVIDIA H200, 31/31 layers'."""
+        if self.gpu is None or self.gpu_layers <= 0:
+            return "CPU"
+        where = f"{self.gpu}, {self.gpu_layers}/{self.n_layers} layers"
+        return where if self.gpu_layers >= self.n_layers else where + " (the rest on the CPU)"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the TUI header, `show` and `/v1/models` say about a loaded model."""
+
+    path: str
+    name: str
+    description: str
+    size_bytes: int
+    file_bytes: int
+    n_params: int
+    n_ctx_train: int
+    n_vocab: int
+    has_chat_template: bool

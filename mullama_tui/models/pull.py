@@ -17,8 +17,9 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import httpx
 
@@ -82,7 +83,7 @@ def _network_error(e: httpx.TransportError, url: str) -> PullError:
     return PullError(f"network error talking to {host}: {e}")
 
 
-def list_repo_files(client: httpx.Client, repo: str) -> list[dict]:
+def list_repo_files(client: httpx.Client, repo: str) -> list[dict[str, Any]]:
     """A Hugging Face repository's files (path, size, sha256 when LFS) via the tree API."""
     url = f"{hf_endpoint()}/api/models/{repo}/tree/main"
     try:

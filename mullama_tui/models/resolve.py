@@ -111,8 +111,7 @@ def parse_name(name: str) -> Source | None:
         repo, _, file = name[3:].partition(":")
         if repo.count("/") != 1 or not all(repo.split("/")):
             raise ModelNotFoundError(f"{name!r}: write hf:owner/repo or hf:owner/repo:file.gguf")
-        file = file or None
-        return Source(name, repo.replace("/", "--"), repo, file, hf_file_url(repo, file) if file else None)
+        return Source(name, repo.replace("/", "--"), repo, file or None, hf_file_url(repo, file) if file else None)
     parsed = urlparse(name)
     if parsed.scheme in ("http", "https") and parsed.netloc:
         file = unquote(parsed.path.rsplit("/", 1)[-1]) or "model.gguf"

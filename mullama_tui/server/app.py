@@ -18,10 +18,12 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
-from fastapi import FastAPI, Request as HTTPRequest, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi import Request as HTTPRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
@@ -29,12 +31,20 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from .. import version
 from ..engine.generation import Generation
 from ..engine.local import LocalEngine
-from ..engine.types import (EngineClosedError, FinishReason, MullamaError, QueueFullError, Request,
-                            TokenEvent)
+from ..engine.types import EngineClosedError, FinishReason, MullamaError, QueueFullError, Request, TokenEvent
 from .guard import Guard, configured_origins, is_loopback, key_matches
-from .schemas import BodyError, load_json, validation_message, ChatCompletionRequest, CompletionRequest, StreamRequest, validate_body
+from .schemas import (
+    BodyError,
+    ChatCompletionRequest,
+    CompletionRequest,
+    StreamRequest,
+    load_json,
+    validate_body,
+    validation_message,
+)
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 1_000_000  # bytes
@@ -72,12 +82,12 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
     `stall_timeout`: a generation whose client has read nothing for this many seconds is
     cancelled and its slot freed (None: never)."""
     engine.scheduler.stall_timeout = stall_timeout
-    app = FastAPI(title="mullama-tui", version="0.1.0", docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="mullama-tui", version=version(), docs_url="/docs", redoc_url=None)
     origins = configured_origins(cors_origins)
-    app.add_middleware(Guard, api_key=api_key, origins=origins, loopback_only=is_loopback(host),  # type: ignore[arg-type]
+    app.add_middleware(Guard, api_key=api_key, origins=origins, loopback_only=is_loopback(host),
                        max_body=max_body)
     if origins:  # outside the guard: its refusals carry CORS headers too
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"],  # type: ignore[arg-type]
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"],
                            allow_headers=["*"])
     started = int(time.time())
 
@@ -294,7 +304,7 @@ def create_app(engine: LocalEngine, model_name: str, api_key: str | None = None,
             if final.finish_reason is FinishReason.CANCELLED and gen.cancelled:
                 raise APIError(499, "the client closed the connection")  # nobody reads this
             if final.finish_reason is FinishReason.ERROR:
-                raise APIError(500, final.stats.error if final.stats else "generation failed")
+                raise APIError(500, (final.stats.error if final.stats else None) or "generation failed")
             choice: dict[str, Any] = {"index": 0, "finish_reason": finish_for_openai(final.finish_reason),
                                       "logprobs": logprobs_of(evs)}
             if chat:

@@ -27,7 +27,8 @@ import ipaddress
 import json
 import os
 import socket
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 Scope = dict[str, Any]

@@ -4,7 +4,7 @@ OpenAI's (lenient on fields clients always send, strict on values we cannot hono
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, Optional, TypeVar, Union
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -46,9 +46,9 @@ class ThinkingFields(BaseModel):
     """Thinking models: `think` (or vLLM's and llama.cpp's `chat_template_kwargs.enable_thinking`)
     switches the thinking on or off; `thinking_budget` closes it after so many tokens."""
 
-    think: Optional[bool] = None
-    thinking_budget: Optional[int] = Field(None, ge=0)
-    chat_template_kwargs: Optional[dict[str, Any]] = None
+    think: bool | None = None
+    thinking_budget: int | None = Field(None, ge=0)
+    chat_template_kwargs: dict[str, Any] | None = None
 
     def thinking(self) -> dict[str, Any]:
         think = self.think
@@ -59,14 +59,14 @@ class ThinkingFields(BaseModel):
 
 
 class SamplingFields(ThinkingFields):
-    temperature: Optional[float] = Field(None, ge=0, le=5, allow_inf_nan=False)
-    top_p: Optional[float] = Field(None, gt=0, le=1)
-    top_k: Optional[int] = Field(None, ge=0)
-    min_p: Optional[float] = Field(None, ge=0, le=1)
-    seed: Optional[int] = Field(None, ge=0, lt=2**32)
-    repeat_penalty: Optional[float] = Field(None, gt=0)
-    presence_penalty: Optional[float] = Field(None, ge=-2, le=2)
-    frequency_penalty: Optional[float] = Field(None, ge=-2, le=2)
+    temperature: float | None = Field(None, ge=0, le=5, allow_inf_nan=False)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+    min_p: float | None = Field(None, ge=0, le=1)
+    seed: int | None = Field(None, ge=0, lt=2**32)
+    repeat_penalty: float | None = Field(None, gt=0)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
 
     def sampler(self, stop: list[str], default_temperature: float) -> SamplerParams:
         p = SamplerParams(temperature=default_temperature if self.temperature is None else self.temperature,
@@ -86,11 +86,11 @@ class StreamRequest(SamplingFields):
     # one of prompt and messages is needed; said in the schema too, for clients and fuzzers
     model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [{"required": ["prompt"]},
                                                                            {"required": ["messages"]}]})
-    prompt: Optional[str] = Field(None, max_length=200_000)
-    messages: Optional[list[ChatMessage]] = None
+    prompt: str | None = Field(None, max_length=200_000)
+    messages: list[ChatMessage] | None = None
     max_tokens: int = Field(200, ge=1)
     stop: list[str] = Field(default_factory=list, max_length=8)
-    type: Optional[Literal["prompt"]] = None  # WebSocket messages may say {"type": "prompt", ...}
+    type: Literal["prompt"] | None = None  # WebSocket messages may say {"type": "prompt", ...}
     ignore_eos: bool = False  # as llama.cpp's server: always generate max_tokens (benchmarks)
     logprobs: int = Field(0, ge=0, le=20)  # token events carry the top N alternatives
 
@@ -116,26 +116,26 @@ class OpenAIBase(SamplingFields):
 
     model_config = ConfigDict(extra="ignore")
     # honoured: JSON output through llama.cpp's grammar sampler, and logit biases
-    response_format: Optional[dict[str, Any]] = None
-    logit_bias: Optional[dict[str, float]] = None
+    response_format: dict[str, Any] | None = None
+    logit_bias: dict[str, float] | None = None
     # refused when set to anything that would change the answer
-    tools: Optional[list[Any]] = None
-    functions: Optional[list[Any]] = None
-    best_of: Optional[int] = None
-    echo: Optional[bool] = None
-    model: Optional[str] = None
-    max_tokens: Optional[int] = Field(None, ge=1)
-    max_completion_tokens: Optional[int] = Field(None, ge=1)
-    stop: Optional[Union[str, list[str]]] = None
+    tools: list[Any] | None = None
+    functions: list[Any] | None = None
+    best_of: int | None = None
+    echo: bool | None = None
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
     stream: bool = False
-    stream_options: Optional[StreamOptions] = None
+    stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1)
     ignore_eos: bool = False  # as llama.cpp's server: always generate max_tokens (benchmarks)
     # as llama.cpp's server: probabilities from the sampler's distribution, not the model's
     post_sampling_probs: bool = False
 
     @model_validator(mode="after")
-    def _unsupported(self) -> "OpenAIBase":
+    def _unsupported(self) -> OpenAIBase:
         for name, value, harmless in (("tools", self.tools, [None, []]), ("functions", self.functions, [None, []]),
                                       ("best_of", self.best_of, [None, 1]), ("echo", self.echo, [None, False]),
                                       ("suffix", getattr(self, "suffix", None), [None, ""])):
@@ -190,9 +190,9 @@ class OpenAIBase(SamplingFields):
 
 
 class CompletionRequest(OpenAIBase):
-    prompt: Union[str, list[str]]
-    suffix: Optional[str] = None  # refused if set (no fill-in-the-middle here)
-    logprobs: Optional[int] = Field(None, ge=0, le=20)  # OpenAI's legacy form: the top N per token
+    prompt: str | list[str]
+    suffix: str | None = None  # refused if set (no fill-in-the-middle here)
+    logprobs: int | None = Field(None, ge=0, le=20)  # OpenAI's legacy form: the top N per token
 
     @property
     def n_logprobs(self) -> int:
@@ -208,12 +208,12 @@ class CompletionRequest(OpenAIBase):
 
 class ChatCompletionRequest(OpenAIBase):
     messages: list[ChatMessage] = Field(min_length=1)
-    logprobs: Optional[bool] = None  # OpenAI's chat form: logprobs true, top_logprobs N
-    top_logprobs: Optional[int] = Field(None, ge=0, le=20)
+    logprobs: bool | None = None  # OpenAI's chat form: logprobs true, top_logprobs N
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     # as llama.cpp's server: "none" sends the model's text as it is in `content`, thinking
     # and tags included (no thinking budget then: nothing tells the thinking apart);
     # otherwise the thinking goes to `reasoning_content` (the field DeepSeek's API and vLLM use)
-    reasoning_format: Optional[Literal["none", "auto", "deepseek"]] = None
+    reasoning_format: Literal["none", "auto", "deepseek"] | None = None
 
     @property
     def n_logprobs(self) -> int:

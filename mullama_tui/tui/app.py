@@ -15,8 +15,9 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Literal
 
 from textual import on, work
 from textual.app import App
@@ -25,17 +26,18 @@ from textual.command import Hit, Hits, Provider
 from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
 
+from ..backends import BackendChoice, open_engine
 from ..config import Settings
-from ..engine.backends import BackendChoice, open_engine
+from ..engine.api import Engine
 from ..engine.generation import Generation
 from ..engine.types import MullamaError, Request, SamplerParams
 from ..history import History, RunRecord
-from .messages import ModelFailed, ModelLoaded, ModelLoadProgress, ModelSwitched
+from .messages import ModelChoice, ModelFailed, ModelLoaded, ModelLoadProgress, ModelSwitched
 from .screens.chat import ChatScreen
 from .screens.compare import CompareScreen
 from .screens.help import HelpScreen
 from .screens.history import HistoryScreen
-from .screens.models import ModelChoice, ModelsScreen
+from .screens.models import ModelsScreen
 from .screens.params import ParamsScreen
 from .themes import load_themes
 
@@ -64,16 +66,14 @@ class NoModelError(MullamaError):
     """A generation was asked for, but no model could be loaded."""
 
 
-def describe_engine(engine: Any) -> tuple[str, str]:
+def describe_engine(engine: Engine) -> tuple[str, str]:
     """(name, detail) for the header and status line: the model's name, file size and kind,
     and where it runs."""
     info = engine.model.info
     detail = info.description if not info.file_bytes else f"{info.file_bytes / 1e6:.0f} MB, {info.description}"
-    path = getattr(engine.model, "path", None)
-    if path is not None:
-        detail += f", {Path(path).name}"
-    placement = getattr(engine.model, "placement", None)
-    if placement is not None:
+    placement = engine.model.placement
+    if placement is not None:  # a local model: its file and where it runs
+        detail += f", {Path(info.path).name}"
         detail += f", {placement.summary}"
     return info.name or "remote model", detail
 
@@ -121,12 +121,11 @@ class MullamaApp(App[None]):
 
     def __init__(self, model: str | None = None, theme_name: str | None = None,
                  ignore_eos: bool = False, compare: tuple[list[float], str | None] | None = None,
-                 backend: BackendChoice | None = None, engine: Any = None,
+                 backend: BackendChoice | None = None, engine: Engine | None = None,
                  gpu_layers: int | None = None, threads: int | None = None) -> None:
         """`compare=(temps, prompt)` opens the compare screen at start (and runs the prompt).
-        `engine`: use this backend instead of opening one (anything with the engine's
-        interface). `ignore_eos` is for benchmarks only: every run generates exactly
-        max_tokens."""
+        `engine`: use this backend instead of opening one. `ignore_eos` is for benchmarks
+        only: every run generates exactly max_tokens."""
         super().__init__()
         self._start_compare = compare
         self._backend = backend
@@ -142,14 +141,14 @@ class MullamaApp(App[None]):
         except ValueError as e:
             self.settings = Settings()
             self._config_problems = [f"config file ignored: {e}"]
-        self.engine: Any = None
+        self.engine: Engine | None = None
         self.engine_error: str | None = None
         self._engine_changed = threading.Condition()
         self.history = History()
         self.model_name = "loading..."
         self.switching: str | None = None  # the model the picker is loading, if any
         self.switch_progress = 0.0
-        self._retiring: list[Any] = []  # engines replaced mid-generation, closed when it ends
+        self._retiring: list[Engine] = []  # engines replaced mid-generation, closed when it ends
         self._chat = ChatScreen()
 
     # -- screens -----------------------------------------------------------------------
@@ -219,7 +218,7 @@ class MullamaApp(App[None]):
 
     @property
     def n_ctx(self) -> int:
-        return getattr(self.engine, "n_ctx", 0) or self.settings.n_ctx
+        return (self.engine.n_ctx if self.engine is not None else 0) or self.settings.n_ctx
 
     def submit(self, request: Request, cancelled: Callable[[], bool] = lambda: False) -> Generation | None:
         """From a worker thread: wait until the engine is ready (a prompt sent while the
@@ -249,7 +248,7 @@ class MullamaApp(App[None]):
         while self._retiring:
             self._retiring.pop().close()
 
-    def _set_engine(self, engine: Any, error: str | None = None) -> None:
+    def _set_engine(self, engine: Engine | None, error: str | None = None) -> None:
         with self._engine_changed:
             self.engine, self.engine_error = engine, error
             self._engine_changed.notify_all()
@@ -277,15 +276,15 @@ class MullamaApp(App[None]):
 
     def threads_label(self) -> str:
         """'threads 1/2 auto' for a local engine ('' for a remote one): what it decodes on now."""
-        choice = getattr(self.engine, "thread_choice", None)
-        return choice().short if choice is not None else ""
+        choice = self.engine.thread_choice() if self.engine is not None else None
+        return choice.short if choice is not None else ""
 
     @property
     def n_threads(self) -> int | None:
         """`--threads` if given, else the config's: None for auto (chosen while it runs)."""
         return self._threads if self._threads is not None else self.settings.thread_count()
 
-    def _engine_opened(self, engine: Any) -> None:
+    def _engine_opened(self, engine: Engine) -> None:
         self._set_engine(engine)
         self.on_model_loaded(ModelLoaded(*describe_engine(engine)))
 
@@ -315,7 +314,7 @@ class MullamaApp(App[None]):
 
     # -- switching models (the picker) ----------------------------------------------------
     def action_models(self) -> None:
-        current = getattr(getattr(self.engine, "model", None), "path", None)
+        current = Path(self.engine.model.info.path) if self.engine is not None and self.engine.model.placement else None
 
         def done(choice: ModelChoice | None) -> None:
             if choice is not None:
@@ -420,8 +419,10 @@ class MullamaApp(App[None]):
         def done(new: Settings | None) -> None:
             if new is None:
                 return
-            key = lambda x: (x.backend, x.base_url, x.api_key, x.remote_model, x.gpu_layers)  # noqa: E731
-            reload = key(new) != key(self.settings)
+            def backend_of(x: Settings) -> tuple[object, ...]:
+                return (x.backend, x.base_url, x.api_key, x.remote_model, x.gpu_layers)
+
+            reload = backend_of(new) != backend_of(self.settings)
             threads_changed = new.threads != self.settings.threads
             self.settings = new
             self.save_settings()
@@ -433,7 +434,7 @@ class MullamaApp(App[None]):
                 self.reload_engine()
             elif threads_changed:
                 self._threads = None  # the saved setting rules from now on
-                if hasattr(self.engine, "set_threads"):
+                if self.engine is not None:
                     self.engine.set_threads(self.n_threads)  # the running engine, from its next step
 
         self.push_screen(ParamsScreen(self.settings), done)

@@ -3,15 +3,27 @@ token (see TokenBatch). Dataclasses, so a message says what it carries in one pl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 from ..engine.types import Stats
 
 if TYPE_CHECKING:
-    from .screens.models import ModelChoice
+    from ..engine.api import Engine
+    from ..models.catalog import LocalModel
+    from .stream import News
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What the model picker returns: the model to load, and whether to save it as the default."""
+
+    name: str
+    path: Path
+    make_default: bool = False
 
 
 @dataclass
@@ -47,7 +59,7 @@ class ModelLoadProgress(Message):
 class ModelSwitched(Message):
     """The picker's model is loaded (`engine`), or failed to load (`error`, `engine` None)."""
 
-    engine: Any
+    engine: Engine | None
     choice: ModelChoice
     error: str | None = None
 
@@ -77,16 +89,14 @@ class PromptProgress(Message):
 
 @dataclass
 class TokenBatch(Message):
-    """The text of all tokens decoded since the last batch (posted every 200 ms), and the
-    tokens themselves (with why each was chosen, in the token view)."""
+    """One frame of streaming (see `tui/stream.py`): each generation's text and tokens (with
+    why each was chosen, in the token view) since the last frame; at most 5 a second."""
 
-    text: str
-    n_tokens: int
-    ttft: float | None = None  # engine-side time to first token, once known
-    tokens: list[Any] = field(default_factory=list)  # TokenItem
-    thinking: str = ""  # a thinking model's thinking text of these tokens
-    moved: str = ""  # answer text shown before that turned out to be thinking (a stray closing tag)
-    elapsed: float = 0.0  # seconds since the request was sent
+    news: list[News]
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(n.n_tokens for n in self.news)
 
 
 @dataclass
@@ -102,4 +112,4 @@ class GenerationFinished(Message):
 class ModelListRead(Message):
     """The model picker's rows, read from disk in a worker."""
 
-    rows: list[Any]
+    rows: list[LocalModel]

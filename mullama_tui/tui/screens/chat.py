@@ -24,14 +24,15 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
-from ...engine.generation import Generation, drain_together
-from ...engine.types import MullamaError, Request, Stats, TokenEvent, TokenInsight
+from ...engine.generation import Generation
+from ...engine.types import MullamaError, Request, Stats, TokenInsight
 from ...history import RunRecord
 from ..messages import GenerationFinished, GenerationStarted, PromptProgress, TokenBatch
+from ..stream import INSIGHT_TOP, News, TokenItem, forced_insight, pump
 from ..widgets.gauge import Gauge
-from ..widgets.output import FollowingScroll
 from ..widgets.prompt import PromptInput, with_blink
-from ..widgets.tokens import TokenItem, TokenPanel, TokenView, forced_insight
+from ..widgets.reply import FollowingScroll
+from ..widgets.tokens import TokenPanel, TokenView
 from ..widgets.turn import AssistantTurn, Branch
 from .base import WorkerScreen
 
@@ -50,9 +51,6 @@ EMPTY_HINT = "Type a prompt below and press Enter to send it · Ctrl+J for a new
 def user_turn(text: str) -> Static:
     """A user's prompt in the output pane (never parsed as markup)."""
     return Static(Text(text), classes="user-turn", markup=False)
-
-
-INSIGHT_TOP = 10  # alternatives recorded per token while the token view is on (the panel shows 10)
 
 
 def assistant_turn(text: str, mode: str, tokens: bool = False, items: list[TokenItem] | None = None) -> AssistantTurn:
@@ -200,7 +198,7 @@ class ChatScreen(WorkerScreen[None]):
 
     @work(thread=True, group="generate", exit_on_error=False, description="drain a generation")
     def _generate(self, request: Request, forced: TokenInsight | None = None) -> None:
-        """Drain the generation and post batched tokens; never one message per token.
+        """Stream the generation into the reply, a frame at a time (`stream.pump`).
         `forced`: what is known of a branch's forced token (the engine sends it bare)."""
         worker = get_current_worker()
         try:
@@ -215,59 +213,20 @@ class ChatScreen(WorkerScreen[None]):
         if self._cancel_requested:
             gen.cancel()
         self.post_message(GenerationStarted(len(gen.prompt_tokens)))
-        pending: list[str] = []
-        thinking: list[str] = []
-        moved: list[str] = []
-        items: list[TokenItem] = []
-        count = 0
-        ttft: float | None = None
-        last_post = time.perf_counter()
-        prompt_seen = -1
 
-        def collect(_: int, events: list[TokenEvent]) -> None:
-            nonlocal count, ttft
-            for ev in events:
-                if ev.text:
-                    pending.append(ev.text)
-                    if ttft is None:
-                        ttft = time.perf_counter() - gen.t_submit
-                if ev.thinking:
-                    thinking.append(ev.thinking)
-                if ev.moved:
-                    moved.append(ev.moved)
-                if not ev.done:
-                    count += 1
-                    insight = forced if forced is not None and ev.index == 0 else ev.insight
-                    in_thinking = ev.channel == "thinking"
-                    items.append(TokenItem(ev.thinking if in_thinking else ev.text, ev.token_id, insight,
-                                           in_thinking))
-                else:
-                    final.append(ev)
+        def progress(g: Generation) -> None:
+            elapsed = time.perf_counter() - g.t_submit
+            done = g.prompt_done - g.cached_tokens
+            self.post_message(PromptProgress(g.prompt_done, len(g.prompt_tokens), g.cached_tokens,
+                                             done / elapsed if elapsed > 0 and done > 0 else 0.0))
 
-        def frame() -> None:
-            """Once per wake-up (every BATCH_INTERVAL, or at the end): one TokenBatch at
-            most; while the prompt is processed, its progress instead."""
-            nonlocal pending, thinking, moved, items, count, last_post, prompt_seen
-            if worker.is_cancelled:
-                gen.cancel()
-            now = time.perf_counter()
-            if (pending or thinking or count) and (final or now - last_post >= BATCH_INTERVAL):
-                self.post_message(TokenBatch("".join(pending), count, ttft, items, "".join(thinking),
-                                             "".join(moved), now - gen.t_submit))
-                pending, thinking, moved, items, count, last_post = [], [], [], [], 0, now
-            elif ttft is None and not final and gen.prompt_done != prompt_seen:
-                prompt_seen = gen.prompt_done
-                elapsed = now - gen.t_submit
-                done = gen.prompt_done - gen.cached_tokens
-                self.post_message(PromptProgress(gen.prompt_done, len(gen.prompt_tokens), gen.cached_tokens,
-                                                 done / elapsed if elapsed > 0 and done > 0 else 0.0))
+        def frame(news: list[News]) -> None:
+            if any(not n.empty for n in news):
+                self.post_message(TokenBatch(news))
 
-        final: list[TokenEvent] = []
-        # Wake every BATCH_INTERVAL (or when it ends), not on every token: on 2 cores each
-        # wake-up preempts one of llama.cpp's threads.
-        drain_together([gen], interval=BATCH_INTERVAL, on_events=collect, on_round=frame)
-        stats = final[-1].stats if final else gen.stats
-        self.post_message(GenerationFinished(stats, stats.error if stats else None))
+        pump([gen], BATCH_INTERVAL, frame, forced={0: forced} if forced is not None else None,
+             on_progress=progress, stop=lambda: worker.is_cancelled)
+        self.post_message(GenerationFinished(gen.stats, gen.stats.error if gen.stats else None))
 
     def worker_failed(self, group: str, error: str) -> None:
         """The app's one handler for crashed workers calls this: end the run as failed, so
@@ -287,15 +246,18 @@ class ChatScreen(WorkerScreen[None]):
 
     async def on_token_batch(self, msg: TokenBatch) -> None:
         gauge = self.query_one(Gauge)
-        gauge.add_tokens(msg.n_tokens, msg.ttft)
-        if msg.thinking or msg.moved or gauge.thinking_tokens:
-            gauge.add_channels(sum(1 for i in msg.tokens if i.thinking), msg.elapsed if msg.text else None,
-                               moved=bool(msg.moved))
+        for news in msg.news:
+            if not (news.text or news.thinking or news.moved or news.n_tokens):
+                continue  # the end alone: GenerationFinished shows it
+            gauge.add_tokens(news.n_tokens, news.ttft)
+            if news.thinking or news.moved or gauge.thinking_tokens:
+                gauge.add_channels(sum(1 for i in news.items if i.thinking), news.elapsed if news.text else None,
+                                   moved=bool(news.moved))
+            if self._turn is not None:
+                await self._turn.append(news.text, news.items, news.thinking, news.moved, news.elapsed)
         if gauge.due():  # ride on this batch's screen refresh, not a separate one
             gauge.tick()
         self._gauge_timer.reset()  # the fallback ticks only when batches stop coming
-        if self._turn is not None:
-            await self._turn.append(msg.text, msg.tokens, msg.thinking, msg.moved, msg.elapsed)
 
     async def on_generation_finished(self, msg: GenerationFinished) -> None:
         """Show that it stopped first (state, gauge, mark), then do the slower work: the

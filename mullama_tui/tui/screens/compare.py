@@ -16,24 +16,25 @@ costs what the main screen costs and no more:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
-from textual.message import Message
-from textual.widgets import Footer, Header, Input, Label, Sparkline, Static
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.widgets import Footer, Header, Input, Sparkline, Static
 
-from ...engine.generation import Generation, drain_together
-from ...engine.types import MullamaError, Request, Stats, TokenEvent
+from ...engine.generation import Generation
+from ...engine.types import MullamaError, Request
 from ...history import RunRecord
-from ..widgets.gauge import FLAT, _Line
-from ..widgets.output import FollowingScroll, RawOutput
-from ..widgets.tokens import TokenItem, TokenView, percent
+from ..messages import TokenBatch
+from ..stream import INSIGHT_TOP, News, TokenItem, pump
+from ..widgets.compare_pane import PANE_KEYS, ComparePane, summary_line
+from ..widgets.gauge import FLAT, OneLine
 from ..widgets.prompt import PromptInput, with_blink
+from ..widgets.tokens import TokenView
 from .base import WorkerScreen
 
 if TYPE_CHECKING:
@@ -43,222 +44,8 @@ MIN_PANE_WIDTH = 38
 MIN_PANE_HEIGHT = 10  # below this a pane is unreadable: stack the panes and scroll instead
 STACKED_PANE_HEIGHT = 14
 DEFAULT_TEMPS = (0.1, 0.7, 1.2)
-PANE_KEYS = ["f5", "f6", "f7", "f8", "f9", "f10"]
-INSIGHT_TOP = 10  # alternatives recorded per token in the token view
 FRAME = 0.33  # seconds between screen updates while streaming: 3 a second (3 panes of text)
 LIVE_EVERY = 3  # frames between updates of the live figures (the panes' title lines, the batch line)
-
-
-def pane_output(text: str = "") -> RawOutput:
-    """A pane's text: as tall as the pane from the start, then, while it streams, its
-    newest lines in the pane's height (no layout pass at all while streaming); at the end
-    of the run its whole height, to scroll."""
-    return RawOutput(text, fill=True, window=True)
-
-
-def summary_line(stats: dict, chars: int) -> str:
-    """A finished pane's row (from `Stats.to_dict()`, live or from history)."""
-    ttft = f"{stats['ttft'] * 1000:.0f} ms" if stats.get("ttft") is not None else "-"
-    return (f"{stats['generated_tokens']} tok  {stats['gen_tps']:.1f} tok/s  first {ttft}  "
-            f"{stats['finish_reason']}  {chars} chars")  # spaced like the title line: fits a half-width pane
-
-
-@dataclass
-class PaneUpdate:
-    """What one pane got since the last frame: its new text and tokens, and its stats
-    (or error) if it finished."""
-
-    pane: int
-    text: str = ""
-    n_tokens: int = 0
-    items: list[TokenItem] = field(default_factory=list)
-    done: bool = False
-    stats: Stats | None = None
-    error: str | None = None
-
-
-@dataclass
-class CompareBatch(Message):
-    """Every pane's news of one frame, in one message (one screen refresh)."""
-
-    updates: list[PaneUpdate] = field(default_factory=list)
-
-
-class ComparePane(Vertical):
-    """Title line (pane, temperature, seed; live tokens, tok/s and state on the right),
-    one line of knobs, the streaming text and a one-line summary."""
-
-    DEFAULT_CSS = """
-    ComparePane { border: round $panel; height: 1fr; padding: 0 1; border-subtitle-color: $text-muted; }
-    ComparePane.running { border: round $primary; }
-    ComparePane.cancelled { border: round $warning; }
-    ComparePane.failed { border: round $error; }
-    ComparePane Horizontal.knobs { height: 1; }
-    ComparePane Horizontal.knobs Label { width: auto; padding: 0 1 0 0; color: $text-muted; }
-    ComparePane Horizontal.knobs Input { width: 6; margin: 0 1 0 0; }
-    ComparePane Horizontal.knobs .live { width: 1fr; text-align: right; color: $accent; }
-    /* no scrollbar drawn (the wheel and keys still scroll): a scrollbar moves with every new
-       line, and as it is as tall as the pane, each move repaints every row of every pane */
-    ComparePane VerticalScroll { height: 1fr; overflow-y: scroll; scrollbar-size-vertical: 0; }
-    ComparePane .pane-stats { color: $text-muted; }
-    """
-
-    def __init__(self, index: int, temperature: float, seed: int) -> None:
-        super().__init__(id=f"pane-{index}")
-        self.index = index
-        self._temperature, self._seed = temperature, seed
-        self.tokens = 0
-        self.text = ""
-        self.t_start = 0.0
-        self.t_first: float | None = None
-        self.stats: Stats | None = None
-        self.done = True
-        self.state = "ready"
-        self.items: list[TokenItem] = []
-
-    def _body(self) -> RawOutput | TokenView:
-        """The text, or (in the token view) the tokens."""
-        if self.app.settings.token_view:  # type: ignore[attr-defined]
-            return TokenView(list(self.items))
-        return pane_output(self.text)
-
-    async def set_tokens(self, on: bool) -> None:
-        body = self.query_one(VerticalScroll).children[0]
-        if on != isinstance(body, TokenView):
-            await body.remove()
-            await self.query_one(VerticalScroll).mount(self._body())
-
-    def compose(self) -> ComposeResult:
-        blink = self.app.settings.cursor_blink  # type: ignore[attr-defined]
-        with Horizontal(classes="knobs"):
-            yield Label("temp")
-            yield with_blink(Input(str(self._temperature), id=f"temp-{self.index}", classes="temp", compact=True),
-                             blink)
-            yield Label("seed")
-            yield with_blink(Input(str(self._seed), id=f"seed-{self.index}", classes="seed", compact=True), blink)
-            yield _Line("", classes="live")
-        with FollowingScroll():
-            yield self._body()
-        yield _Line("", classes="pane-stats")
-
-    def on_mount(self) -> None:
-        self.query_one(VerticalScroll).anchor()
-        self._title()
-
-    def _title(self) -> None:
-        try:
-            knobs = f"t {self.temperature:g} · seed {self.seed}"
-        except ValueError:
-            knobs = "?"
-        self.border_title = f"{self.index + 1} · {knobs} · {PANE_KEYS[self.index]} cancels"
-
-    @on(Input.Changed)
-    def _knob_changed(self) -> None:
-        self._title()
-
-    @property
-    def temperature(self) -> float:
-        return float(self.query_one(".temp", Input).value)
-
-    @property
-    def seed(self) -> int:
-        return int(self.query_one(".seed", Input).value)
-
-    @property
-    def rate(self) -> float:
-        """Live tok/s since this pane's first token (the engine's figure once finished)."""
-        if self.stats is not None:
-            return self.stats.gen_tps
-        if self.t_first is None or self.tokens < 2:
-            return 0.0
-        elapsed = time.perf_counter() - self.t_first
-        return (self.tokens - 1) / elapsed if elapsed > 0 else 0.0
-
-    async def reset(self) -> None:
-        scroll = self.query_one(VerticalScroll)
-        body = scroll.children[0]
-        if isinstance(body, RawOutput) and not self.app.settings.token_view:  # type: ignore[attr-defined]
-            body.clear()
-        else:
-            self.items, self.text = [], ""
-            await body.remove()
-            await scroll.mount(self._body())
-        scroll.scroll_home(animate=False)
-        self.items = []
-        self.tokens, self.text, self.stats, self.done = 0, "", None, False
-        self.t_start, self.t_first = time.perf_counter(), None
-        self.remove_class("cancelled", "failed")
-        self.add_class("running")
-        self.state = "waiting"
-        self.show_live()
-        self.show_line("")
-        self._title()
-
-    async def add(self, text: str, n: int, items: list[TokenItem] | None = None) -> None:
-        if n and self.t_first is None:
-            self.t_first = time.perf_counter()
-        self.tokens += n
-        if self.state != "running":
-            self.state = "running"
-            self.show_live()
-        self.items.extend(items or [])
-        body = self.query_one(VerticalScroll).children[0]
-        if isinstance(body, TokenView):
-            self.text += text
-            body.extend(items or [])
-        elif text:
-            self.text += text
-            await body.append(text)  # type: ignore[union-attr]
-
-    def show_live(self) -> None:
-        """The knobs line's right side: tokens, tok/s, state. A fixed-size line: updating
-        it repaints that one line (a border title would repaint the whole pane)."""
-        self.query_one(".live", _Line).show(Text(f"{self.tokens} tok  {self.rate:.1f} tok/s  {self.state}"))
-
-    async def finish(self, stats: Stats | None, error: str | None) -> None:
-        self.stats = stats
-        self.done = True
-        body = self.query_one(VerticalScroll).children[0]
-        if isinstance(body, TokenView):
-            body.fit()
-        else:
-            await body.finish()  # type: ignore[union-attr]
-        self.remove_class("running")
-        reason = str(stats.finish_reason) if stats and stats.finish_reason else ("error" if error else "cancelled")
-        self.state = reason
-        if reason == "cancelled":
-            self.add_class("cancelled")
-        elif reason == "error":
-            self.add_class("failed")
-        if stats is not None:
-            self.tokens = stats.generated_tokens
-        self.show_live()
-        if error or stats is None:
-            self.show_line(f"error: {error}" if error else "cancelled before it started")
-            return
-        self.show_line(summary_line(stats.to_dict(), len(self.text)))
-
-    def show_line(self, line: str) -> None:
-        self.query_one(".pane-stats", _Line).show(Text(line))
-
-    async def show_text(self, text: str, items: list[TokenItem] | None = None) -> None:
-        self.text, self.items = text, list(items or [])
-        scroll = self.query_one(VerticalScroll)
-        await scroll.children[0].remove()
-        await scroll.mount(self._body())
-
-    def on_token_view_selected(self, msg: TokenView.Selected) -> None:
-        """A token under the cursor in this pane: why it was chosen, on the pane's last line."""
-        msg.stop()
-        item = msg.view.items[msg.index]
-        i = item.insight
-        if i is None:
-            self.show_line(f"token {msg.index} {item.text!r}: no insight recorded")
-            return
-        top = ", ".join(f"{c.text!r} {percent(c.prob)}" + (f" (cut: {c.cut_by})" if c.cut_by else "")
-                        for c in i.top[:4])
-        self.show_line(f"token {msg.index} {item.text!r} · model {percent(i.prob)} · sampler "
-                       f"{percent(i.sampled_prob)} · H {i.entropy:.2f} · {top}")
 
 
 class CompareScreen(WorkerScreen[None]):
@@ -319,11 +106,11 @@ class CompareScreen(WorkerScreen[None]):
         with VerticalScroll(id="scroller"):
             with Grid(id="panes"):
                 for i, t in enumerate(self.temps):
-                    yield ComparePane(i, t, seed)
+                    yield self._pane(i, t, seed)
         # below the panes, where their newest lines are: Textual repaints the box around
         # everything that changed in a frame, so what changes together is kept together
         with Horizontal(id="aggregate"):
-            yield _Line("", id="total")
+            yield OneLine("", id="total")
             yield Sparkline(FLAT, id="total-spark")
         yield with_blink(PromptInput(id="prompt"), self.mullama.settings.cursor_blink)
         yield Footer(compact=True)
@@ -360,6 +147,10 @@ class CompareScreen(WorkerScreen[None]):
         grid.styles.grid_rows = str(STACKED_PANE_HEIGHT) if stacked else "1fr"
         grid.set_class(stacked, "stacked")
 
+    def _pane(self, index: int, temperature: float, seed: int) -> ComparePane:
+        s = self.mullama.settings
+        return ComparePane(index, temperature, seed, token_view=s.token_view, blink=s.cursor_blink)
+
     def panes(self) -> list[ComparePane]:
         return list(self.query(ComparePane))
 
@@ -381,7 +172,8 @@ class CompareScreen(WorkerScreen[None]):
             return
         try:
             base = app.settings.sampler()
-            requests = [app.request(prompt=prompt, params=base.with_(temperature=t, seed=seed)) for t, seed in knobs]
+            requests = [app.request(prompt=prompt, params=replace(base, temperature=t, seed=seed))
+                        for t, seed in knobs]
             for r in requests:
                 r.logprobs = INSIGHT_TOP if app.settings.token_view else 0
             for r in requests:
@@ -403,8 +195,9 @@ class CompareScreen(WorkerScreen[None]):
 
     @work(thread=True, group="compare", exit_on_error=False, description="drain the compare panes")
     def _generate(self, requests: list[Request]) -> None:
+        """Stream every pane's generation, one frame for all panes at a time (`stream.pump`)."""
+        gens: list[Generation] = []
         try:
-            gens = []
             for r in requests:
                 gen = self.mullama.submit(r, cancelled=lambda: not self.running)
                 if gen is None:
@@ -413,38 +206,19 @@ class CompareScreen(WorkerScreen[None]):
         except MullamaError as e:
             for g in gens:
                 g.cancel()
-            self.post_message(CompareBatch([PaneUpdate(i, done=True, error=str(e)) for i in range(len(requests))]))
+            self.post_message(TokenBatch([News(i, done=True, error=str(e)) for i in range(len(requests))]))
             return
         if len(gens) < len(requests):  # cancelled while waiting for the model
             for g in gens:
                 g.cancel()
-            self.post_message(CompareBatch([PaneUpdate(i, done=True) for i in range(len(requests))]))
+            self.post_message(TokenBatch([News(i, done=True) for i in range(len(requests))]))
             return
         self.gens = gens
-        news: dict[int, PaneUpdate] = {}
-        last = [time.perf_counter()]
 
-        def collect(i: int, events: list[TokenEvent]) -> None:
-            u = news.setdefault(i, PaneUpdate(i))
-            u.text += "".join(e.text for e in events)
-            u.items += [TokenItem(e.text, e.token_id, e.insight) for e in events if not e.done]
-            u.n_tokens += sum(1 for e in events if not e.done)
-            if events[-1].done:
-                u.done, u.stats = True, events[-1].stats
-                u.error = u.stats.error if u.stats else None
+        def frame(news: list[News]) -> None:
+            self.post_message(TokenBatch(news))
 
-        def frame() -> None:
-            if any(g.cancelled and not g.finished for g in gens):
-                return  # cancelled ones end within a decode step: show them all in one frame
-            now = time.perf_counter()
-            if news and (now - last[0] >= FRAME or any(u.done for u in news.values())):
-                self.post_message(CompareBatch(list(news.values())))
-                news.clear()
-                last[0] = now
-
-        drain_together(gens, interval=FRAME, on_events=collect, on_round=frame)
-        if news:
-            self.post_message(CompareBatch(list(news.values())))
+        pump(gens, FRAME, frame)
 
     def worker_failed(self, group: str, error: str) -> None:
         """The app's one handler for crashed workers calls this: every pane still running
@@ -452,22 +226,21 @@ class CompareScreen(WorkerScreen[None]):
         if group == "compare":
             for g in self.gens:
                 g.cancel()
-            self.post_message(CompareBatch([PaneUpdate(p.index, done=True, error=error)
-                                            for p in self.panes() if not p.done]))
+            self.post_message(TokenBatch([News(p.index, done=True, error=error) for p in self.panes() if not p.done]))
 
-    async def on_compare_batch(self, msg: CompareBatch) -> None:
+    async def on_token_batch(self, msg: TokenBatch) -> None:
         panes = self.panes()
         with self.app.batch_update():
-            for u in msg.updates:
-                if u.pane >= len(panes) or panes[u.pane].done:
+            for news in msg.news:
+                if news.index >= len(panes) or panes[news.index].done:
                     continue
-                pane = panes[u.pane]
-                if u.text or u.n_tokens:
-                    await pane.add(u.text, u.n_tokens, u.items)
-                if u.done:
-                    await pane.finish(u.stats, u.error)
+                pane = panes[news.index]
+                if news.text or news.n_tokens:
+                    await pane.add(news.text, news.n_tokens, news.items)
+                if news.done:
+                    await pane.finish(news.stats, news.error)
             self._frames += 1
-            if self._frames % LIVE_EVERY == 0 or any(u.done for u in msg.updates):
+            if self._frames % LIVE_EVERY == 0 or any(n.done for n in msg.news):
                 # figures once a second: the text changes every frame, they need not
                 for pane in panes:
                     if not pane.done:
@@ -509,7 +282,7 @@ class CompareScreen(WorkerScreen[None]):
         else:
             state = "done" if self._rates else "ready"
         parted = "" if self.diverge is None else f" · differ from token {self.diverge}"
-        self.query_one("#total", _Line).show(
+        self.query_one("#total", OneLine).show(
             Text(f"batch {total:.1f} tok/s · {tokens} tok · {len(panes)} panes · {state}{parted}"))
         self.query_one("#total-spark", Sparkline).data = [0.0, *self._rates[-120:]] if self._rates else FLAT
 
@@ -577,7 +350,7 @@ class CompareScreen(WorkerScreen[None]):
         if self.running or len(panes) >= len(PANE_KEYS):
             return
         t = round(min(2.0, (panes[-1].temperature if panes else 0.7) + 0.4), 2)
-        await self.query_one("#panes", Grid).mount(ComparePane(len(panes), t, panes[0].seed if panes else 42))
+        await self.query_one("#panes", Grid).mount(self._pane(len(panes), t, panes[0].seed if panes else 42))
         self._relayout()
 
     async def action_remove_pane(self) -> None:

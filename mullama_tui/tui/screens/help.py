@@ -24,7 +24,7 @@ class HelpScreen(ModalScreen[None]):
     HelpScreen .help-note { margin-top: 1; color: $text-muted; }
     """
 
-    def __init__(self, notes: tuple[str, ...] = (), below: Screen | None = None) -> None:
+    def __init__(self, notes: tuple[str, ...] = (), below: Screen[object] | None = None) -> None:
         """`notes`: what the screen below wants its users to know, under the keys; `below`:
         that screen, whose own keys come first."""
         super().__init__()

@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 
 from ...config import data_dir
-from ...history import HistoryError, History, RunRecord
+from ...history import History, HistoryError, RunRecord
 from ..widgets.prompt import with_blink
 
 

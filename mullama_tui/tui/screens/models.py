@@ -4,7 +4,6 @@ read from disk), so the screen opens at once even with many or slow files."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.table import Table
@@ -16,17 +15,8 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from ...models.catalog import LocalModel, local_models
 from ...models.report import show_lines
-from ..messages import ModelListRead
+from ..messages import ModelChoice, ModelListRead
 from .base import WorkerScreen
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """What the picker returns: the model to load, and whether to save it as the default."""
-
-    name: str
-    path: Path
-    make_default: bool = False
 
 
 class ModelsScreen(WorkerScreen[ModelChoice | None]):

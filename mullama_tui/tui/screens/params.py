@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,7 +13,7 @@ from textual.widgets import Button, Input, Label, Switch
 
 from ...config import Settings
 from ...engine.threads import parse_threads
-from ...engine.types import InvalidParamsError, SamplerParams
+from ...engine.types import InvalidParamsError
 from ..widgets.prompt import with_blink
 
 FIELDS = [  # (settings field, label, type)
@@ -45,7 +46,7 @@ class ParamsScreen(ModalScreen[Settings | None]):
     def compose(self) -> ComposeResult:
         s = self.settings
 
-        def field(value: str, **kwargs: str) -> Input:
+        def field(value: str, **kwargs: Any) -> Input:
             return with_blink(Input(value, **kwargs), s.cursor_blink)
 
         with Vertical():

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import lru_cache
 from itertools import islice
-from typing import Callable
 
 from rich.color import Color
 from rich.segment import Segment
@@ -31,10 +31,10 @@ BAR_WIDTH = 24
 FLAT = [0.0, 0.0]  # a flat baseline (Textual's Sparkline draws a single value as full bars)
 
 
-class _Line(Widget):
+class OneLine(Widget):
     """One line of text of a fixed size; `show()` repaints it without a layout pass."""
 
-    DEFAULT_CSS = "_Line { height: 1; }"
+    DEFAULT_CSS = "OneLine { height: 1; }"
 
     def __init__(self, text: str = "", **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]

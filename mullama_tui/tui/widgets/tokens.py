@@ -10,7 +10,7 @@ what changed, so it streams live at the cost of plain text.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from rich.cells import cell_len
@@ -26,52 +26,13 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
-from ...engine.types import Candidate, TokenInsight
+from ...engine.types import Candidate
+from ..stream import TokenItem
 
 RESERVE = 4
 # (lowest probability, theme colour, label) from likely to unlikely
 SCALE = [(0.9, None, "≥90%"), (0.6, "success", "60-90%"), (0.3, "warning", "30-60%"),
          (0.1, "accent", "10-30%"), (0.0, "error", "<10%")]
-
-
-@dataclass
-class TokenItem:
-    """One token of a reply: the text it added (whole characters; may be empty while a
-    character is split across tokens), its id, and why it was chosen (if recorded)."""
-
-    text: str
-    token_id: int
-    insight: TokenInsight | None = None
-    thinking: bool = False  # a token of a thinking model's thinking (its `text` is thinking text)
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"text": self.text, "id": self.token_id}
-        if self.thinking:
-            d["thinking"] = True
-        if self.insight is not None:
-            i = self.insight
-            d.update(lp=i.logprob, sp=i.sampled_prob, h=i.entropy, kept=i.kept, forced=i.forced,
-                     top=[[c.token_id, c.text, c.logprob, c.cut_by] for c in i.top],
-                     stop=[[c.token_id, c.text, c.logprob] for c in i.sampled_top])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TokenItem:
-        insight = None
-        if "lp" in d:
-            insight = TokenInsight(token_id=d["id"], piece=d["text"], logprob=d["lp"],
-                                   top=[Candidate(t, s, lp, cut) for t, s, lp, cut in d["top"]],
-                                   sampled_prob=d["sp"], sampled_top=[Candidate(t, s, lp) for t, s, lp in d["stop"]],
-                                   entropy=d["h"], kept=d["kept"], forced=d.get("forced", False))
-        return cls(d["text"], d["id"], insight, d.get("thinking", False))
-
-
-def forced_insight(at: TokenInsight, alt: Candidate) -> TokenInsight:
-    """What is known of a token put in place by a branch: the alternatives of the position
-    it replaced, with `alt` as the choice."""
-    sampled = {c.token_id: c.prob for c in at.sampled_top}
-    return replace(at, token_id=alt.token_id, piece=alt.text, logprob=alt.logprob,
-                   sampled_prob=sampled.get(alt.token_id, 0.0), forced=True)
 
 
 def bucket(prob: float) -> int:
@@ -213,21 +174,21 @@ class TokenView(Widget, can_focus=True):
                 colour = getattr(theme, name) if name else None
                 self._styles_by_bucket.append(base + Style(color=colour) if colour else base)
             panel = theme.panel or "grey23"
-            self._odd = Style(bgcolor=panel)
-            self._cursor = Style(reverse=True, bold=True)
-            self._mark = Style(underline=True, bold=True, color=theme.accent)
+            self._odd_style = Style(bgcolor=panel)
+            self._cursor_style = Style(reverse=True, bold=True)
+            self._mark_style = Style(underline=True, bold=True, color=theme.accent)
         return self._styles_by_bucket
 
     def style_of(self, index: int) -> Style:
         palette = self._palette()
         item = self.items[index]
-        style = palette[bucket(item.insight.prob)] if item.insight else palette[0]
+        style: Style = palette[bucket(item.insight.prob)] if item.insight else palette[0]
         if index % 2:
-            style += self._odd
+            style += self._odd_style
         if index == self.diverge:
-            style += self._mark
+            style += self._mark_style
         if index == self.cursor:
-            style += self._cursor
+            style += self._cursor_style
         return style
 
     def render_line(self, y: int) -> Strip:
@@ -321,7 +282,7 @@ class TokenPanel(Widget):
         if item is None:
             return Group(Text("Token view", style="bold"), legend,
                          Text("\n←/→ or a click: a token · ↑/↓: an alternative · Enter: branch from it · "
-                              "Ctrl+B: the next branch · Ctrl+T: back to text", style=theme.foreground))
+                              "Ctrl+B: the next branch · Ctrl+T: back to text", style=theme.foreground or ""))
         if item.insight is None:
             return Group(Text(f"token {self.index}  {item.text!r}", style="bold"), legend,
                          Text("\nno insight was recorded for this token (it was generated with the token "
@@ -346,7 +307,7 @@ class TokenPanel(Widget):
             mark = "chosen" if c.token_id == i.token_id else ("kept" if c.cut_by is None else f"cut: {c.cut_by}")
             style = "reverse" if n == self.pick else ""
             table.add_row(Text(str(n + 1), style=style), Text(repr(c.text)[1:-1], style=style),
-                          Text(bar, style=theme.success if c.cut_by is None else theme.error),
+                          Text(bar, style=(theme.success if c.cut_by is None else theme.error) or ""),
                           percent(c.prob), Text(mark, style="dim" if c.cut_by else ""))
         return Group(head, figures, kept, Text("alternatives (model probability):"), table, Text(""), legend,
                      Text("↑/↓ pick · Enter: branch with it", style="dim"))

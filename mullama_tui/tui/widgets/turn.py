@@ -12,9 +12,12 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widget import Widget
 
-from .gauge import _Line
-from .output import MarkdownReply, OneLayoutPass, PlainLines, RawOutput
-from .tokens import TokenItem, TokenView
+from ..stream import TokenItem
+from .gauge import OneLine
+from .markdown import MarkdownReply
+from .plain import PlainLines, RawOutput
+from .reply import OneLayoutPass
+from .tokens import TokenView
 
 
 @dataclass
@@ -53,7 +56,7 @@ class ThinkingBlock(Vertical):
         self.set_class(branch.thought_for is not None, "folded")
 
     def compose(self) -> ComposeResult:
-        yield _Line("", classes="thinking-summary")
+        yield OneLine("", classes="thinking-summary")
         if self.tokens:
             yield TokenView([i for i in self.branch.items if i.thinking])
         else:
@@ -73,7 +76,7 @@ class ThinkingBlock(Vertical):
             text = f"Thought for {b.thought_for:.1f} s, {n} tokens"
         hint = "click or Ctrl+O: " + ("fold" if not self.has_class("folded") else "open")
         arrow = "▸" if self.has_class("folded") else "▾"
-        self.query_one(".thinking-summary", _Line).show(Text(f"{arrow} {text} · {hint}"))
+        self.query_one(".thinking-summary", OneLine).show(Text(f"{arrow} {text} · {hint}"))
 
     async def append(self, thinking: str, items: list[TokenItem]) -> None:
         for view in self.query(TokenView):
@@ -124,7 +127,7 @@ class AssistantTurn(OneLayoutPass, Vertical):
         return self.branch.text
 
     def compose(self) -> ComposeResult:
-        yield _Line("", classes="branch-label")
+        yield OneLine("", classes="branch-label")
         self.body = self._body()
         yield self.body
 
@@ -152,7 +155,7 @@ class AssistantTurn(OneLayoutPass, Vertical):
         return RawOutput(b.text, classes="raw")
 
     def _label(self) -> None:
-        label = self.query_one(".branch-label", _Line)
+        label = self.query_one(".branch-label", OneLine)
         label.display = len(self.branches) > 1
         if len(self.branches) > 1:
             b = self.branch

@@ -1,0 +1,1 @@
+"""The Textual front end: the app, its screens, widgets and the messages workers post."""
