@@ -63,8 +63,8 @@ def _text(value: str, what: str) -> str:
 
 
 # The backend options shared by tui, run, compare and bench (defaults come from the config).
-BACKEND = typer.Option(None, "--backend", help="local (a GGUF here) or openai (a remote server).")
-BASE_URL = typer.Option(None, "--base-url", help="The OpenAI-compatible server, e.g. http://host:8080/v1.")
+BACKEND = typer.Option(None, "--backend", metavar="local|openai", help="local (a GGUF here) or openai (a remote server).")
+BASE_URL = typer.Option(None, "--base-url", metavar="URL", help="The OpenAI-compatible server, e.g. http://host:8080/v1.")
 API_KEY = typer.Option(None, "--api-key", envvar="MULLAMA_TUI_REMOTE_API_KEY", help="Key for the remote server.")
 REMOTE_MODEL = typer.Option(None, "--remote-model", help="Model name to ask the remote server for.")
 TIMEOUT = typer.Option(None, "--timeout", help="Seconds to wait for a remote server's first byte.")
@@ -72,7 +72,7 @@ TIMEOUT = typer.Option(None, "--timeout", help="Seconds to wait for a remote ser
 MODELS_DIR = typer.Option(None, "--models-dir", envvar="MULLAMA_TUI_MODELS",
                           help="Folder of pulled models (default: the user cache dir).")
 PULL = typer.Option(False, "--pull", help="Download MODEL first if it is an alias, hf: name or URL not here yet.")
-THREADS = typer.Option(None, "--threads", help="CPU threads: auto (the default: chosen while it runs, fewer "
+THREADS = typer.Option(None, "--threads", metavar="auto|N", help="CPU threads: auto (the default: chosen while it runs, fewer "
                                               "when other programs keep cores busy) or a number, kept fixed "
                                               "(at most the cores; or threads in config.toml).")
 GPU_LAYERS = typer.Option(None, "--gpu-layers", "-ngl",
@@ -732,10 +732,27 @@ def _model_as_command(argv: list[str]) -> list[str]:
     return argv
 
 
+# what `--help` shows for a value of each type (typer's own would be <int>, <str>, ...)
+METAVARS = {"int": "N", "float": "NUMBER", "str": "TEXT", "list[str]": "TEXT", "Path": "PATH"}
+
+
+def readable_help(command: Any) -> Any:
+    """`command` (typer's click command tree) with readable value names in `--help`, and
+    none on flags (typer 0.2x shows `<bool>`, `<int>`, `<str>` on every option)."""
+    from typer.core import TyperOption
+
+    for param in command.params:
+        if isinstance(param, TyperOption) and param.metavar is None:
+            param.metavar = "" if param.is_flag else METAVARS.get(param.bare_type(), param.bare_type().upper())
+    for sub in getattr(command, "commands", {}).values():
+        readable_help(sub)
+    return command
+
+
 def main() -> None:
     sys.argv[1:] = _model_as_command(sys.argv[1:])
     try:
-        app()
+        readable_help(typer.main.get_command(app))(prog_name="mullama-tui")
     except MullamaError as e:  # last line of defence: never a traceback for our own errors
         typer.echo(f"error: {e}", err=True)
         sys.exit(1)

@@ -17,7 +17,7 @@ from typing import Any
 
 import platformdirs
 
-from .engine.types import Request, SamplerParams
+from .engine.types import Request, SamplerParams, is_whole
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -58,8 +58,6 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _whole(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _text_or_none(v: Any) -> bool:
@@ -73,17 +71,17 @@ CHECKS: dict[str, tuple[Any, str]] = {
     "theme": (lambda v: isinstance(v, str), "a theme name (a string)"),
     "mode": (lambda v: v in ("chat", "raw"), '"chat" or "raw"'),
     "system": (lambda v: isinstance(v, str), "a string"),
-    "max_tokens": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "n_ctx": (lambda v: _whole(v) and v >= 16, "a whole number of tokens >= 16"),
-    "threads": (lambda v: (isinstance(v, str) and v.strip().lower() == "auto") or (_whole(v) and v >= 0),
+    "max_tokens": (lambda v: is_whole(v) and v >= 1, "a whole number >= 1"),
+    "n_ctx": (lambda v: is_whole(v) and v >= 16, "a whole number of tokens >= 16"),
+    "threads": (lambda v: (isinstance(v, str) and v.strip().lower() == "auto") or (is_whole(v) and v >= 0),
                 '"auto" or a whole number >= 1'),
-    "gpu_layers": (lambda v: v is None or (_whole(v) and v >= -1), "a whole number: -1 (all), 0 (none) or layers"),
+    "gpu_layers": (lambda v: v is None or (is_whole(v) and v >= -1), "a whole number: -1 (all), 0 (none) or layers"),
     "temperature": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "top_k": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
+    "top_k": (lambda v: is_whole(v) and v >= 0, "a whole number >= 0"),
     "top_p": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
     "min_p": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "repeat_penalty": (lambda v: _number(v) and v > 0, "a number > 0"),
-    "seed": (lambda v: _whole(v) and 0 <= v < 2**32, "a whole number in [0, 2**32)"),
+    "seed": (lambda v: is_whole(v) and 0 <= v < 2**32, "a whole number in [0, 2**32)"),
     "stop": (lambda v: isinstance(v, list) and all(isinstance(x, str) and x for x in v),
              "a list of non-empty strings"),
     "keymap": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()),
@@ -92,7 +90,7 @@ CHECKS: dict[str, tuple[Any, str]] = {
     "token_view": (lambda v: isinstance(v, bool), "true or false"),
     "show_thinking": (lambda v: isinstance(v, bool), "true or false"),
     "think": (lambda v: v is None or isinstance(v, bool), "true or false"),
-    "thinking_budget": (lambda v: v is None or (_whole(v) and v >= 0), "a whole number of tokens >= 0"),
+    "thinking_budget": (lambda v: v is None or (is_whole(v) and v >= 0), "a whole number of tokens >= 0"),
     "backend": (lambda v: v in ("local", "openai"), '"local" or "openai"'),
     "base_url": (lambda v: isinstance(v, str), "a URL (a string)"),
     "api_key": (lambda v: isinstance(v, str), "a string"),

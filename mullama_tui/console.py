@@ -33,7 +33,7 @@ def compare_requests(base: Request, temps: list[float]) -> list[Request]:
     """One request per temperature, all with one seed (a random one if the base has 0),
     so the panes differ by temperature only."""
     seed = base.params.seed or random.randrange(1, 2**32)
-    return [replace(base, params=base.params.with_(temperature=t, seed=seed)) for t in temps]
+    return [replace(base, params=replace(base.params, temperature=t, seed=seed)) for t in temps]
 
 
 class _SigintCancels:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -84,7 +85,7 @@ def test_early_stopping_then_generate_again(ctx):
 
 def test_generate_equals_joined_stream_and_presets(ctx):
     for params in (SamplerParams.greedy(), SamplerParams.precise(), SamplerParams.creative()):
-        p = params.with_(seed=21)
+        p = replace(params, seed=21)
         ctx.clear_cache()
         a = "".join(ctx.generate_stream("Tell me about the moon.", max_tokens=30, params=p))
         ctx.clear_cache()

@@ -13,6 +13,7 @@ from mullama_tui.engine.llama import LlamaModel, batch_invariance
 from mullama_tui.engine.local import LocalEngine
 from mullama_tui.engine.types import (
     ContextOverflowError,
+    EngineClosedError,
     FinishReason,
     InvalidParamsError,
     ModelLoadError,
@@ -555,3 +556,13 @@ def test_the_thread_count_does_not_change_greedy_text(engine):
     finally:
         engine.set_threads(None)
     assert texts[0] == texts[1]
+
+
+def test_a_closed_engine_refuses_with_a_typed_error_not_a_crash(model_path):
+    """After close the model's memory is freed: llama.cpp would crash on its vocabulary."""
+    eng = LocalEngine(model_path, n_ctx=256, n_parallel=1)
+    eng.close()
+    with pytest.raises(EngineClosedError):
+        eng.prompt_tokens(raw("hello"))
+    with pytest.raises(EngineClosedError):
+        eng.submit(raw("hello"))

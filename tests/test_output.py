@@ -344,3 +344,69 @@ async def test_a_windowed_pane_shows_its_newest_lines_without_layout_then_all_of
         await pilot.pause()
         assert lines.size.height == 41 and lines.render_line(0).text.rstrip() == "line 0"
         assert out.scroll_y == out.max_scroll_y > 0
+
+
+async def test_a_mouse_selection_across_a_streaming_reply_copies_its_text():
+    """Selecting across a Markdown reply still streaming (its tail) and a plain reply
+    gives their text as shown, and nothing else (Textual's own `get_selection` would call
+    the widget's `_render()`, which a line widget does not use)."""
+    from mullama_tui.tui.widgets.markdown import MarkdownTail
+    from mullama_tui.tui.widgets.plain import PlainLines, RawOutput
+
+    app = _Following()
+    async with app.run_test(size=(60, 20)) as pilot:
+        md, raw = MarkdownReply(), RawOutput()
+        await app.query_one("#out").mount(md, raw)
+        await md.append("First **bold** paragraph.\n\nSecond paragraph, still streaming")
+        await raw.append("plain line one\nplain line two")
+        await pilot.pause()
+        tail, lines = app.query_one(MarkdownTail), app.query_one(PlainLines)
+        await pilot.mouse_down(tail, offset=(6, 0))
+        await pilot.hover(lines, offset=(5, 1))
+        await pilot.mouse_up(lines, offset=(5, 1))
+        await pilot.pause()
+        assert app.screen.get_selected_text() == ("bold paragraph.\n\nSecond paragraph, still streaming\n"
+                                                  "plain line one\nplain")
+        # the selection is painted: the selected cells carry the screen's selection style
+        selection_style = app.screen.get_component_rich_style("screen--selection")
+        painted = [seg for seg in tail.render_line(0) if seg.style and selection_style.bgcolor == seg.style.bgcolor]
+        assert "".join(seg.text for seg in painted).startswith("bold")
+
+
+async def test_the_copy_of_rich_markdown_renders_as_rich_s_own():
+    """widgets/markdown.py reuses one Markdown parser by setting a copy's `markup` and
+    `parsed` (Rich's Markdown has no public way to pass a parser): the copy must render
+    exactly as `rich.markdown.Markdown(text)` does, or the `rich` bound in pyproject.toml
+    is wrong."""
+    from rich.console import Console
+    from rich.markdown import Markdown as RichMarkdown
+
+    from mullama_tui.tui.widgets.markdown import rich_markdown
+
+    text = "# Title\n\nSome **bold**, `code` and a [link](http://x).\n\n- one\n- two\n\n```py\nx = 1\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |"
+    console = Console(width=50, record=True, color_system=None)
+
+    def rendered(md) -> str:
+        with console.capture() as cap:
+            console.print(md)
+        return cap.get()
+
+    assert rendered(rich_markdown(text)) == rendered(RichMarkdown(text))
+
+
+def test_the_one_layout_pass_override_still_matches_textual():
+    """`OneLayoutPass` overrides Textual's private `Widget._size_updated` (no public way
+    skips the second layout pass a new size asks for). If Textual renames it or changes
+    its parameters this fails, and the pin in pyproject.toml must not be raised until the
+    override is looked at again."""
+    import inspect
+
+    from textual.widget import Widget
+
+    from mullama_tui.tui.widgets.reply import OneLayoutPass
+
+    theirs = inspect.signature(Widget._size_updated)
+    ours = inspect.signature(OneLayoutPass._size_updated)
+    assert list(theirs.parameters) == list(ours.parameters) == ["self", "size", "virtual_size", "container_size",
+                                                                "layout"]
+    assert theirs.parameters["layout"].default is True

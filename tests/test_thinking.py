@@ -253,3 +253,45 @@ async def test_tui_through_a_remote_server_that_sends_reasoning_content(home, re
         assert app.chat.reply_text == "It is 4."
         block = app.chat.query_one(ThinkingBlock)
         assert block.branch.thinking == "Two and two is four." and block.has_class("folded")
+
+
+async def test_a_branch_of_a_reply_made_with_thinking_off_keeps_thinking_off(home, thinking_model_path):
+    """A branch is the original request cut at a token: every field of it, the thinking
+    switches included. Built field by field it once dropped `think`, so a branch of a
+    reply made with thinking off rendered another prompt (an open thinking block): then
+    the KV cache holds nothing of it and the whole prompt is decoded again."""
+    from mullama_tui.tui.app import MullamaApp
+    from mullama_tui.tui.widgets.tokens import TokenView
+    from mullama_tui.tui.widgets.turn import AssistantTurn
+
+    from helpers import configure, send, until
+
+    configure(max_tokens=24, think=False, thinking_budget=8, token_view=True, temperature=0.7)
+    app = MullamaApp(model=str(thinking_model_path), ignore_eos=True)
+    sent = []
+    submit = app.submit
+
+    def spy(request, **kwargs):
+        sent.append(request)
+        return submit(request, **kwargs)
+
+    app.submit = spy
+    async with app.run_test(size=(130, 36)) as pilot:
+        await until(pilot, lambda: app.state == "ready", 30, "the model")
+        await send(pilot, app, "What is 2+2?")
+        await until(pilot, lambda: app.chat.current is None and app.state == "ready", 60, "the reply")
+        view = app.chat.query_one(TokenView)
+        k = 6
+        view.focus()
+        view.select(k)
+        await pilot.press("down")
+        before = app.engine.scheduler.prompt_tokens_processed
+        await pilot.press("enter")
+        await until(pilot, lambda: app.chat.current is None and app.state == "ready"
+                    and len(app.query_one(AssistantTurn).branches) == 2, 60, "the branch")
+        original, branch = sent
+        assert (branch.think, branch.thinking_budget, branch.split_thinking) == (False, 8, original.split_thinking)
+        assert branch.messages == original.messages and branch.prefix and branch.force is not None
+        prompt = app.engine.prompt_tokens(original)
+        assert app.engine.prompt_tokens(branch)[:len(prompt)] == prompt  # the same prompt, then the reply so far
+        assert app.engine.scheduler.prompt_tokens_processed - before == 1  # so only the forced token is decoded

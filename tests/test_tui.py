@@ -357,3 +357,38 @@ async def test_the_gauge_shows_the_threads_it_decodes_on(home):
         assert gauge.threads == f"threads {stats.n_threads}/{stats.cores} auto" and stats.threads_auto
         assert gauge.details_text.plain.endswith(gauge.threads)
         assert len(gauge.details_text.plain) <= 118  # all of it fits the gauge at 120 columns
+
+
+async def test_ctrl_y_copies_the_whole_reply_and_the_compare_panes(home):
+    """What a model wrote can be copied without the terminal's own selection (which takes
+    the borders, gauge and prompt with it): Ctrl+Y in the chat copies the last reply, in
+    the compare screen the pane whose knob has the focus, or every pane."""
+    configure(max_tokens=12, temperature=0.0, mode="raw")
+    app = MullamaApp()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("ctrl+y")
+        await pilot.pause()
+        assert not app.clipboard  # nothing to copy yet: a warning, not an empty clipboard
+        await send(pilot, app, "The capital of France is")
+        await until(pilot, lambda: app.state == "ready" and app.chat.last_stats is not None, what="reply")
+        await pilot.press("ctrl+y")
+        await pilot.pause()
+        assert app.clipboard == app.chat.reply_text != ""
+
+        from mullama_tui.tui.screens.compare import CompareScreen
+        from mullama_tui.tui.widgets.compare_pane import ComparePane
+
+        await pilot.press("f4")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen), what="the compare screen")
+        screen = app.screen
+        await screen.run_prompt("The sea is")
+        await until(pilot, lambda: not screen.running and all(p.done for p in screen.query(ComparePane)),
+                    60, "the panes to finish")
+        panes = list(screen.query(ComparePane))
+        await pilot.press("ctrl+y")  # the focus is in the prompt box: every pane
+        await pilot.pause()
+        assert all(f"## temperature {p.temperature} · seed {p.seed}\n\n{p.text}" in app.clipboard for p in panes)
+        panes[1].query_one(".temp").focus()
+        await pilot.press("ctrl+y")
+        await pilot.pause()
+        assert app.clipboard == panes[1].text != ""

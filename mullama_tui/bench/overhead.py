@@ -34,7 +34,7 @@ def _measure(engine: LocalEngine, n_seq: int, n_tokens: int, params: SamplerPara
     engine.clear_cache()
     before = replace(engine.scheduler.times)
     gens = [engine.submit(Request(prompt=f"{PROMPT} ({i})", mode="raw", max_tokens=n_tokens, ignore_eos=True,
-                                  params=params.with_(seed=100 + i))) for i in range(n_seq)]
+                                  params=replace(params, seed=100 + i))) for i in range(n_seq)]
     drain_together(gens, interval=0.02)
     after = engine.scheduler.times
     steps = after.steps - before.steps

@@ -23,7 +23,18 @@ import llama_cpp as C
 import numpy as np
 
 from .text import MAGISTRAL_TAGS, THINK_TAGS, ReasoningTags
-from .types import Device, InvalidParamsError, ModelInfo, ModelLoadError, ModelNotFoundError, Placement, SamplerParams
+from .types import (
+    Device,
+    EngineClosedError,
+    InvalidParamsError,
+    ModelInfo,
+    ModelLoadError,
+    ModelNotFoundError,
+    Placement,
+    SamplerParams,
+    is_whole,
+    require_whole,
+)
 
 log = logging.getLogger("mullama_tui.llama")
 
@@ -176,7 +187,7 @@ class LlamaModel:
         init_backend()
         if n_gpu_layers is None:
             n_gpu_layers = default_gpu_layers()
-        if isinstance(n_gpu_layers, bool) or not isinstance(n_gpu_layers, int) or n_gpu_layers < -1:
+        if not is_whole(n_gpu_layers, -1):
             raise InvalidParamsError(f"--gpu-layers {n_gpu_layers!r}: give a number of layers, or -1 for all")
         params = model_params(n_gpu_layers)
         if on_progress is not None:
@@ -250,7 +261,13 @@ class LlamaModel:
         )
 
     # -- tokens -----------------------------------------------------------------
+    def _check_open(self) -> None:
+        """A closed model's vocabulary is freed memory: llama.cpp would crash on it."""
+        if not self.ptr:
+            raise EngineClosedError(f"the model {self.path.name} is closed")
+
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        self._check_open()
         data = text.encode("utf-8")
         cap = len(data) + 16
         arr = (C.llama_token * cap)()
@@ -285,6 +302,7 @@ class LlamaModel:
         return buf.raw[:max(n, 0)].decode("utf-8", errors="replace")
 
     def detokenize(self, tokens: list[int]) -> str:
+        self._check_open()
         return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
 
     def is_eog(self, token: int) -> bool:
@@ -453,8 +471,7 @@ class LlamaContext:
                  n_threads: int = 1, kv_unified: bool = False, flash_attn: bool = False) -> None:
         for name, value, least in (("n_ctx", n_ctx, 16), ("n_seq_max", n_seq_max, 1), ("n_batch", n_batch, 1),
                                    ("n_threads", n_threads, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise InvalidParamsError(f"{name}={value!r}: must be a whole number >= {least}")
+            require_whole(name, value, least)
         if n_batch < n_seq_max:
             raise InvalidParamsError(f"n_batch={n_batch} is smaller than the {n_seq_max} sequences that may "
                                      f"generate together (each needs a place in every batch)")

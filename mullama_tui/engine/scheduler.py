@@ -48,6 +48,7 @@ from .types import (
     Stats,
     TokenEvent,
     TokenInsight,
+    require_whole,
 )
 
 log = logging.getLogger("mullama_tui.scheduler")
@@ -173,14 +174,12 @@ class Scheduler:
         layer runs on a GPU, host otherwise (see `llama.SamplerChain`)."""
         for name, value, least in (("n_ctx", n_ctx, 16), ("n_parallel", n_parallel, 1), ("n_batch", n_batch, 1),
                                    ("max_queue", max_queue, 0), ("capacity", capacity, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise InvalidParamsError(f"{name}={value!r}: must be a whole number >= {least}")
+            require_whole(name, value, least)
         if n_batch < n_parallel:
             raise InvalidParamsError(f"n_batch={n_batch} is smaller than n_parallel={n_parallel}: every "
                                      f"generating sequence needs a place in each batch")
-        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int)
-                                      or n_threads < 1):
-            raise InvalidParamsError(f"n_threads={n_threads!r}: must be a whole number >= 1")
+        if n_threads is not None:
+            require_whole("n_threads", n_threads, 1)
         self.model = model
         # a generation whose reader has taken nothing for this long (its channel full the
         # whole time) is cancelled and its slot freed; None: wait forever (set by `serve`)
@@ -273,8 +272,8 @@ class Scheduler:
 
     def set_threads(self, n: int | None) -> None:
         """Pin the thread count from the next step on, or None: choose it while running."""
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise InvalidParamsError(f"n_threads={n!r}: must be a whole number >= 1")
+        if n is not None:
+            require_whole("n_threads", n, 1)
         self.threads.set_fixed(min(n, self.threads.cores) if n else None)
         self.wake()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
 
@@ -30,6 +30,17 @@ class ContextOverflowError(MullamaError):
 
 class InvalidParamsError(MullamaError, ValueError):
     """A sampler or request parameter is out of range."""
+
+
+def is_whole(value: object, least: int | None = None) -> bool:
+    """A whole number (an int, and not a bool: `True` is no token count), at least `least`."""
+    return isinstance(value, int) and not isinstance(value, bool) and (least is None or value >= least)
+
+
+def require_whole(name: str, value: object, least: int) -> None:
+    """Raise InvalidParamsError unless `value` is a whole number >= `least`."""
+    if not is_whole(value, least):
+        raise InvalidParamsError(f"{name}={value!r}: must be a whole number >= {least}")
 
 
 class EngineClosedError(MullamaError):
@@ -101,10 +112,6 @@ class SamplerParams:
         """Cool and narrow: answers that should not wander."""
         return cls(temperature=0.2, top_k=20, top_p=0.8, min_p=0.1, penalty_repeat=1.05)
 
-    def with_(self, **changes: Any) -> SamplerParams:
-        """A copy with some fields changed."""
-        return replace(self, **changes)
-
     def validate(self) -> SamplerParams:
         """Raise InvalidParamsError naming the first bad field; return self when all is well."""
 
@@ -120,7 +127,7 @@ class SamplerParams:
                 raise bad(name, "must be a finite number")
         for name in ("top_k", "penalty_last_n", "seed"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if not is_whole(value):
                 raise bad(name, "must be a whole number")
         if self.temperature < 0:
             raise bad("temperature", "must be >= 0 (0 means greedy)")
@@ -200,17 +207,14 @@ class Request:
     def validate(self) -> Request:
         if self.mode not in ("chat", "raw"):
             raise InvalidParamsError(f"mode={self.mode!r}: must be 'chat' or 'raw'")
-        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
-            raise InvalidParamsError(f"max_tokens={self.max_tokens!r}: must be a whole number >= 1")
+        require_whole("max_tokens", self.max_tokens, 1)
         if self.prompt is None and not self.messages:
             raise InvalidParamsError("a request needs a prompt or messages")
-        if isinstance(self.logprobs, bool) or not isinstance(self.logprobs, int) or not 0 <= self.logprobs <= 20:
+        if not is_whole(self.logprobs, 0) or self.logprobs > 20:
             raise InvalidParamsError(f"logprobs={self.logprobs!r}: a whole number from 0 (off) to 20")
-        if self.thinking_budget is not None and (isinstance(self.thinking_budget, bool) or not isinstance(
-                self.thinking_budget, int) or self.thinking_budget < 0):
+        if self.thinking_budget is not None and not is_whole(self.thinking_budget, 0):
             raise InvalidParamsError(f"thinking_budget={self.thinking_budget!r}: a whole number of tokens >= 0")
-        if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in self.prefix) or (
-                self.force is not None and (not isinstance(self.force, int) or self.force < 0)):
+        if not all(is_whole(t, 0) for t in self.prefix) or (self.force is not None and not is_whole(self.force, 0)):
             raise InvalidParamsError("prefix and force are token ids (whole numbers >= 0)")
         if self.prompt is not None and not isinstance(self.prompt, str):
             raise InvalidParamsError("prompt must be a string")

@@ -14,6 +14,7 @@ Message flow (why it is shaped this way):
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -33,7 +34,7 @@ from ..widgets.gauge import Gauge
 from ..widgets.prompt import PromptInput, with_blink
 from ..widgets.reply import FollowingScroll
 from ..widgets.tokens import TokenPanel, TokenView
-from ..widgets.turn import AssistantTurn, Branch
+from ..widgets.turn import AssistantTurn, ReplyBranch
 from .base import WorkerScreen
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def user_turn(text: str) -> Static:
 
 def assistant_turn(text: str, mode: str, tokens: bool = False, items: list[TokenItem] | None = None) -> AssistantTurn:
     """A reply: Markdown in chat mode, plain text in raw mode, tokens in the token view."""
-    return AssistantTurn(mode, tokens, [Branch(items=list(items or []), text=text)],
+    return AssistantTurn(mode, tokens, [ReplyBranch(items=list(items or []), text=text)],
                          classes="assistant-turn" + (" raw" if mode == "raw" else ""))
 
 
@@ -70,6 +71,8 @@ class ChatScreen(WorkerScreen[None]):
         Binding("ctrl+t", "toggle_tokens", "Tokens", id="token-view"),
         Binding("ctrl+b", "next_branch", "Branch", show=False, id="next-branch"),
         Binding("ctrl+o", "toggle_thinking", "Thinking", show=False, id="thinking"),
+        # priority: the prompt box would take it as redo (copying a reply is what it is wanted for here)
+        Binding("ctrl+y", "copy_reply", "Copy reply", show=False, priority=True, id="copy-reply"),
     ]
 
     def __init__(self) -> None:
@@ -422,7 +425,7 @@ class ChatScreen(WorkerScreen[None]):
         item = msg.view.items[msg.index] if 0 <= msg.index < len(msg.view.items) else None
         self.query_one(TokenPanel).show(item, msg.index, msg.pick)
 
-    async def on_token_view_branch(self, msg: TokenView.Branch) -> None:
+    async def on_token_view_branch_requested(self, msg: TokenView.BranchRequested) -> None:
         """Enter on an alternative: cut the reply there, put the alternative in its place,
         and generate on from it; the original stays as another branch of the turn."""
         turn = next((a for a in msg.view.ancestors if isinstance(a, AssistantTurn)), None)
@@ -440,12 +443,22 @@ class ChatScreen(WorkerScreen[None]):
                         severity="warning")
             return
         prefix = turn.branch.items[:msg.index]
-        request = Request(prompt=base.prompt, messages=base.messages, mode=base.mode, system=base.system,
-                          params=base.params, ignore_eos=base.ignore_eos, logprobs=INSIGHT_TOP,
-                          max_tokens=max(1, base.max_tokens - msg.index),
+        # everything of the original request (thinking switches included), cut at the token
+        request = replace(base, logprobs=INSIGHT_TOP, max_tokens=max(1, base.max_tokens - msg.index),
                           prefix=[i.token_id for i in prefix], force=msg.alt.token_id)
         await turn.add_branch(msg.index)
         self._start(turn, request, forced_insight(at.insight, msg.alt))
+
+    def action_copy_reply(self) -> None:
+        """Ctrl+Y: the last reply's text (as streamed so far) to the clipboard, without the
+        borders, gauge and prompt a terminal's own selection would take with it."""
+        turns = list(self.query(AssistantTurn))
+        text = turns[-1].text if turns else ""
+        if not text:
+            self.notify("no reply to copy yet", severity="warning")
+            return
+        self.app.copy_to_clipboard(text)
+        self.notify(f"copied the reply ({len(text)} characters)")
 
     def action_toggle_thinking(self) -> None:
         """Ctrl+O: open or fold the thinking of the last reply that has some."""

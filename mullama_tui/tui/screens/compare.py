@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -48,6 +48,11 @@ FRAME = 0.33  # seconds between screen updates while streaming: 3 a second (3 pa
 LIVE_EVERY = 3  # frames between updates of the live figures (the panes' title lines, the batch line)
 
 
+def transcript(panes: list[tuple[float, int, str]]) -> str:
+    """Every pane's text under its temperature and seed, as Markdown (history, Ctrl+Y)."""
+    return "\n\n".join(f"## temperature {t} · seed {seed}\n\n{text}" for t, seed, text in panes)
+
+
 class CompareScreen(WorkerScreen[None]):
     HELP_NOTES = (
         "Compare: F5..F10 cancel one pane, Esc cancels all (or goes back), Ctrl+A / Ctrl+D add or "
@@ -63,6 +68,7 @@ class CompareScreen(WorkerScreen[None]):
         Binding("ctrl+a", "add_pane", "Add pane", priority=True),
         Binding("ctrl+d", "remove_pane", "Remove", priority=True),
         Binding("ctrl+t", "toggle_tokens", "Tokens", priority=True),
+        Binding("ctrl+y", "copy_panes", "Copy", show=False, priority=True),
         *[Binding(k, f"cancel_pane({i})", f"Cancel pane {i + 1}", show=False, priority=True)
           for i, k in enumerate(PANE_KEYS)],
     ]
@@ -287,10 +293,11 @@ class CompareScreen(WorkerScreen[None]):
         self.query_one("#total-spark", Sparkline).data = [0.0, *self._rates[-120:]] if self._rates else FLAT
 
     def _save(self) -> None:
-        panes = [{"temperature": p.temperature, "seed": p.seed, "text": p.text,
-                  "stats": p.stats.to_dict() if p.stats else None,
-                  "tokens": [i.to_dict() for i in p.items if i.insight is not None]} for p in self.panes()]
-        out = "\n\n".join(f"## temperature {d['temperature']} · seed {d['seed']}\n\n{d['text']}" for d in panes)
+        panes: list[dict[str, Any]] = [
+            {"temperature": p.temperature, "seed": p.seed, "text": p.text,
+             "stats": p.stats.to_dict() if p.stats else None,
+             "tokens": [i.to_dict() for i in p.items if i.insight is not None]} for p in self.panes()]
+        out = transcript([(d["temperature"], d["seed"], d["text"]) for d in panes])
         app = self.mullama
         try:
             app.history.add(RunRecord(
@@ -340,6 +347,22 @@ class CompareScreen(WorkerScreen[None]):
         self.diverge = None
         self._mark_divergence()
         self._show_total()
+
+    def action_copy_panes(self) -> None:
+        """Ctrl+Y: the text of the pane whose knob has the focus, or else of every pane
+        (each under its temperature and seed), to the clipboard."""
+        focused = self.focused
+        panes = [p for p in self.panes() if focused is not None and focused in p.walk_children()] or self.panes()
+        if not any(p.text for p in panes):
+            self.notify("nothing to copy yet", severity="warning")
+            return
+        try:
+            text = panes[0].text if len(panes) == 1 else transcript([(p.temperature, p.seed, p.text) for p in panes])
+        except ValueError:  # a knob that is not a number
+            text = "\n\n".join(p.text for p in panes)
+        self.app.copy_to_clipboard(text)
+        self.notify(f"copied {'pane ' + str(panes[0].index + 1) if len(panes) == 1 else 'every pane'} "
+                    f"({len(text)} characters)")
 
     def action_cancel_pane(self, index: int) -> None:
         if self.running and index < len(self.gens):

@@ -70,7 +70,7 @@ class TokenView(Widget, can_focus=True):
         pick: int
 
     @dataclass
-    class Branch(Message):
+    class BranchRequested(Message):
         """Take alternative `alt` at token `index` and generate on from there."""
 
         view: TokenView
@@ -240,7 +240,7 @@ class TokenView(Widget, can_focus=True):
         item = self.items[self.cursor] if 0 <= self.cursor < len(self.items) else None
         if item is None or item.insight is None or not item.insight.top:
             return
-        self.post_message(self.Branch(self, self.cursor, item.insight.top[self.pick]))
+        self.post_message(self.BranchRequested(self, self.cursor, item.insight.top[self.pick]))
 
     def on_click(self, event: events.Click) -> None:
         x, y = event.x - self.styles.padding.left, event.y

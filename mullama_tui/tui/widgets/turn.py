@@ -21,7 +21,7 @@ from .tokens import TokenView
 
 
 @dataclass
-class Branch:
+class ReplyBranch:
     """One version of a reply: its tokens (with their insight when recorded), its answer
     text and, for a thinking model, its thinking."""
 
@@ -49,7 +49,7 @@ class ThinkingBlock(Vertical):
     ThinkingBlock.folded > TokenView { display: none; }
     """
 
-    def __init__(self, branch: Branch, tokens: bool) -> None:
+    def __init__(self, branch: ReplyBranch, tokens: bool) -> None:
         super().__init__()
         self.branch = branch
         self.tokens = tokens
@@ -110,16 +110,16 @@ class AssistantTurn(OneLayoutPass, Vertical):
     AssistantTurn > .branch-label { color: $text-muted; padding: 0 1; }
     """
 
-    def __init__(self, mode: str, tokens: bool, branches: list[Branch] | None = None, **kwargs: Any) -> None:
+    def __init__(self, mode: str, tokens: bool, branches: list[ReplyBranch] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.mode = mode
         self.tokens = tokens
-        self.branches = branches or [Branch()]
+        self.branches = branches or [ReplyBranch()]
         self.current = len(self.branches) - 1
         self.body: Widget | None = None
 
     @property
-    def branch(self) -> Branch:
+    def branch(self) -> ReplyBranch:
         return self.branches[self.current]
 
     @property
@@ -222,16 +222,16 @@ class AssistantTurn(OneLayoutPass, Vertical):
         elif isinstance(body, (MarkdownReply, RawOutput)):
             await body.finish()
 
-    async def add_branch(self, at: int) -> Branch:
+    async def add_branch(self, at: int) -> ReplyBranch:
         """A new branch that keeps the current one's first `at` tokens; it becomes current."""
         kept = self.branch.items[:at]
-        branch = Branch(items=list(kept), text="".join(i.text for i in kept), at=at)
+        branch = ReplyBranch(items=list(kept), text="".join(i.text for i in kept), at=at)
         self.branches.append(branch)
         self.current = len(self.branches) - 1
         await self.rebuild()
         return branch
 
-    async def cycle(self) -> Branch:
+    async def cycle(self) -> ReplyBranch:
         self.current = (self.current + 1) % len(self.branches)
         await self.rebuild()
         return self.branch
