@@ -63,7 +63,8 @@ def _text(value: str, what: str) -> str:
 
 
 # The backend options shared by tui, run, compare and bench (defaults come from the config).
-BACKEND = typer.Option(None, "--backend", metavar="local|openai", help="local (a GGUF here) or openai (a remote server).")
+BACKEND = typer.Option(None, "--backend", metavar="local|openai",
+                       help="local (a GGUF here) or openai (a remote server).")
 BASE_URL = typer.Option(None, "--base-url", metavar="URL", help="The OpenAI-compatible server, e.g. http://host:8080/v1.")
 API_KEY = typer.Option(None, "--api-key", envvar="MULLAMA_TUI_REMOTE_API_KEY", help="Key for the remote server.")
 REMOTE_MODEL = typer.Option(None, "--remote-model", help="Model name to ask the remote server for.")
@@ -72,9 +73,9 @@ TIMEOUT = typer.Option(None, "--timeout", help="Seconds to wait for a remote ser
 MODELS_DIR = typer.Option(None, "--models-dir", envvar="MULLAMA_TUI_MODELS",
                           help="Folder of pulled models (default: the user cache dir).")
 PULL = typer.Option(False, "--pull", help="Download MODEL first if it is an alias, hf: name or URL not here yet.")
-THREADS = typer.Option(None, "--threads", metavar="auto|N", help="CPU threads: auto (the default: chosen while it runs, fewer "
-                                              "when other programs keep cores busy) or a number, kept fixed "
-                                              "(at most the cores; or threads in config.toml).")
+THREADS = typer.Option(None, "--threads", metavar="auto|N",
+                       help="CPU threads: auto (the default: chosen while it runs, fewer when other programs "
+                            "keep cores busy) or a number, kept fixed (at most the cores; or threads in config.toml).")
 GPU_LAYERS = typer.Option(None, "--gpu-layers", "-ngl",
                           help="Layers to offload to the GPU: -1 all, 0 none (default: all where this "
                                "llama.cpp build can offload, else none; or gpu_layers in config.toml).")

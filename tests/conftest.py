@@ -73,3 +73,12 @@ def srv_engine(model_path: Path):
     e = LocalEngine(model_path, n_ctx=2048, n_parallel=4, max_queue=2)
     yield e
     e.close()
+
+
+@pytest.fixture(scope="module")
+def server(srv_engine):
+    """`serve`'s app on `srv_engine` as `serve` makes it, on a loopback socket."""
+    from helpers import Server
+
+    with Server.of(srv_engine) as s:
+        yield s

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 
 import httpx
 import uvicorn
@@ -24,6 +26,16 @@ CLI = [sys.executable, "-m", "mullama_tui.cli"]
 def run_cli(*args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(CLI + list(args), capture_output=True, text=True, input=input,
                           timeout=timeout, env=os.environ.copy())
+
+
+def wait_until(cond, timeout: float = 10.0, what: str = "condition", interval: float = 0.01) -> None:
+    """Poll `cond()` until it is true; fail, naming `what`, after `timeout` seconds. The one
+    bounded wait of the tests outside an app (`until` is the same inside one)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
 
 
 async def until(pilot, cond, timeout: float = 30.0, what: str = "condition") -> None:
@@ -141,13 +153,15 @@ class SmallBufferH11(H11Protocol):
 
 
 def wait_idle(server: Server, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        h = httpx.get(server.url + "/health").json()
-        if h["active"] == 0 and h["queued"] == 0:
-            return h
-        assert time.monotonic() < deadline, f"still busy: {h}"
-        time.sleep(0.02)
+    """The server's /health once nothing runs or waits."""
+    seen: list[dict] = []
+
+    def idle() -> bool:
+        seen.append(httpx.get(server.url + "/health").json())
+        return seen[-1]["active"] == 0 and seen[-1]["queued"] == 0
+
+    wait_until(idle, timeout, "the server to be idle", 0.02)
+    return seen[-1]
 
 
 
@@ -201,26 +215,66 @@ def fed_generation(request, events):
     return gen
 
 
-def scripted_sse_server(parts_for_path):
-    """A loopback server that answers every POST with the SSE parts `parts_for_path(path)`
-    gives (bytes), for the reasoning and logprob formats of servers no test here can run.
-    A generator: the base URL, then the server stops."""
+@dataclass
+class Scripted:
+    """One answer of `scripted_server`: a JSON error (`status`, `body`, `headers`), or SSE
+    `parts` written one by one (`delay` seconds apart), or nothing for `hang` seconds."""
+
+    parts: list[bytes] = field(default_factory=list)
+    status: int = 200
+    body: dict | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    hang: float = 0.0
+
+
+def sse_data(obj: dict) -> bytes:
+    """One SSE event carrying `obj` as JSON."""
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+def scripted_server(answer):
+    """A loopback OpenAI-compatible stand-in that answers every POST with
+    `answer(path, calls)` (`calls`: POSTs to that path so far, this one included): a
+    `Scripted`, or a list of SSE parts. For the formats and failures of servers no test
+    here can run (reasoning fields, no logprobs, errors, stalls, broken streams). A
+    generator: the base URL, then the server stops."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    class Scripted(BaseHTTPRequestHandler):
+    calls: dict[str, int] = {}
+
+    class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:
             pass
 
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            calls[self.path] = calls.get(self.path, 0) + 1
+            reply = answer(self.path, calls[self.path])
+            if not isinstance(reply, Scripted):
+                reply = Scripted(parts=list(reply))
+            if reply.hang:
+                time.sleep(reply.hang)
+                return
+            if reply.body is not None:
+                data = json.dumps(reply.body).encode()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in reply.headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+                return
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
-            for part in parts_for_path(self.path):
+            for part in reply.parts:
                 self.wfile.write(part)
                 self.wfile.flush()
+                time.sleep(reply.delay)
 
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_address[1]}"
     srv.shutdown()

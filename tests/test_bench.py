@@ -97,7 +97,8 @@ def test_a_short_soak_of_serve_has_no_unexpected_errors(model_path):
 
     r = bench_soak(model_path, seconds=4, clients=4, min_requests=12)  # on a loaded machine: longer
     assert r["unexpected_errors"] == 0, r["errors"]
-    assert r["requests_completed"] >= 10 and r["disconnects_survived"] >= 0
+    assert r["requests_completed"] >= 10
+    assert r["disconnects_survived"] >= 1  # the soak drops clients mid-stream on purpose: the server lived on
     assert r["health_after"] == {"active": 0, "queued": 0}
     assert r["rss_mb"]["start"] > 0 and r["rss_mb"]["growth"] < 50
     fs = r["fixed_seed_streams"]

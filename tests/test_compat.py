@@ -18,7 +18,7 @@ def ctx(model_path):
     c.close()
 
 
-def test_console_streaming(ctx, capsys):
+def test_the_tutorial_console_loop_streams_text_then_prints_its_stats(ctx, capsys):
     prompt = "The future of artificial intelligence is"
     print(f"Prompt: {prompt}")
     print("Output: ", end="", flush=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from helpers import CLI, LONG_PROMPT, configure
+from helpers import CLI, LONG_PROMPT, configure, wait_until
 
 
 class Terminal:
@@ -60,10 +60,7 @@ def integrity(db: Path) -> str:
 
 
 def wait_rows(db: Path, n: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not (db.exists() and len(rows(db)) >= n):
-        assert time.monotonic() < deadline, f"history has {len(rows(db)) if db.exists() else 0} runs, not {n}"
-        time.sleep(0.1)
+    wait_until(lambda: db.exists() and len(rows(db)) >= n, timeout, f"{n} runs in the history", 0.1)
 
 
 def test_kill_9_of_the_tui_mid_generation_keeps_every_earlier_run(home):

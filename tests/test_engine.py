@@ -22,7 +22,7 @@ from mullama_tui.engine.types import (
     SamplerParams,
 )
 
-from helpers import greedy_gap, require_batch_invariance
+from helpers import greedy_gap, require_batch_invariance, wait_until
 
 STORY = "Once upon a time, in a small village by the sea, there lived"
 
@@ -34,14 +34,6 @@ def raw(prompt: str = STORY, max_tokens: int = 48, ignore_eos: bool = False, **p
 
 def collect(gen):
     return list(gen)
-
-
-def wait_until(cond, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
 
 
 def test_events_arrive_while_decoding_not_after(engine):
@@ -243,7 +235,6 @@ def test_the_batch_invariance_probe_sees_drift_where_there_is_some(engine, batch
     # a unified KV cache puts a sequence's cells among the others', which changes its
     # logits: the probe must see that (it is why the engine keeps one stream per sequence)
     assert batch_invariance(engine.model, engine.scheduler.n_threads, kv_unified=True) > 1e-4
-    assert batch_drift >= 0.0
 
 
 def test_batched_text_equals_single_runs_where_the_hardware_is_batch_invariant(engine, batch_drift):
@@ -480,9 +471,7 @@ def test_new_requests_take_the_lowest_empty_sequences_and_keep_a_cached_conversa
     gens = []
     for i in range(3):  # one by one, each admitted before the next arrives
         gens.append(engine.submit(raw(f"Fact {i}: the sea is", max_tokens=40, ignore_eos=True)))
-        deadline = time.monotonic() + 30
-        while gens[-1].prompt_done == 0 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_until(lambda: gens[-1].prompt_done > 0, 30, f"request {i} to be admitted", 0.005)
     busy = sorted(s.seq for s in sched.slots if s.run is not None and s.run.gen in gens)
     for g in gens:
         g.text()

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import websockets
 
-from helpers import LONG_PROMPT, Server, wait_idle
+from helpers import LONG_PROMPT, Server, wait_idle, wait_until
 
 JSON = {"Content-Type": "application/json"}
 
@@ -66,10 +66,7 @@ def test_a_reader_that_stops_reading_loses_its_slot_after_the_stall_timeout(two,
             socks.append(sock)
         try:
             with caplog.at_level(logging.WARNING, logger="mullama_tui.scheduler"):
-                deadline = time.monotonic() + 30
-                while two.scheduler.stalled < 2:
-                    assert time.monotonic() < deadline, httpx.get(server.url + "/health").json()
-                    time.sleep(0.05)
+                wait_until(lambda: two.scheduler.stalled >= 2, 30, "both stalled readers to be cut off", 0.05)
             assert wait_idle(server, timeout=5)["active"] == 0  # nobody is locked out
             assert any("read nothing" in r.getMessage() for r in caplog.records)
             r = httpx.post(server.url + "/stream", json={"prompt": "Hi", "max_tokens": 3}, timeout=30)
@@ -77,12 +74,6 @@ def test_a_reader_that_stops_reading_loses_its_slot_after_the_stall_timeout(two,
         finally:
             for s in socks:
                 s.close()
-
-
-@pytest.fixture(scope="module")
-def server(srv_engine):
-    with Server.of(srv_engine) as s:
-        yield s
 
 
 @pytest.mark.parametrize("path, body", [

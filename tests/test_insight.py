@@ -118,14 +118,6 @@ def test_branching_from_token_k_decodes_one_token_of_prompt(engine):
 
 # -- over HTTP --------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def server(srv_engine):
-    from helpers import Server
-
-    with Server.of(srv_engine) as s:
-        yield s
-
-
 @pytest.mark.parametrize("stream", [False, True])
 def test_the_openai_client_reads_chat_logprobs_from_serve(server, stream):
     from openai import OpenAI
@@ -236,16 +228,13 @@ def test_a_server_that_sends_no_logprobs_gets_one_clear_line(bad_server_plain):
 def bad_server_plain():
     """A scripted OpenAI-compatible server that streams text and never logprobs, as many
     servers do (the real `serve` always sends them when asked, so it cannot stand in)."""
-    import json as _json
+    from helpers import scripted_server, sse_data
 
-    from helpers import scripted_sse_server
+    def parts(path: str, calls: int) -> list[bytes]:
+        return [sse_data({"choices": [{"index": 0, "text": t, "finish_reason": f}]})
+                for t, f in (("Hello", None), (" you", "length"))] + [b"data: [DONE]\n\n"]
 
-    def parts(path: str) -> list[bytes]:
-        chunks = [{"choices": [{"index": 0, "text": t, "finish_reason": f}]} for t, f in (("Hello", None),
-                                                                                          (" you", "length"))]
-        return [b"data: " + _json.dumps(c).encode() + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
-
-    for url in scripted_sse_server(parts):
+    for url in scripted_server(parts):
         yield url + "/v1"
 
 

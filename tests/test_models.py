@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from mullama_tui.models.gguf import read_gguf
 from mullama_tui.models.pull import pick_gguf
 from mullama_tui.models.resolve import aliases, parse_name, resolve_model
 
-from helpers import CLI, configure, run_cli
+from helpers import CLI, configure, run_cli, wait_until
 from hub import Hub
 
 REPO = "test-org/SmolLM2-135M-Instruct-GGUF"
@@ -199,12 +198,13 @@ def test_resume_after_ctrl_c_and_after_a_crash(hub: Hub, home: Path, gguf_bytes:
     url = f"{hub.url}/{REPO}/resolve/main/{FILE}"
     hub.slow_next = 0.02  # ~3 MB/s for the first request, so Ctrl+C lands mid-download
     proc = subprocess.Popen(CLI + ["pull", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    parts = []
-    while not parts or parts[0].stat().st_size < 1_000_000:
-        assert time.monotonic() < deadline, "the download did not start"
-        time.sleep(0.05)
+
+    def downloading() -> bool:
         parts = list((home / "models").rglob("*.part"))
+        return bool(parts) and parts[0].stat().st_size >= 1_000_000
+
+    wait_until(downloading, 30, "the download to start", 0.05)
+    parts = list((home / "models").rglob("*.part"))
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "resume" in err and "Traceback" not in err

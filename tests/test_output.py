@@ -383,7 +383,8 @@ async def test_the_copy_of_rich_markdown_renders_as_rich_s_own():
 
     from mullama_tui.tui.widgets.markdown import rich_markdown
 
-    text = "# Title\n\nSome **bold**, `code` and a [link](http://x).\n\n- one\n- two\n\n```py\nx = 1\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |"
+    text = ("# Title\n\nSome **bold**, `code` and a [link](http://x).\n\n- one\n- two\n\n```py\nx = 1\n```\n\n"
+            "| a | b |\n|---|---|\n| 1 | 2 |")
     console = Console(width=50, record=True, color_system=None)
 
     def rendered(md) -> str:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -16,7 +14,18 @@ from mullama_tui.engine.generation import drain_together
 from mullama_tui.engine.remote import RemoteEngine, SSEParser
 from mullama_tui.engine.types import FinishReason, Request, SamplerParams
 
-from helpers import Server, configure, require_batch_invariance, run_cli, send, until, wait_idle
+from helpers import (
+    Scripted,
+    Server,
+    configure,
+    require_batch_invariance,
+    run_cli,
+    scripted_server,
+    send,
+    sse_data,
+    until,
+    wait_idle,
+)
 
 PROMPT = "The old lighthouse keeper"
 
@@ -156,62 +165,38 @@ def test_wrong_api_key_is_a_clear_error(remote_server):
 # -- a server that misbehaves on purpose ---------------------------------------------------
 
 def chunk(text: str, finish: str | None = None) -> bytes:
-    return b"data: " + json.dumps({"choices": [{"index": 0, "text": text, "finish_reason": finish}]}).encode() + b"\n\n"
+    return sse_data({"choices": [{"index": 0, "text": text, "finish_reason": finish}]})
 
 
-class Bad(BaseHTTPRequestHandler):
-    calls: dict[str, int] = {}
+CALLS: dict[str, int] = {}  # requests the misbehaving server got, by mode
 
-    def log_message(self, *args) -> None:
-        pass
 
-    def do_POST(self) -> None:
-        mode = self.path.split("/")[1]
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        Bad.calls[mode] = Bad.calls.get(mode, 0) + 1
-        if mode == "hang":
-            time.sleep(3)
-            return
-        if mode == "429once" and Bad.calls[mode] == 1:
-            return self._json(429, {"error": {"message": "slow down"}}, {"Retry-After": "1"})
-        if mode == "503":
-            return self._json(503, {"error": {"message": "overloaded"}}, {"Retry-After": "0"})
-        if mode == "500":
-            return self._json(500, {"error": {"message": "kaboom"}})
-        if mode == "404":
-            return self._json(404, {"error": {"message": "model 'x' not found"}})
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        body = {
-            "429once": [chunk("fine"), chunk("", "stop"), b"data: [DONE]\n\n"],
-            "split": [b": hello\n\n", chunk("Hel")[:9], chunk("Hel")[9:] + chunk("lo"), chunk(" you", "length"),
-                      b"data: [DONE]\n\n"],
-            "malformed": [chunk("kept"), b"data: {not json\n\n"],
-            "nodone": [chunk("partial ")],
-        }[mode]
-        for part in body:
-            self.wfile.write(part)
-            self.wfile.flush()
-            time.sleep(0.01)
-
-    def _json(self, status: int, obj: dict, headers: dict | None = None) -> None:
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+def misbehave(path: str, calls: int) -> Scripted:
+    """What the misbehaving server does at /MODE/v1/...: hang, fail (once or always), or
+    stream something broken."""
+    mode = path.split("/")[1]
+    CALLS[mode] = calls
+    if mode == "hang":
+        return Scripted(hang=3)
+    if mode == "429once" and calls == 1:
+        return Scripted(status=429, body={"error": {"message": "slow down"}}, headers={"Retry-After": "1"})
+    errors = {"503": (503, "overloaded", {"Retry-After": "0"}), "500": (500, "kaboom", {}),
+              "404": (404, "model 'x' not found", {})}
+    if mode in errors:
+        status, message, headers = errors[mode]
+        return Scripted(status=status, body={"error": {"message": message}}, headers=headers)
+    return Scripted(delay=0.01, parts={
+        "429once": [chunk("fine"), chunk("", "stop"), b"data: [DONE]\n\n"],
+        "split": [b": hello\n\n", chunk("Hel")[:9], chunk("Hel")[9:] + chunk("lo"), chunk(" you", "length"),
+                  b"data: [DONE]\n\n"],
+        "malformed": [chunk("kept"), b"data: {not json\n\n"],
+        "nodone": [chunk("partial ")],
+    }[mode])
 
 
 @pytest.fixture(scope="module")
 def bad_server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Bad)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
+    yield from scripted_server(misbehave)
 
 
 def outcome(base: str, **kw):
@@ -233,7 +218,7 @@ def test_429_is_retried_once_after_retry_after(bad_server):
     t0 = time.perf_counter()
     text, st = outcome(bad_server + "/429once/v1")
     assert text == "fine" and st.finish_reason is FinishReason.EOS
-    assert time.perf_counter() - t0 >= 1.0 and Bad.calls["429once"] == 2
+    assert time.perf_counter() - t0 >= 1.0 and CALLS["429once"] == 2
 
 
 @pytest.mark.parametrize("mode, message", [

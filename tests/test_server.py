@@ -13,14 +13,10 @@ import pytest
 import websockets
 from openai import OpenAI
 
+from mullama_tui.server.app import MAX_BODY
+
 from helpers import LONG_PROMPT as LONG
-from helpers import Server, opening_gap, require_batch_invariance, wait_idle
-
-
-@pytest.fixture(scope="module")
-def server(srv_engine):
-    with Server.of(srv_engine, max_body=100_000) as s:
-        yield s
+from helpers import Server, opening_gap, require_batch_invariance, wait_idle, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -220,10 +216,7 @@ def test_slow_reader_pauses_only_itself(tight, srv_engine):
     sock.sendall(b"POST /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     try:
-        deadline = time.monotonic() + 10
-        while httpx.get(server.url + "/health").json()["active"] == 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: httpx.get(server.url + "/health").json()["active"] > 0, 10, "the slow request to start")
         text, done = stream_text(server, {"prompt": "Hello", "max_tokens": 100, "seed": 2,
                                           "temperature": 0.9, "ignore_eos": True})
         fast_tps = done["stats"]["gen_tps"]
@@ -238,9 +231,8 @@ def test_slow_reader_pauses_only_itself(tight, srv_engine):
             time.sleep(0.3)
             return slow.gen.buffered >= slow.gen.capacity and slow.n_gen == before
 
-        deadline = time.monotonic() + 90  # a bound for a very loaded machine; usually ~2 s
-        while not paused():
-            assert time.monotonic() < deadline, "the slow reader's generation never paused"
+        # a bound for a very loaded machine; usually ~2 s
+        wait_until(paused, 90, "the slow reader's generation to pause", 0)
         paused_at = slow.n_gen
         assert slow.n_gen < 1900  # stopped by backpressure, not by finishing
         assert slow.gen.buffered <= slow.gen.capacity  # server-side memory is bounded
@@ -277,7 +269,7 @@ def test_queue_full_gives_503_with_retry_after(server):
     wait_idle(server, 15)
 
 
-def test_auth(secure):
+def test_an_api_key_guards_every_route_but_health(secure):
     assert httpx.get(secure.url + "/health").status_code == 200
     assert httpx.get(secure.url + "/v1/models").status_code == 401
     bad = httpx.get(secure.url + "/v1/models", headers={"Authorization": "Bearer nope"})
@@ -311,7 +303,7 @@ def test_auth(secure):
     (b'{"prompt": "x", "temperature": -1}', 400, "temperature"),
     (b'{"prompt": "x", "top_p": 0}', 400, "top_p"),
     (b'{"prompt": "' + b"word " * 3000 + b'"}', 400, "context holds 2048"),
-    (b'{"prompt": "' + b"x" * 200_000 + b'"}', 413, "body over"),
+    (b'{"prompt": "' + b"x" * (MAX_BODY + 1) + b'"}', 413, "body over"),
 ])
 def test_bad_input_is_a_4xx_json(server, body, status, message):
     r = httpx.post(server.url + "/stream", content=body, headers={"Content-Type": "application/json"})
@@ -356,15 +348,13 @@ def test_serve_command_prints_url_and_ctrl_c_stops_cleanly_mid_stream(tmp_path):
         line = proc.stderr.readline()
         assert f"http://127.0.0.1:{port}" in line and "Smollm2" in line
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
+        def healthy() -> bool:
             try:
-                if httpx.get(url + "/health").status_code == 200:
-                    break
+                return httpx.get(url + "/health").status_code == 200
             except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+                return False
+
+        wait_until(healthy, 30, "the server to answer", 0.05)
         with httpx.stream("POST", url + "/stream", timeout=30,
                           json={"messages": [{"role": "user", "content": LONG}], "max_tokens": 1500}) as r:
             lines = r.iter_lines()

@@ -25,7 +25,7 @@ def fresh_home(home):
     return home
 
 
-def test_main_screen_ready(snap_compare):
+def test_the_main_screen_is_ready_and_says_what_to_do(snap_compare):
     assert snap_compare(MullamaApp(), terminal_size=(100, 30), run_before=loaded)
 
 
@@ -37,7 +37,7 @@ async def unfocused(pilot) -> None:
     await pilot.pause()
 
 
-def test_help_screen(snap_compare):
+def test_f1_lists_every_key_of_the_screen_and_the_app(snap_compare):
     async def before(pilot):
         await unfocused(pilot)
         await pilot.press("f1")
@@ -46,7 +46,7 @@ def test_help_screen(snap_compare):
     assert snap_compare(MullamaApp(), terminal_size=(100, 34), run_before=before)
 
 
-def test_params_screen(snap_compare):
+def test_f2_shows_every_parameter_in_one_form(snap_compare):
     async def before(pilot):
         await unfocused(pilot)
         await pilot.press("f2")
@@ -56,7 +56,7 @@ def test_params_screen(snap_compare):
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 40)], ids=["narrow", "wide"])
-def test_compare_screen(snap_compare, size):
+def test_compare_panes_sit_side_by_side_or_stack_when_narrow(snap_compare, size):
     async def before(pilot):
         await loaded(pilot)
         await pilot.press("f4")
@@ -66,7 +66,7 @@ def test_compare_screen(snap_compare, size):
     assert snap_compare(MullamaApp(), terminal_size=size, run_before=before)
 
 
-def test_token_view(snap_compare):
+def test_the_token_view_colours_each_token_by_its_probability(snap_compare):
     """The token view on a fixed, greedy reply: colours, boundaries, the cursor and the panel."""
     configure(seed=0, cursor_blink=False, token_view=True, temperature=0.0, repeat_penalty=1.0,
               max_tokens=24, mode="raw")
@@ -137,7 +137,7 @@ async def _think(pilot, holder, answer: bool) -> None:
 
 
 @pytest.mark.parametrize("state", ["streaming", "folded", "unfolded"])
-def test_thinking_block(snap_compare, state):
+def test_a_thinking_block_streams_then_folds_to_a_summary(snap_compare, state):
     app, holder = _thinking_app([])
 
     async def before(pilot):

@@ -140,15 +140,12 @@ def reasoning_server():
     """A scripted OpenAI-compatible server that streams `reasoning_content` deltas, then the
     content, as llama.cpp's server, vLLM and DeepSeek's API do (nothing here can run one of
     them); and on /inline/v1 one that sends `<think>` tags inline in the content."""
-    import json as _json
-
-    from helpers import scripted_sse_server
+    from helpers import scripted_server, sse_data
 
     def delta(d: dict, finish=None) -> bytes:
-        return b"data: " + _json.dumps({"choices": [{"index": 0, "delta": d, "finish_reason": finish}]}).encode() \
-            + b"\n\n"
+        return sse_data({"choices": [{"index": 0, "delta": d, "finish_reason": finish}]})
 
-    def parts(path: str) -> list[bytes]:
+    def parts(path: str, calls: int) -> list[bytes]:
         if path.startswith("/inline"):
             body = [delta({"content": "<thi"}), delta({"content": "nk>Two and two"}),
                     delta({"content": " is four.</th"}), delta({"content": "ink>\n\nIt is 4."}, "stop")]
@@ -158,7 +155,7 @@ def reasoning_server():
                     delta({"content": "4."}, "stop")]
         return body + [b"data: [DONE]\n\n"]
 
-    yield from scripted_sse_server(parts)
+    yield from scripted_server(parts)
 
 
 @pytest.mark.parametrize("path", ["/v1", "/inline/v1"])
