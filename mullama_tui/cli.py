@@ -309,6 +309,8 @@ def bench(
     load: bool = typer.Option(False, "--load", help="Speed with 0, 1 .. cores busy processes beside it: every "
                                                     "fixed thread count and auto, the TUI and Esc at load 1."),
     soak: bool = typer.Option(False, "--soak", help="`serve` under a mixed crowd of clients for --seconds."),
+    startup: bool = typer.Option(False, "--startup", help="How fast --help, models, show and the TUI's first "
+                                                          "frame answer, each in a fresh interpreter."),
     insight: bool = typer.Option(False, "--insight", help="What token insight costs: logprobs=5 vs off, and the "
                                                           "TUI's token view on vs off."),
     seconds: float = typer.Option(60.0, "--seconds", help="With --soak: how long."),
@@ -368,6 +370,11 @@ def bench(
             # a few tokens in the run's time limit, and every load runs every count
             report = bench_load(path, n_tokens=128 if n_tokens == 256 else n_tokens, reps=reps, progress=progress)
             text = format_load_report(report)
+        elif startup:
+            from .bench.startup import bench_startup, format_startup_report
+
+            report = bench_startup(path, rounds=max(reps, 9), progress=progress)
+            text = format_startup_report(report)
         elif soak:
             from .bench.soak import bench_soak, format_soak_report
 
@@ -733,27 +740,10 @@ def _model_as_command(argv: list[str]) -> list[str]:
     return argv
 
 
-# what `--help` shows for a value of each type (typer's own would be <int>, <str>, ...)
-METAVARS = {"int": "N", "float": "NUMBER", "str": "TEXT", "list[str]": "TEXT", "Path": "PATH"}
-
-
-def readable_help(command: Any) -> Any:
-    """`command` (typer's click command tree) with readable value names in `--help`, and
-    none on flags (typer 0.2x shows `<bool>`, `<int>`, `<str>` on every option)."""
-    from typer.core import TyperOption
-
-    for param in command.params:
-        if isinstance(param, TyperOption) and param.metavar is None:
-            param.metavar = "" if param.is_flag else METAVARS.get(param.bare_type(), param.bare_type().upper())
-    for sub in getattr(command, "commands", {}).values():
-        readable_help(sub)
-    return command
-
-
 def main() -> None:
     sys.argv[1:] = _model_as_command(sys.argv[1:])
     try:
-        readable_help(typer.main.get_command(app))(prog_name="mullama-tui")
+        app()
     except MullamaError as e:  # last line of defence: never a traceback for our own errors
         typer.echo(f"error: {e}", err=True)
         sys.exit(1)

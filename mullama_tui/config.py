@@ -42,6 +42,11 @@ def data_dir() -> Path:
     return _dir("data")
 
 
+def cache_dir() -> Path:
+    """What can always be made again (model headers read before, pulled models)."""
+    return _dir("cache")
+
+
 def models_dir() -> Path:
     """Where `pull` stores models (a cache: they can always be downloaded again)."""
     override = os.environ.get("MULLAMA_TUI_MODELS")

@@ -128,3 +128,14 @@ def test_bench_insight_measures_both_sides(home, model_path):
     assert r["engine_ratio"] > 0 and r["tui_ratio"] > 0
     assert len(r["engine_on"]) == len(r["tui_on"]) == 1
     assert "token view on vs off" in format_insight_report(r)
+
+
+def test_the_startup_benchmark_times_each_command_against_its_floor(model_path):
+    from mullama_tui.bench.startup import bench_startup, format_startup_report
+
+    r = bench_startup(model_path, rounds=1)
+    rows = r["rows"]
+    assert set(rows) >= {"--help", "models", "show", "tui first frame", "floor: textual", "floor: typer+rich"}
+    assert all(row["median_s"] > rows["bare python"]["median_s"] for name, row in rows.items() if name != "bare python")
+    text = format_startup_report(r)
+    assert "tui first frame" in text and "over the floor" in text

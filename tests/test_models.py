@@ -292,3 +292,32 @@ def test_gguf_header_reader(model_path: Path, tmp_path: Path) -> None:
         read_gguf(tmp_path / "text.gguf")
     r = run_cli("show", str(cut))
     assert r.returncode == 1 and "truncated" in r.stdout + r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_header_cache_reads_a_file_once_and_again_when_it_changes(tmp_path, model_path):
+    """`models` and `show` keep each GGUF header they read (keyed by size and mtime), so
+    listing does not step over every vocabulary on every run; a changed file is read again
+    and a broken cache is ignored."""
+    import shutil
+
+    from mullama_tui.models import gguf
+
+    copy = tmp_path / "m.gguf"
+    shutil.copy(model_path, copy)
+    cache = gguf.HeaderCache(tmp_path / "headers.json")
+    first = cache.read(copy)
+    cache.save()
+    reads = []
+    real = gguf.read_gguf
+    gguf.read_gguf = lambda p: reads.append(p) or real(p)  # count the real reads (no model is involved)
+    try:
+        again = gguf.HeaderCache(tmp_path / "headers.json").read(copy)
+        assert again == first and reads == []  # from the cache
+        with copy.open("ab") as f:
+            f.write(b"\0" * 16)  # the file changed: its size and mtime with it
+        changed = gguf.HeaderCache(tmp_path / "headers.json").read(copy)
+        assert len(reads) == 1 and changed.file_bytes == first.file_bytes + 16
+        (tmp_path / "headers.json").write_text("{not json")
+        assert gguf.HeaderCache(tmp_path / "headers.json").read(copy).name == first.name
+    finally:
+        gguf.read_gguf = real

@@ -1,23 +1,42 @@
-"""The generation engine: requests in, token events out. Knows nothing of any UI."""
+"""The generation engine: requests in, token events out. Knows nothing of any UI.
 
-from .generation import Generation
+Its face is lazy, as the package's is: `from mullama_tui.engine import Generation` loads
+the generation handle (and asyncio) on first use, so importing the engine's types (what
+every front end and the CLI do first) costs only the types.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .types import (
-                    ContextOverflowError,
-                    EngineClosedError,
-                    FinishReason,
-                    InvalidParamsError,
-                    ModelLoadError,
-                    ModelNotFoundError,
-                    MullamaError,
-                    QueueFullError,
-                    Request,
-                    SamplerParams,
-                    Stats,
-                    TokenEvent,
+    ContextOverflowError,
+    EngineClosedError,
+    FinishReason,
+    InvalidParamsError,
+    ModelLoadError,
+    ModelNotFoundError,
+    MullamaError,
+    QueueFullError,
+    Request,
+    SamplerParams,
+    Stats,
+    TokenEvent,
 )
+
+if TYPE_CHECKING:
+    from .generation import Generation
 
 __all__ = [
     "ContextOverflowError", "EngineClosedError", "FinishReason", "Generation",
     "InvalidParamsError", "ModelLoadError", "ModelNotFoundError", "MullamaError", "QueueFullError",
     "Request", "SamplerParams", "Stats", "TokenEvent",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Generation":
+        from .generation import Generation
+
+        return Generation
+    raise AttributeError(f"module 'mullama_tui.engine' has no attribute {name!r}")

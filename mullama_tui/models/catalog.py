@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import cache_dir
 from ..engine.types import MullamaError
-from .gguf import GGUFInfo, read_gguf
+from .gguf import GGUFInfo, HeaderCache, read_gguf
 from .resolve import BUNDLED_NAME, bundled_model, resolve_model
 from .store import ModelStore, StoredModel
 
@@ -25,10 +26,12 @@ class LocalModel:
     error: str | None = None  # why the header could not be read
     entry: StoredModel | None = None
 
-    def describe(self) -> None:
-        """Read the GGUF header (milliseconds); a bad file records its error instead."""
+    def describe(self, headers: HeaderCache | None = None) -> None:
+        """Read the GGUF header (tens of milliseconds: a vocabulary is stepped over string
+        by string), or take it from `headers` if the file has not changed since; a bad
+        file records its error instead."""
         try:
-            self.info = read_gguf(self.path)
+            self.info = headers.read(self.path) if headers is not None else read_gguf(self.path)
         except MullamaError as e:
             self.error = str(e)
 
@@ -66,10 +69,13 @@ def local_models(default: str | None, describe: bool = True) -> list[LocalModel]
     chosen = _default_path(default)
     if chosen is not None and not any(r.path.resolve() == chosen for r in rows):
         rows.insert(0, LocalModel(str(chosen), chosen, "file"))
+    headers = HeaderCache(cache_dir() / "gguf-headers.json") if describe else None
     for r in rows:
         r.is_default = chosen is not None and r.path.resolve() == chosen
-        if describe:
-            r.describe()
+        if headers is not None:
+            r.describe(headers)
+    if headers is not None:
+        headers.save()
     return rows
 
 
@@ -78,8 +84,10 @@ def find_local(name: str | None, default: str | None) -> LocalModel:
     path = resolve_model(name, default).resolve()
     for row in local_models(default, describe=False):
         if row.path.resolve() == path:
-            row.describe()
-            return row
-    row = LocalModel(name or str(path), path, "file", is_default=path == _default_path(default))
-    row.describe()
+            break
+    else:
+        row = LocalModel(name or str(path), path, "file", is_default=path == _default_path(default))
+    headers = HeaderCache(cache_dir() / "gguf-headers.json")
+    row.describe(headers)
+    headers.save()
     return row

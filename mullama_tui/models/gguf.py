@@ -8,6 +8,7 @@ are touched (large arrays such as the vocabulary are skipped, not decoded).
 
 from __future__ import annotations
 
+import json
 import mmap
 import struct
 from dataclasses import asdict, dataclass
@@ -62,6 +63,9 @@ class GGUFInfo:
         return f"{n / 1e6:.0f}M"
 
 
+_U64 = struct.Struct("<Q")
+
+
 class _Reader:
     def __init__(self, buf: mmap.mmap | bytes, path: Path) -> None:
         self.buf, self.pos, self.path = buf, 0, path
@@ -91,15 +95,26 @@ class _Reader:
         n = self.u64()
         self.pos += n  # a length past the end is caught by the next read
 
+    def skip_strings(self, count: int) -> None:
+        """Step over `count` strings (a vocabulary: 50k-250k of them) without reading them:
+        one length read in place each, no slices (this loop is most of `models`' time)."""
+        buf, pos, end, length = self.buf, self.pos, len(self.buf), _U64.unpack_from
+        for _ in range(count):
+            if pos + 8 > end:  # a length cut off: the file ends inside the array
+                pos = end + 1
+                break
+            pos += 8 + length(buf, pos)[0]
+        if pos > end:
+            raise ModelLoadError(f"{self.path} is truncated or corrupt (its GGUF header ends early)")
+        self.pos = pos
+
     def value(self, kind: int) -> Any:
         if kind == _STRING:
             return self.string()
         if kind == _ARRAY:
             item, count = self.u32(), self.u64()
             if item == _STRING:
-                for _ in range(count):
-                    self.skip_string()
-                self._take(0)  # raises if the strings ran past the end
+                self.skip_strings(count)
                 return None
             if item in _SCALARS:
                 self._take(count * struct.calcsize(_SCALARS[item]))
@@ -159,3 +174,57 @@ def _parse(r: _Reader, p: Path, size: int) -> GGUFInfo:
         has_chat_template=bool(meta.get("tokenizer.chat_template")),
         size_label=str(meta.get("general.size_label") or ""),
     )
+
+
+class HeaderCache:
+    """GGUF headers read before, by file, kept while the file's size and modification
+    time stay the same: `models` and `show` read each header once, not on every run (a
+    header with a 150k-token vocabulary takes tens of milliseconds to step over). Best
+    effort: a cache that cannot be read or written is simply not used."""
+
+    VERSION = 1
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._changed = False
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            self._rows: dict[str, dict[str, Any]] = data["files"] if data.get("version") == self.VERSION else {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            self._rows = {}
+
+    @staticmethod
+    def _stamp(p: Path) -> list[int]:
+        st = p.stat()
+        return [st.st_size, st.st_mtime_ns]
+
+    def read(self, path: str | Path) -> GGUFInfo:
+        """The header of `path`: from the cache if the file is unchanged, else read (and kept)."""
+        p = Path(path).expanduser()
+        key = str(p.resolve()) if p.exists() else str(p)
+        row = self._rows.get(key)
+        try:
+            stamp = self._stamp(p)
+        except OSError:
+            return read_gguf(p)  # missing or unreadable: the reader says why
+        if isinstance(row, dict) and row.get("stamp") == stamp:
+            try:
+                return GGUFInfo(**row["info"])
+            except (TypeError, KeyError):
+                pass
+        info = read_gguf(p)
+        self._rows[key] = {"stamp": stamp, "info": info.to_dict()}
+        self._changed = True
+        return info
+
+    def save(self) -> None:
+        if not self._changed:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"version": self.VERSION, "files": self._rows}), encoding="utf-8")
+            tmp.replace(self.path)
+            self._changed = False
+        except OSError:
+            pass

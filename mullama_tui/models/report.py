@@ -6,11 +6,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
 from .catalog import LocalModel
-from .pull import pull
 from .resolve import Alias
 from .store import ModelStore, StoredModel
 
@@ -18,7 +16,12 @@ from .store import ModelStore, StoredModel
 def pull_with_progress(name: str, *, quiet: bool = False,
                        console: Console | None = None) -> tuple[StoredModel, bool]:
     """`pull` with a Rich progress bar (bytes, speed, ETA) on stderr; silent when stderr is
-    not a terminal or `quiet`."""
+    not a terminal or `quiet`. (The downloader, and httpx with it, loads only here:
+    `models` and `show` answer without it.)"""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from .pull import pull
+
     console = console or Console(stderr=True)
     if quiet or not console.is_terminal:
         return pull(name)

@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from textual import on, work
 from textual.app import App
@@ -34,12 +34,10 @@ from ..engine.types import MullamaError, Request, SamplerParams
 from ..history import History, RunRecord
 from .messages import ModelChoice, ModelFailed, ModelLoaded, ModelLoadProgress, ModelSwitched
 from .screens.chat import ChatScreen
-from .screens.compare import CompareScreen
-from .screens.help import HelpScreen
-from .screens.history import HistoryScreen
-from .screens.models import ModelsScreen
-from .screens.params import ParamsScreen
 from .themes import load_themes
+
+if TYPE_CHECKING:  # the other screens load when first opened: the first frame does not wait for them
+    from .screens.compare import CompareScreen
 
 log = logging.getLogger("mullama_tui.tui")
 
@@ -117,7 +115,7 @@ class MullamaApp(App[None]):
     ]
 
     state: reactive[AppState] = reactive("loading")
-    compare_screen_class: type[CompareScreen] = CompareScreen  # benchmarks push a timed subclass
+    compare_screen_class: type[CompareScreen] | None = None  # benchmarks push a timed subclass
 
     def __init__(self, model: str | None = None, theme_name: str | None = None,
                  ignore_eos: bool = False, compare: tuple[list[float], str | None] | None = None,
@@ -188,7 +186,7 @@ class MullamaApp(App[None]):
             self._load_model()
         if self._start_compare is not None:
             temps, prompt = self._start_compare
-            self.push_screen(self.compare_screen_class(temps, prompt))
+            self.push_screen(self._compare_screen(temps, prompt))
 
     def watch_theme(self, theme: str) -> None:
         if theme and getattr(self, "settings", None) is not None and theme != self.settings.theme:
@@ -320,6 +318,8 @@ class MullamaApp(App[None]):
             if choice is not None:
                 self.switch_model(choice)
 
+        from .screens.models import ModelsScreen
+
         self.push_screen(ModelsScreen(current, self.settings.default_model), done)
 
     def switch_model(self, choice: ModelChoice) -> None:
@@ -408,11 +408,18 @@ class MullamaApp(App[None]):
     # -- actions -------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """On the compare screen F4 and F5 mean nothing (F5 cancels its first pane): hidden."""
-        if action in ("compare", "models") and isinstance(self.screen, CompareScreen):
+        if action in ("compare", "models") and self.screen.id == "compare":
             return False
         return True
 
+    def _compare_screen(self, *args: object, **kwargs: object) -> CompareScreen:
+        from .screens.compare import CompareScreen
+
+        return (self.compare_screen_class or CompareScreen)(*args, **kwargs)  # type: ignore[arg-type]
+
     def action_help(self) -> None:
+        from .screens.help import HelpScreen
+
         self.push_screen(HelpScreen(getattr(self.screen, "HELP_NOTES", ()), below=self.screen))
 
     def action_params(self) -> None:
@@ -437,21 +444,25 @@ class MullamaApp(App[None]):
                 if self.engine is not None:
                     self.engine.set_threads(self.n_threads)  # the running engine, from its next step
 
+        from .screens.params import ParamsScreen
+
         self.push_screen(ParamsScreen(self.settings), done)
 
     def action_history(self) -> None:
         def done(rec: RunRecord | None) -> None:
             if rec is not None and rec.kind == "compare":
-                self.push_screen(self.compare_screen_class(record=rec))
+                self.push_screen(self._compare_screen(record=rec))
             elif rec is not None:
                 self.call_later(self._chat.reopen, rec)
+
+        from .screens.history import HistoryScreen
 
         self.push_screen(HistoryScreen(self.history), done)
 
     def action_compare(self) -> None:
         """F4: the prompt typed on the chat screen comes along."""
         prompt = self._chat.prompt_text.strip() if self.screen is self._chat else ""
-        self.push_screen(self.compare_screen_class(prompt=prompt or None, carry=True))
+        self.push_screen(self._compare_screen(prompt=prompt or None, carry=True))
 
     async def action_quit(self) -> None:
         self._chat.cancel_running()

@@ -88,7 +88,7 @@ class CompareScreen(WorkerScreen[None]):
                  record: RunRecord | None = None, carry: bool = False) -> None:
         """`prompt` runs at once, or with `carry` only fills the prompt box (F4 from the
         chat screen brings what was typed there); `record` shows a saved comparison."""
-        super().__init__()
+        super().__init__(id="compare")
         self.temps = list(temps)
         self.initial_prompt = prompt
         self.carry = carry

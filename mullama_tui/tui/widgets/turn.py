@@ -14,9 +14,8 @@ from textual.widget import Widget
 
 from ..stream import TokenItem
 from .gauge import OneLine
-from .markdown import MarkdownReply
 from .plain import PlainLines, RawOutput
-from .reply import OneLayoutPass
+from .reply import OneLayoutPass, Reply
 from .tokens import TokenView
 
 
@@ -151,6 +150,8 @@ class AssistantTurn(OneLayoutPass, Vertical):
         if self.tokens:
             return TokenView([i for i in b.items if not i.thinking])
         if self.mode == "chat":
+            from .markdown import MarkdownReply  # Textual's Markdown: loaded with the first reply
+
             return MarkdownReply(b.text)
         return RawOutput(b.text, classes="raw")
 
@@ -210,7 +211,7 @@ class AssistantTurn(OneLayoutPass, Vertical):
         body = self.body
         if isinstance(body, TokenView):
             body.extend(answer_items)
-        elif text and isinstance(body, (MarkdownReply, RawOutput)):
+        elif text and isinstance(body, Reply):
             await body.append(text)
 
     async def finish(self) -> None:
@@ -219,7 +220,7 @@ class AssistantTurn(OneLayoutPass, Vertical):
         body = self.body
         if isinstance(body, TokenView):
             body.fit()
-        elif isinstance(body, (MarkdownReply, RawOutput)):
+        elif isinstance(body, Reply):
             await body.finish()
 
     async def add_branch(self, at: int) -> ReplyBranch:
