@@ -16,6 +16,7 @@ from .engine.types import InvalidParamsError
 
 if TYPE_CHECKING:
     from .engine.remote import RemoteEngine
+    from .engine.session import SessionStore
 
 
 @dataclass
@@ -33,9 +34,11 @@ class BackendChoice:
 
 def open_engine(choice: BackendChoice, model_arg: str | None, default_model: str | None = None, *,
                 n_ctx: int = 4096, n_parallel: int = 4, n_threads: int | None = None,
-                max_queue: int = 64, n_gpu_layers: int | None = None) -> Engine:
+                max_queue: int = 64, n_gpu_layers: int | None = None,
+                sessions: SessionStore | None = None) -> Engine:
     """The remote backend for `--backend openai`, else a local engine on MODEL (or the
-    default): `n_gpu_layers` None offloads every layer where the build can."""
+    default): `n_gpu_layers` None offloads every layer where the build can; `sessions`:
+    where a local engine saves and restores conversations' KV (a remote one has none)."""
     if choice.backend == "openai":
         return open_remote(choice, model_arg)
     if choice.backend != "local":
@@ -45,7 +48,7 @@ def open_engine(choice: BackendChoice, model_arg: str | None, default_model: str
 
     path = resolve_model(model_arg, default_model)
     return LocalEngine(path, n_ctx=n_ctx, n_parallel=n_parallel, n_threads=n_threads, max_queue=max_queue,
-                       n_gpu_layers=n_gpu_layers)
+                       n_gpu_layers=n_gpu_layers, sessions=sessions)
 
 
 def open_remote(choice: BackendChoice, model_arg: str | None = None) -> RemoteEngine:

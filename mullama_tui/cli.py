@@ -223,6 +223,11 @@ def run(
     json_schema: Optional[str] = typer.Option(None, "--json-schema", help="Answer in JSON: 'object' for any JSON "
                                               "object, or a JSON schema file the answer must match (llama.cpp's "
                                               "grammar sampler)."),
+    conversation: Optional[str] = typer.Option(None, "--conversation", "-c", metavar="NAME",
+                                               help="Continue the conversation NAME across runs: its turns and its "
+                                                    "KV cache are saved, so the next run processes only the new "
+                                                    "turn (`conversations` lists them)."),
+    reset: bool = typer.Option(False, "--reset", help="With --conversation: start it over."),
     pull: bool = PULL, gpu_layers: Optional[int] = GPU_LAYERS,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     remote_model: Optional[str] = REMOTE_MODEL, timeout: Optional[float] = TIMEOUT,
@@ -252,9 +257,69 @@ def run(
                       params=params, max_tokens=max_tokens, logprobs=max(logprobs, 1 if colour else 0),
                       think=think, thinking_budget=thinking_budget)
     choice = _backend(settings, backend, base_url, api_key, remote_model, timeout)
+    if reset and not conversation:
+        raise _fail("--reset starts a conversation over: give it with --conversation NAME", 2)
+    if conversation is not None:
+        if temps or choice.remote or not chat:
+            raise _fail("--conversation is one chat with a local model (not --temps, --raw or --backend openai)", 2)
+        raise typer.Exit(_run_conversation(conversation, reset, model_arg, request, n_ctx,
+                                           _threads(threads, settings), as_json, stats, settings,
+                                           _gpu_layers(gpu_layers, settings), colour, not hide_thinking))
     raise typer.Exit(_run(model_arg, request, temps, n_ctx, _threads(threads, settings), as_json, stats,
                           settings, choice,
                           _gpu_layers(gpu_layers, settings), colour=colour, show_thinking=not hide_thinking))
+
+
+def _run_conversation(name: str, reset: bool, model_arg: str | None, request: Request, n_ctx: int,
+                      threads: Optional[int], as_json: bool, stats: bool, settings: Settings,
+                      gpu_layers: Optional[int], colour: bool, show_thinking: bool) -> int:
+    """`run --conversation NAME`: the saved turns plus this prompt, with the saved KV cache
+    restored (only the new turn is processed); the reply and the KV are saved again."""
+    from .config import sessions_dir
+    from .console import stream_to_stdout
+    from .engine.local import LocalEngine
+    from .engine.session import SessionError, SessionStore, safe_key
+    from .models.resolve import resolve_model
+
+    try:
+        safe_key(name)
+    except SessionError as e:
+        raise _fail(str(e), 2) from None
+    store = SessionStore(sessions_dir(), max(settings.kv_cache_max_mb, 1) << 20)
+    if reset:
+        store.forget(name)
+    saved = store.get(name)
+    history = list(saved.meta.get("messages", [])) if saved is not None else []
+    system = saved.meta.get("system") if saved is not None and request.system is None else request.system
+    turn = {"role": "user", "content": request.prompt or ""}
+    request.messages, request.prompt, request.system = [*history, turn], None, system
+    request.session = name
+    try:
+        request.validate()
+        path = resolve_model(model_arg, settings.default_model)
+        engine = LocalEngine(path, n_ctx=n_ctx, n_parallel=1, n_threads=threads, n_gpu_layers=gpu_layers,
+                             sessions=store)
+    except MullamaError as e:
+        store.close()
+        raise _fail(str(e)) from None
+    reply: list[str] = []
+    try:
+        request.session_meta = {"messages": request.messages, "system": system, "model": engine.model.info.name}
+        try:
+            gen = engine.submit(request)
+        except MullamaError as e:
+            raise _fail(str(e)) from None
+        where = f"{engine.model.info.name} ({engine.model.placement.summary}), conversation {name!r}"
+        code = stream_to_stdout(gen, as_json, stats, where=where, colour=colour, show_thinking=show_thinking,
+                                reply=reply)
+    finally:
+        engine.close()
+        store.close()
+    if gen.stats is not None and gen.stats.error is None:
+        store.update_meta(name, {"messages": [*request.messages, {"role": "assistant", "content": "".join(reply)}]})
+    for notice in store.notices:
+        typer.echo(f"note: {notice}", err=True)
+    return code
 
 
 def _run(model_arg: str | None, request: Request, temps: str | None, n_ctx: int, threads: Optional[int],
@@ -309,6 +374,8 @@ def bench(
     load: bool = typer.Option(False, "--load", help="Speed with 0, 1 .. cores busy processes beside it: every "
                                                     "fixed thread count and auto, the TUI and Esc at load 1."),
     soak: bool = typer.Option(False, "--soak", help="`serve` under a mixed crowd of clients for --seconds."),
+    resume: bool = typer.Option(False, "--resume", help="A follow-up to a ~4000-token conversation: its KV "
+                                                        "restored from disk vs re-processed; save size and time."),
     startup: bool = typer.Option(False, "--startup", help="How fast --help, models, show and the TUI's first "
                                                           "frame answer, each in a fresh interpreter."),
     insight: bool = typer.Option(False, "--insight", help="What token insight costs: logprobs=5 vs off, and the "
@@ -370,6 +437,11 @@ def bench(
             # a few tokens in the run's time limit, and every load runs every count
             report = bench_load(path, n_tokens=128 if n_tokens == 256 else n_tokens, reps=reps, progress=progress)
             text = format_load_report(report)
+        elif resume:
+            from .bench.resume import bench_resume, format_resume_report
+
+            report = bench_resume(path, reps=reps, progress=progress)
+            text = format_resume_report(report)
         elif startup:
             from .bench.startup import bench_startup, format_startup_report
 
@@ -556,6 +628,49 @@ def pull(names: List[str] = typer.Argument(..., metavar="NAME...",
             typer.echo(f"{what} {entry.name} -> {_store().path_of(entry)} ({entry.size / 1e6:.1f} MB)")
     if as_json:
         typer.echo(json.dumps(done if len(done) > 1 else done[0], indent=2))
+
+
+@app.command()
+def conversations(
+    rm: Optional[List[str]] = typer.Option(None, "--rm", metavar="NAME", help="Delete this saved conversation "
+                                           "(repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Saved conversations (`run --conversation NAME`, and the TUI's): turns, tokens whose
+    KV cache is on disk, size, model, last use."""
+    from datetime import datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .config import sessions_dir
+    from .engine.session import SessionStore
+
+    store = SessionStore(sessions_dir())
+    for name in rm or []:
+        if not store.forget(name):
+            raise _fail(f"no saved conversation {name!r} (`mullama-tui conversations` lists them)")
+        typer.echo(f"deleted {name}", err=True)
+    if rm:
+        return
+    rows = [{"name": e.key, "turns": sum(1 for m in e.meta.get("messages", []) if m.get("role") == "user"),
+             "tokens": e.n_tokens, "bytes": e.bytes, "model": e.meta.get("model", ""),
+             "last_used": datetime.fromtimestamp(e.last_used).isoformat(timespec="seconds")}
+            for e in store.entries()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no saved conversations yet: `mullama-tui run --conversation NAME \"...\"` starts one")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("NAME", "TURNS", "TOKENS", "SIZE", "MODEL", "LAST USED"):
+        table.add_column(col, justify="right" if col in ("TURNS", "TOKENS", "SIZE") else "left")
+    for r in rows:
+        table.add_row(r["name"], str(r["turns"]), f"{r['tokens']:,}", f"{r['bytes'] / 1e6:.1f} MB", r["model"],
+                      r["last_used"].replace("T", " "))
+    Console().print(table)
+    typer.echo(f"{store.total_bytes / 1e6:.1f} MB in {sessions_dir()}", err=True)
 
 
 def _store() -> ModelStore:

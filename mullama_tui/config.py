@@ -13,11 +13,14 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
 from .engine.types import Request, SamplerParams, is_whole
+
+if TYPE_CHECKING:
+    from .engine.session import SessionStore
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,6 +43,20 @@ def config_dir() -> Path:
 
 def data_dir() -> Path:
     return _dir("data")
+
+
+def sessions_dir() -> Path:
+    """Saved conversations' KV states (data: they spare minutes of prompt processing)."""
+    return _dir("data") / "kv"
+
+
+def session_store(settings: Settings) -> SessionStore | None:
+    """The store of saved conversations, within the configured budget (None: saving is off)."""
+    if settings.kv_cache_max_mb <= 0:
+        return None
+    from .engine.session import SessionStore
+
+    return SessionStore(sessions_dir(), settings.kv_cache_max_mb << 20)
 
 
 def cache_dir() -> Path:
@@ -97,6 +114,7 @@ CHECKS: dict[str, tuple[Any, str]] = {
     "think": (lambda v: v is None or isinstance(v, bool), "true or false"),
     "thinking_budget": (lambda v: v is None or (is_whole(v) and v >= 0), "a whole number of tokens >= 0"),
     "backend": (lambda v: v in ("local", "openai"), '"local" or "openai"'),
+    "kv_cache_max_mb": (lambda v: is_whole(v) and v >= 0, "a whole number of MB >= 0 (0: save no conversations)"),
     "base_url": (lambda v: isinstance(v, str), "a URL (a string)"),
     "api_key": (lambda v: isinstance(v, str), "a string"),
     "remote_model": (lambda v: isinstance(v, str), "a string"),
@@ -161,6 +179,7 @@ class Settings:
     remote_model: str = ""
     timeout: float = 60.0  # seconds to wait for a remote server's first byte
     json_output: str = ""  # "": free text; "object": any JSON object; else a JSON schema file the answer must match
+    kv_cache_max_mb: int = 2048  # disk for saved conversations' KV caches (least recently used go first); 0: none
     extra: dict[str, Any] = field(default_factory=dict)
     # what was wrong in the file it was loaded from: one line per bad key (not saved)
     problems: list[str] = field(default_factory=list, repr=False, compare=False)

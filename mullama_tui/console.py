@@ -88,12 +88,13 @@ def heat(text: str, prob: float) -> str:
 
 def stream_to_stdout(gen: Generation, as_json: bool, show_stats: bool,
                      out: TextIO = sys.stdout, err: TextIO = sys.stderr, where: str | None = None,
-                     colour: bool = False, show_thinking: bool = True) -> int:
+                     colour: bool = False, show_thinking: bool = True, reply: list[str] | None = None) -> int:
     """Print pieces as they come (flushed per piece). The first Ctrl+C cancels; what was
     produced and its stats (after `where` the model runs) are still printed. `colour`:
     each piece in the colour of its token's probability (`--heat`, needs logprobs). A
     thinking model's thinking goes to stderr, dimmed on a terminal (`show_thinking=False`
-    hides it), so stdout carries the answer only. Returns the exit code."""
+    hides it), so stdout carries the answer only. `reply` collects the answer's text.
+    Returns the exit code."""
     final = None
     if colour and not as_json:
         print(heat_legend(), file=err)
@@ -102,6 +103,8 @@ def stream_to_stdout(gen: Generation, as_json: bool, show_stats: bool,
     try:
         with _SigintCancels([gen]):
             for event in gen:
+                if reply is not None and event.text:
+                    reply.append(event.text)
                 if as_json:
                     out.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
                 else:

@@ -40,6 +40,8 @@ class Generation:
         self.stats: Stats | None = None
         self.cached_tokens = 0  # prompt tokens reused from the KV cache (set on admission)
         self.prompt_done = 0  # prompt tokens in the KV cache so far (reused + processed)
+        self.restored_tokens = 0  # of the reused ones, restored from a saved conversation on disk
+        self.notice: str | None = None  # what the user should know (a saved state that was not used)
         self.reasoning: Any = None  # a thinking model's (tags, starts inside), set by the scheduler
         self._wake = wake
         self._events: deque[TokenEvent] = deque()

@@ -230,6 +230,27 @@ class LlamaModel:
         self.eos_token = self.token_text(C.llama_vocab_eos(self.vocab))
         self.chat_template = self.meta("tokenizer.chat_template")
         self._template: Any = None
+        self._identity: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """What a saved KV state must have been made with to be valid here: this file (its
+        size, modification time and first MiB), its shape and this llama.cpp build. A
+        state from anything else is never handed to llama.cpp (see `session.py`)."""
+        if self._identity is None:
+            import hashlib
+            import json
+
+            st = self.path.stat()
+            h = hashlib.sha256()
+            with self.path.open("rb") as f:
+                h.update(f.read(1 << 20))
+            build = C.llama_print_system_info().decode(errors="replace")
+            h.update(json.dumps([st.st_size, st.st_mtime_ns, self.n_vocab, self.placement.n_layers,
+                                 C.llama_model_n_params(self.ptr), C.llama_model_n_embd(self.ptr),
+                                 getattr(C, "__version__", "?"), build]).encode())
+            self._identity = h.hexdigest()[:32]
+        return self._identity
 
     # -- metadata ---------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -437,6 +458,10 @@ class Memory:
     def remove(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
         return bool(C.llama_memory_seq_rm(self.mem, seq, p0, p1))
 
+    def n_tokens(self, seq: int) -> int:
+        """Positions sequence `seq` holds (its largest position + 1; 0 when empty)."""
+        return int(C.llama_memory_seq_pos_max(self.mem, seq)) + 1
+
     def copy_prefix(self, src: int, dst: int, n: int) -> None:
         """Make `dst` hold the first `n` positions of `src`. Between KV streams llama.cpp
         can only copy a whole stream (a partial range aborts the process), so copy it
@@ -496,6 +521,23 @@ class LlamaContext:
         self.memory = Memory(self.ptr)
         self.batch = Batch(n_batch, n_seq_max)
         self.abort = AbortFlag(self.ptr)
+
+    def seq_state(self, seq: int) -> bytes:
+        """The KV state of sequence `seq` (what `set_seq_state` takes back)."""
+        size = C.llama_state_seq_get_size(self.ptr, seq)
+        buf = (ctypes.c_uint8 * size)()
+        n = C.llama_state_seq_get_data(self.ptr, buf, size, seq)
+        return bytes(memoryview(buf)[:n])
+
+    def set_seq_state(self, seq: int, data: bytes) -> bool:
+        """Load a state from `seq_state` into sequence `seq` (emptied first); False if
+        llama.cpp refused it (the sequence is left empty)."""
+        C.llama_memory_seq_rm(self.memory.mem, seq, -1, -1)
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if C.llama_state_seq_set_data(self.ptr, buf, len(data), seq) == 0:
+            C.llama_memory_seq_rm(self.memory.mem, seq, -1, -1)
+            return False
+        return True
 
     def set_threads(self, n_threads: int, n_threads_batch: int | None = None) -> None:
         """The CPU threads the next decodes run on (one-token and many-token batches);

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from . import llama
 from .generation import DEFAULT_CAPACITY, Generation
 from .scheduler import Scheduler
+from .session import SessionStore
 from .text import THINK_TAGS, ReasoningTags
 from .threads import ThreadChoice
 from .types import InvalidParamsError, Request
@@ -25,11 +26,13 @@ class LocalEngine:
                  n_parallel: int = 4, n_threads: int | None = None, n_batch: int = 512,
                  max_queue: int = 64, capacity: int = DEFAULT_CAPACITY,
                  n_gpu_layers: int | None = None, on_progress: Callable[[float], None] | None = None,
-                 flash_attn: bool | None = None, sampling: str = "auto") -> None:
+                 flash_attn: bool | None = None, sampling: str = "auto",
+                 sessions: SessionStore | None = None) -> None:
         """`n_threads`: None chooses them while it runs (see `threads.py`), a number fixes
         them (capped at the cores). `n_gpu_layers`: -1 all, 0 none, None: all where the llama.cpp build can offload.
         `flash_attn=None` turns it on only when layers are offloaded to a GPU (it is
-        slower on CPUs: see `llama.LlamaContext`)."""
+        slower on CPUs: see `llama.LlamaContext`). `sessions`: where conversations' KV
+        states are saved and restored from (see `session.py`); the caller owns it."""
         self.model = model if isinstance(model, llama.LlamaModel) else llama.LlamaModel(
             model, n_gpu_layers=n_gpu_layers, on_progress=on_progress)
         if flash_attn is None:
@@ -37,7 +40,9 @@ class LocalEngine:
         self._owns_model = not isinstance(model, llama.LlamaModel)
         self.scheduler = Scheduler(self.model, n_ctx=n_ctx, n_parallel=n_parallel,
                                    n_batch=n_batch, n_threads=n_threads, max_queue=max_queue,
-                                   capacity=capacity, flash_attn=flash_attn, sampling=sampling)
+                                   capacity=capacity, flash_attn=flash_attn, sampling=sampling,
+                                   sessions=sessions)
+        self.sessions = sessions
 
     @property
     def n_ctx(self) -> int:
@@ -65,6 +70,8 @@ class LocalEngine:
             text = request.prompt
             tokens = self.model.prompt_tokens(text, chat=False)
         tail = [*request.prefix, *([request.force] if request.force is not None else [])]
+        if request.continue_text:  # an edited reply: the model goes on from its end
+            tail = self.model.tokenize(request.continue_text, add_special=False, parse_special=False) + tail
         if any(t >= self.model.n_vocab for t in tail):
             raise InvalidParamsError(f"a token id of the branch is beyond the vocabulary ({self.model.n_vocab})")
         if tags is None:

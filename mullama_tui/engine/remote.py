@@ -26,7 +26,17 @@ import httpx
 
 from .generation import DEFAULT_CAPACITY, Generation
 from .text import THINK_TAGS, ReasoningSplitter
-from .types import Candidate, FinishReason, ModelInfo, MullamaError, Request, Stats, TokenEvent, TokenInsight
+from .types import (
+    Candidate,
+    FinishReason,
+    InvalidParamsError,
+    ModelInfo,
+    MullamaError,
+    Request,
+    Stats,
+    TokenEvent,
+    TokenInsight,
+)
 
 MAX_RETRY_AFTER = 30.0  # seconds we are willing to wait once for a 429/503
 
@@ -121,6 +131,9 @@ class RemoteEngine:
     # -- the LocalEngine interface ---------------------------------------------------
     def submit(self, request: Request) -> Generation:
         request.validate()
+        if request.continue_text:
+            raise InvalidParamsError("going on from an edited reply needs a local model (an OpenAI-compatible "
+                                     "server always starts a new reply)")
         seed = request.params.seed or random.randrange(1, 2**32)
         room = threading.Event()
         holder: dict[str, Any] = {}

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from . import llama
 from .generation import DEFAULT_CAPACITY, Generation
 from .insight import InsightProbe
+from .session import SessionError, SessionStore
 from .text import ReasoningSplitter, ReasoningTags, TextAssembler
 from .threads import StepWatchdog, ThreadChoice, ThreadController, ThreadTuner, cpu_cores
 from .types import (
@@ -168,7 +169,8 @@ class Scheduler:
 
     def __init__(self, model: llama.LlamaModel, n_ctx: int = 4096, n_parallel: int = 4,
                  n_batch: int = 512, n_threads: int | None = None, max_queue: int = 64,
-                 capacity: int = DEFAULT_CAPACITY, flash_attn: bool = False, sampling: str = "auto") -> None:
+                 capacity: int = DEFAULT_CAPACITY, flash_attn: bool = False, sampling: str = "auto",
+                 sessions: SessionStore | None = None) -> None:
         """`sampling`: "host" (a C sampler chain per sequence, after each decode), "backend"
         (the same chains inside llama.cpp's graph), or "auto": backend where the output
         layer runs on a GPU, host otherwise (see `llama.SamplerChain`)."""
@@ -194,6 +196,12 @@ class Scheduler:
         self.max_queue = max_queue
         self.capacity = capacity
         self.flash_attn = flash_attn
+        # saved conversations: requests with a `session` are saved when they end, and any
+        # request restores the saved state holding the longest prefix of its prompt
+        self.sessions = sessions
+        self.identity = ""  # what a saved state must match (model file, build, context kind)
+        self.restored_tokens = 0  # lifetime count of prompt tokens restored from disk (tests read it)
+        self.save_time = 0.0  # seconds this thread spent copying states out for the store (bench --resume)
         self._lock = threading.Lock()
         self._wake_event = threading.Event()
         self._pending: deque[Generation] = deque()
@@ -299,6 +307,8 @@ class Scheduler:
             self._ctx = llama.LlamaContext(self.model, self.n_ctx * self.n_parallel, self.n_parallel,
                                            self.n_batch, self.n_threads, flash_attn=self.flash_attn)
             self._ctx_threads = self.n_threads
+            if self.sessions is not None:
+                self.identity = f"{self.model.identity}:fa{int(self.flash_attn)}"
             self._watchdog = StepWatchdog(self._ctx.abort.set)
             self._mem = self._ctx.memory
             self._batch = self._ctx.batch
@@ -454,7 +464,57 @@ class Scheduler:
                 continue
             own = max(free, key=lambda s: self._slot_preference(s, prompt, best))
             self._remove_pending(gen)
+            restored = self._restore(own, gen, best)
+            if restored:
+                src, best = own, restored
             self._start(own, gen, src, best)
+
+    # a saved state is worth reading back only when it spares this many tokens of prompt
+    MIN_RESTORE = 32
+
+    def _restore(self, slot: Slot, gen: Generation, best: int) -> int:
+        """If a saved conversation holds a longer prefix of `gen`'s prompt than any slot
+        does, load its KV into `slot` (emptied) and return how many tokens it holds of the
+        prompt; else 0. A state that is bad in any way is removed and noted: the prompt is
+        then processed from its text as if nothing had been saved."""
+        store = self.sessions
+        if store is None:
+            return 0
+        prompt = gen.prompt_tokens
+        entry, n = store.best_prefix(prompt, self.identity)
+        n = min(n, len(prompt) - 1)  # at least one token of prompt is decoded, for its logits
+        if entry is None or n < self.MIN_RESTORE or n <= best:
+            return 0
+        try:
+            payload = store.load(entry, self.identity)
+        except SessionError as e:
+            gen.notice = f"the saved conversation was not used ({e}): processed from its text"
+            return 0
+        ctx = self._context
+        if not ctx.set_seq_state(slot.seq, payload) or self._mem.n_tokens(slot.seq) != entry.n_tokens:
+            self._mem.remove(slot.seq)
+            slot.cached = []
+            store.forget(entry.key, f"llama.cpp refused the saved state of {entry.key!r}; removed")
+            gen.notice = "the saved conversation could not be restored: processed from its text"
+            return 0
+        slot.cached = list(entry.tokens)
+        gen.restored_tokens = n
+        self.restored_tokens += n
+        return n
+
+    def _save(self, slot: Slot, request: Request) -> None:
+        """The sequence's KV state to the session store, under the request's `session`
+        (read here, on the thread that owns the context; written by the store's thread)."""
+        store = self.sessions
+        if store is None or not request.session or not slot.cached:
+            return
+        try:
+            t0 = time.perf_counter()
+            payload = self._context.seq_state(slot.seq)
+            store.save(request.session, self.identity, slot.cached, payload, request.session_meta)
+            self.save_time += time.perf_counter() - t0
+        except Exception as e:  # a save must never end the scheduler
+            log.warning("could not save conversation %r: %s", request.session, e)
 
     @staticmethod
     def _slot_preference(slot: Slot, prompt: list[int], best: int) -> tuple[bool, bool, float]:
@@ -687,7 +747,7 @@ class Scheduler:
         return Stats(finish_reason=reason, seed=gen.seed, n_ctx=self.n_ctx, error=error,
                      prompt_tokens=len(gen.prompt_tokens), total_time=total, queue_time=total,
                      n_threads=choice.decode, n_threads_prompt=choice.prompt, cores=choice.cores,
-                     threads_auto=choice.auto)
+                     threads_auto=choice.auto, restored_tokens=gen.restored_tokens, notice=gen.notice)
 
     def _end_pending(self, gen: Generation, reason: FinishReason) -> None:
         """Final event for a request that never got a slot."""
@@ -703,6 +763,7 @@ class Scheduler:
             stats.ttft = time.perf_counter() - gen.t_submit
         if s.todo or len(s.cached) >= self.n_ctx:
             self._mem.remove(s.seq, len(s.cached), -1)
+        self._save(s, gen.request)
         run.free()
         s.state = SlotState.IDLE
         s.run = None

@@ -203,6 +203,15 @@ class Request:
     think: bool | None = None
     thinking_budget: int | None = None
     split_thinking: bool = True  # False: the raw text, tags and all, in the answer (reasoning_format "none")
+    # A conversation's name: when the request ends its sequence's KV state is saved under it
+    # (engines with a session store), so the conversation's next turn, here or in another
+    # process, restores it instead of processing the transcript again. `session_meta` goes
+    # into the store's index with it (what a listing shows).
+    session: str | None = None
+    session_meta: dict[str, Any] = field(default_factory=dict)
+    # Chat mode: the reply so far, as text (a reply the user edited): the model goes on from
+    # the end of it, as the raw continuation of its own turn (local engines only)
+    continue_text: str | None = None
 
     def validate(self) -> Request:
         if self.mode not in ("chat", "raw"):
@@ -260,6 +269,7 @@ class Stats:
 
     prompt_tokens: int = 0
     cached_tokens: int = 0
+    restored_tokens: int = 0  # of the cached ones, how many were restored from disk (a saved conversation)
     prompt_time: float = 0.0
     ttft: float | None = None
     generated_tokens: int = 0
@@ -314,18 +324,23 @@ class Stats:
         d["prompt_processed"] = self.prompt_processed
         return d
 
+    def _reuse_note(self) -> str:
+        if self.restored_tokens:
+            return f" ({self.restored_tokens} of them restored from disk, a saved conversation)"
+        return f" ({self.cached_tokens} of them reused from the KV cache)" if self.cached_tokens else ""
+
     def summary_lines(self) -> list[str]:
         """The human-readable block printed by `run --stats` and shown in the TUI."""
         ttft = f"{self.ttft * 1000:.0f} ms" if self.ttft is not None else "-"
         lines = [
-            f"prompt tokens:   {self.prompt_tokens}"
-            + (f" ({self.cached_tokens} of them reused from the KV cache)" if self.cached_tokens else ""),
+            f"prompt tokens:   {self.prompt_tokens}" + self._reuse_note(),
             f"prompt eval:     {self.prompt_time * 1000:.0f} ms ({self.prompt_tps:.1f} tok/s)",
             f"first token:     {ttft}",
             f"generated:       {self.generated_tokens} tokens",
             f"generation rate: {self.gen_tps:.1f} tok/s",
             f"total time:      {self.total_time:.2f} s",
             f"finish reason:   {self.finish_reason}",
+            f"seed:            {self.seed}",
         ]
         if self.threads_label:
             lines.append(f"threads:         {self.threads_label}")

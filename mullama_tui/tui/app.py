@@ -27,7 +27,7 @@ from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
 
 from ..backends import BackendChoice, open_engine
-from ..config import Settings
+from ..config import Settings, session_store
 from ..engine.api import Engine
 from ..engine.generation import Generation
 from ..engine.types import MullamaError, Request, SamplerParams
@@ -143,6 +143,9 @@ class MullamaApp(App[None]):
         self.engine_error: str | None = None
         self._engine_changed = threading.Condition()
         self.history = History()
+        # saved conversations' KV caches (None: kv_cache_max_mb = 0), shared by every engine
+        # this app opens; written by the store's own thread
+        self.sessions = session_store(self.settings)
         self.model_name = "loading..."
         self.switching: str | None = None  # the model the picker is loading, if any
         self.switch_progress = 0.0
@@ -259,7 +262,7 @@ class MullamaApp(App[None]):
         try:
             engine = open_engine(choice, self.model_arg, s.default_model, n_ctx=s.n_ctx,
                                  n_parallel=MAX_PANES, n_threads=self.n_threads,
-                                 n_gpu_layers=self.gpu_layers)
+                                 n_gpu_layers=self.gpu_layers, sessions=self.sessions)
         except MullamaError as e:
             self._set_engine(None, str(e))
             self.post_message(ModelFailed(str(e)))
@@ -345,7 +348,7 @@ class MullamaApp(App[None]):
         s = self.settings
         try:
             engine = LocalEngine(choice.path, n_ctx=s.n_ctx, n_parallel=MAX_PANES, n_threads=self.n_threads,
-                                 n_gpu_layers=self.gpu_layers, on_progress=progress)
+                                 n_gpu_layers=self.gpu_layers, on_progress=progress, sessions=self.sessions)
         except MullamaError as e:  # the old model stays
             self.post_message(ModelSwitched(None, choice, str(e)))
             return
@@ -457,7 +460,7 @@ class MullamaApp(App[None]):
 
         from .screens.history import HistoryScreen
 
-        self.push_screen(HistoryScreen(self.history), done)
+        self.push_screen(HistoryScreen(self.history, self.sessions), done)
 
     def action_compare(self) -> None:
         """F4: the prompt typed on the chat screen comes along."""
@@ -503,5 +506,7 @@ class MullamaApp(App[None]):
         self._chat.cancel_running()
         for engine in [self.engine, *self._retiring]:
             if engine is not None:
-                engine.close()
+                engine.close()  # a reply cancelled here is saved as it ends
+        if self.sessions is not None:
+            self.sessions.close()  # every queued save on disk before the process goes
         self.history.close()

@@ -22,6 +22,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.widget import Widget
 from textual.widgets import Footer, Header, Static
 from textual.worker import get_current_worker
 
@@ -39,6 +40,7 @@ from .base import WorkerScreen
 
 if TYPE_CHECKING:
     from ..app import MullamaApp
+    from .edit import TurnEdit
 
 # Seconds between TokenBatch messages: 5 screen updates a second while streaming, each
 # carrying the new text and the gauge (so the gauge refreshes at 5 Hz). Every frame
@@ -47,6 +49,13 @@ if TYPE_CHECKING:
 # savings in widgets/output.py and widgets/gauge.py), so frames are kept few and cheap.
 BATCH_INTERVAL = 0.2
 EMPTY_HINT = "Type a prompt below and press Enter to send it · Ctrl+J for a new line · F1 for every key"
+
+
+def new_conversation_id() -> str:
+    """A fresh conversation's name (its saved KV cache's file name)."""
+    import uuid
+
+    return "chat-" + uuid.uuid4().hex[:12]
 
 
 def user_turn(text: str) -> Static:
@@ -73,6 +82,8 @@ class ChatScreen(WorkerScreen[None]):
         Binding("ctrl+o", "toggle_thinking", "Thinking", show=False, id="thinking"),
         # priority: the prompt box would take it as redo (copying a reply is what it is wanted for here)
         Binding("ctrl+y", "copy_reply", "Copy reply", show=False, priority=True, id="copy-reply"),
+        # priority: the prompt box takes F6 as "select the line" (editing a turn is what it means here)
+        Binding("f6", "edit", "Edit", priority=True, id="edit"),
     ]
 
     def __init__(self) -> None:
@@ -86,6 +97,9 @@ class ChatScreen(WorkerScreen[None]):
         self._run_request: Request | None = None
         self._turn_requests: dict[int, Request] = {}  # each turn's request (to branch it later)
         self._cancel_requested = False
+        # the conversation's name: its KV cache is saved under it after each turn, and its
+        # history rows carry it (a reopened conversation resumes from the saved state)
+        self.conversation = new_conversation_id()
 
     @property
     def reply_text(self) -> str:
@@ -157,8 +171,12 @@ class ChatScreen(WorkerScreen[None]):
             else:
                 self.notify(app.engine_error or "", title="No model", severity="error")
             return
+        await self._begin(event.text)
+
+    async def _begin(self, prompt: str) -> None:
+        """A new turn: `prompt` (the user's), its reply streamed below it."""
+        app = self.mullama
         s = app.settings
-        prompt = event.text
         try:
             if s.mode == "chat":
                 request = app.request(messages=[*self.messages, {"role": "user", "content": prompt}])
@@ -170,6 +188,8 @@ class ChatScreen(WorkerScreen[None]):
             return
         if s.mode == "chat":
             self.messages.append({"role": "user", "content": prompt})
+            request.session = self.conversation
+            request.session_meta = {"title": self.messages[0]["content"][:80], "model": app.model_name}
         request.logprobs = INSIGHT_TOP if self.token_view else 0  # off: no cost at all
         out = self.query_one("#output", VerticalScroll)
         await self._clear_hint()
@@ -284,6 +304,8 @@ class ChatScreen(WorkerScreen[None]):
                 Static(Text("[Generation cancelled]"), classes="cancel-mark", markup=False))
         if msg.error:
             self.notify(msg.error, title="Generation failed", severity="error", timeout=10)
+        if stats is not None and stats.notice:
+            self.notify(stats.notice, severity="warning", timeout=10)
         if reply is not None:
             await reply.finish()  # one final full render
             if stats is not None and stats.thinking_tokens and reply.thinking_block is not None:
@@ -313,6 +335,8 @@ class ChatScreen(WorkerScreen[None]):
         if req is None or stats is None or turn is None:
             return
         params = req.params.to_dict() | {"max_tokens": req.max_tokens}
+        if req.session:
+            params["conversation"] = req.session
         branch = turn.branch
         if branch.at is not None:  # a branch of an earlier run: say of which, and where
             params["branch"] = {"of": turn.branches[0].run_id, "at": branch.at}
@@ -381,6 +405,8 @@ class ChatScreen(WorkerScreen[None]):
         self._turn_requests[id(turn)] = request
         await out.mount(turn)
         self._turn = turn
+        saved = rec.params.get("conversation")
+        self.conversation = saved if isinstance(saved, str) and saved else new_conversation_id()
         if rec.mode == "chat":
             self.messages = [m for m in turns if m["role"] in ("user", "assistant")]
             self.messages.append({"role": "assistant", "content": rec.output})
@@ -393,6 +419,7 @@ class ChatScreen(WorkerScreen[None]):
         # end mark and its final render go nowhere, and it is not added to the new one
         self._turn = None
         self._turn_requests = {}
+        self.conversation = new_conversation_id()
         out = self.query_one("#output", VerticalScroll)
         await out.remove_children()
         await out.mount(self._hint())
@@ -448,6 +475,63 @@ class ChatScreen(WorkerScreen[None]):
                           prefix=[i.token_id for i in prefix], force=msg.alt.token_id)
         await turn.add_branch(msg.index)
         self._start(turn, request, forced_insight(at.insight, msg.alt))
+
+    def action_edit(self) -> None:
+        """F6: edit a turn of the conversation and go on from it (see screens/edit.py)."""
+        app = self.mullama
+        if self.current is not None or app.state in ("generating", "cancelling", "waiting for model"):
+            self.notify("a generation is running: Esc cancels it", severity="warning")
+            return
+        if app.settings.mode != "chat" or not self.messages:
+            self.notify("nothing to edit yet: F6 edits the turns of a chat conversation", severity="warning")
+            return
+        from .edit import EditScreen
+
+        def done(change: TurnEdit | None) -> None:
+            if change is not None:
+                self.call_later(self.apply_edit, change)
+
+        app.push_screen(EditScreen(list(self.messages)), done)
+
+    def _turn_widgets(self) -> list[Widget]:
+        """The conversation's turns in the output pane, in order (one per message)."""
+        out = self.query_one("#output", VerticalScroll)
+        return [w for w in out.children if w.has_class("user-turn") or isinstance(w, AssistantTurn)]
+
+    async def apply_edit(self, change: TurnEdit) -> None:
+        """An edited question: the turns after it go, and the reply is made again. An edited
+        reply: the turns after it go, and the model goes on from the end of the edit (a new
+        branch of that turn; Ctrl+B shows the original). The KV cache holds the conversation
+        up to the first changed token, so only what follows it is decoded."""
+        turns = self._turn_widgets()
+        i = change.index
+        if len(turns) != len(self.messages) or not 0 <= i < len(turns):
+            self.notify("this conversation's turns do not match what is shown: Ctrl+N starts a new one",
+                        severity="warning")
+            return
+        out = self.query_one("#output", VerticalScroll)
+        widget = turns[i]
+        children = list(out.children)
+        for later in children[children.index(widget) + 1:]:
+            await later.remove()
+        role = self.messages[i]["role"]
+        self.messages = self.messages[:i]
+        if role == "user":
+            await widget.remove()
+            await self._begin(change.text)
+            return
+        assert isinstance(widget, AssistantTurn)
+        try:
+            request = self.mullama.request(messages=list(self.messages))
+        except MullamaError as e:
+            self.notify(str(e), title="Cannot send", severity="error", timeout=10)
+            return
+        request.continue_text = change.text
+        request.session = self.conversation
+        request.logprobs = INSIGHT_TOP if self.token_view else 0
+        await widget.add_edit(change.text)
+        self._turn_requests[id(widget)] = request
+        self._start(widget, request)
 
     def action_copy_reply(self) -> None:
         """Ctrl+Y: the last reply's text (as streamed so far) to the clipboard, without the

@@ -10,6 +10,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 
 from ...config import data_dir
+from ...engine.session import SavedState, SessionStore
 from ...history import History, HistoryError, RunRecord
 from ..widgets.prompt import with_blink
 
@@ -19,13 +20,16 @@ class HistoryScreen(Screen[RunRecord | None]):
         Binding("escape", "dismiss(None)", "Back"),
         Binding("enter", "open", "Reopen", priority=False),
         Binding("delete", "delete", "Delete"),
+        Binding("ctrl+k", "forget_kv", "Forget KV"),
         Binding("ctrl+e", "export('md')", "Export .md"),
         Binding("ctrl+j", "export('json')", "Export .json", show=False),
     ]
 
-    def __init__(self, history: History) -> None:
+    def __init__(self, history: History, sessions: SessionStore | None = None) -> None:
+        """`sessions`: the saved conversations' KV caches (rows say which resume at once)."""
         super().__init__()
         self.history = history
+        self.sessions = sessions
         self.records: list[RunRecord] = []
 
     def compose(self) -> ComposeResult:
@@ -37,7 +41,7 @@ class HistoryScreen(Screen[RunRecord | None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("id", "when", "model", "mode", "finish", "tokens", "prompt")
+        table.add_columns("id", "when", "model", "mode", "finish", "tokens", "resume", "prompt")
         self.reload()
         table.focus()
 
@@ -49,7 +53,27 @@ class HistoryScreen(Screen[RunRecord | None]):
             when = datetime.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M")
             prompt = (r.messages[-1]["content"] if r.messages else r.prompt).replace("\n", " ")
             table.add_row(str(r.id), when, r.model, r.mode, r.finish_reason or "",
-                          str(r.stats.get("generated_tokens", "")), prompt[:60], key=str(r.id))
+                          str(r.stats.get("generated_tokens", "")), self._resume(r), prompt[:60], key=str(r.id))
+
+    def _saved(self, rec: RunRecord) -> SavedState | None:
+        key = rec.params.get("conversation")
+        return self.sessions.get(key) if self.sessions is not None and isinstance(key, str) else None
+
+    def _resume(self, rec: RunRecord) -> str:
+        """'instant 12 MB' when the conversation's KV cache is saved: a follow-up restores it."""
+        saved = self._saved(rec)
+        return f"instant {saved.bytes / 1e6:.0f} MB" if saved is not None else ""
+
+    def action_forget_kv(self) -> None:
+        """Delete the saved KV cache of the selected run's conversation (its text stays)."""
+        rec = self._selected()
+        saved = self._saved(rec) if rec is not None else None
+        if saved is None or self.sessions is None:
+            self.notify("this run's conversation has no saved KV cache", severity="warning")
+            return
+        self.sessions.forget(saved.key)
+        self.reload(self.query_one("#search", Input).value)
+        self.notify(f"forgot the saved KV cache ({saved.bytes / 1e6:.0f} MB); the conversation's text stays")
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.reload(event.value)

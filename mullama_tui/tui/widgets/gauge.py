@@ -120,6 +120,7 @@ class Gauge(Widget):
         self.n_ctx = 0
         self.prompt_tokens = 0
         self.cached_tokens = 0
+        self.restored_tokens = 0  # of the cached ones, read back from a saved conversation
         self.prompt_done = 0  # prompt tokens processed so far (while the prompt is processed)
         self.prompt_rate = 0.0
         self.thinking_tokens = 0  # a thinking model's thinking tokens so far
@@ -189,7 +190,7 @@ class Gauge(Widget):
     def start(self, max_tokens: int, n_ctx: int) -> None:
         self._arrivals.clear()
         self.tokens, self.max_tokens, self.n_ctx = 0, max(1, max_tokens), n_ctx
-        self.prompt_tokens = self.cached_tokens = self.prompt_done = 0
+        self.prompt_tokens = self.cached_tokens = self.prompt_done = self.restored_tokens = 0
         self.prompt_rate = 0.0
         self.thinking_tokens, self.first_answer = 0, None
         self.t_start, self.t_first, self.ttft = time.perf_counter(), None, None
@@ -256,6 +257,7 @@ class Gauge(Widget):
             self.tokens = stats.generated_tokens
             self.prompt_tokens = stats.prompt_tokens
             self.cached_tokens = stats.cached_tokens
+            self.restored_tokens = stats.restored_tokens
             self.rate = stats.gen_tps
             if stats.n_threads:
                 self.threads = f"threads {stats.n_threads}/{stats.cores}" + (" auto" if stats.threads_auto else "")
@@ -286,7 +288,9 @@ class Gauge(Widget):
         ttft = "-" if first is None else f"{first * 1000:.0f} ms"
         elapsed = (stats.total_time if stats else (now - self.t_start if self.t_start else 0.0))
         prompt = f"prompt {self.prompt_tokens} tok"
-        if self.cached_tokens:
+        if self.restored_tokens:
+            prompt += f": {self.restored_tokens} restored from disk"
+        elif self.cached_tokens:
             prompt += f" ({self.cached_tokens} of {self.prompt_tokens} reused)"
         parts = [f"tokens {self.tokens}/{self.max_tokens}", f"first token {ttft}",
                  f"elapsed {elapsed:.1f}s", prompt]

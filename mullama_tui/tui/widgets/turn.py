@@ -31,6 +31,7 @@ class ReplyBranch:
     thinking: str = ""
     thinking_tokens: int = 0
     thought_for: float | None = None  # seconds, once the answer began
+    edited: bool = False  # it starts with text the user wrote in place of the model's
 
 
 class ThinkingBlock(Vertical):
@@ -160,7 +161,8 @@ class AssistantTurn(OneLayoutPass, Vertical):
         label.display = len(self.branches) > 1
         if len(self.branches) > 1:
             b = self.branch
-            where = "the original reply" if b.at is None else f"from token {b.at}"
+            where = "your edit, continued" if b.edited else (
+                "the original reply" if b.at is None else f"from token {b.at}")
             label.show(Text(f"branch {self.current + 1} of {len(self.branches)} · {where} · Ctrl+B: the next"))
 
     async def rebuild(self) -> None:
@@ -227,6 +229,15 @@ class AssistantTurn(OneLayoutPass, Vertical):
         """A new branch that keeps the current one's first `at` tokens; it becomes current."""
         kept = self.branch.items[:at]
         branch = ReplyBranch(items=list(kept), text="".join(i.text for i in kept), at=at)
+        self.branches.append(branch)
+        self.current = len(self.branches) - 1
+        await self.rebuild()
+        return branch
+
+    async def add_edit(self, text: str) -> ReplyBranch:
+        """A new branch that starts with `text` (the user's edit of this reply: the model
+        goes on from its end); it becomes current."""
+        branch = ReplyBranch(text=text, edited=True)
         self.branches.append(branch)
         self.current = len(self.branches) - 1
         await self.rebuild()
