@@ -139,3 +139,13 @@ def test_the_startup_benchmark_times_each_command_against_its_floor(model_path):
     assert all(row["median_s"] > rows["bare python"]["median_s"] for name, row in rows.items() if name != "bare python")
     text = format_startup_report(r)
     assert "tui first frame" in text and "over the floor" in text
+
+
+def test_the_resume_benchmark_restores_faster_than_it_reprocesses(model_path):
+    from mullama_tui.bench.resume import bench_resume, format_resume_report
+
+    r = bench_resume(model_path, n_tokens=400, reps=1, n_ctx=2048)
+    assert r["prompt_processed"]["restored"] < 40 < r["prompt_processed"]["re-processed"]
+    assert r["median_restored_s"] < r["median_reprocessed_s"] and r["mb_per_1000_tokens"] > 0
+    assert 0 < r["edit"]["decoded"] == r["edit"]["expected"] < 15  # only the edited tail
+    assert "restored is" in format_resume_report(r)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.local import LocalEngine
-from ..engine.session import SessionStore
+from ..engine.session import SessionStore, common_prefix
 from ..engine.types import Request, SamplerParams
 from .common import Progress, ok
 
@@ -76,20 +76,20 @@ def bench_resume(path: Path, *, n_tokens: int = 4000, reps: int = 3, n_ctx: int 
                 processed[side] = st.prompt_processed
                 if side == "restored" and not st.restored_tokens:
                     raise RuntimeError(f"the saved state was not restored: {st.notice}")
-    # edit and continue: a word changed in the middle of the reply; only what follows it is decoded
+    # edit and continue: the reply cut in the middle and a word put in; the model goes on
+    # from the edit, and only the tokens from the first changed one are decoded
     progress("edit and continue")
     with LocalEngine(path, n_ctx=n_ctx, n_parallel=1, sessions=SessionStore(folder)) as eng:
-        base = eng.prompt_tokens(_chat(follow[:1], None, 1))
-        reply_ids = eng.model.tokenize(reply, add_special=False)
-        cut = max(1, len(reply_ids) // 2)
-        edited = reply_ids[:cut] + eng.model.tokenize(" lantern", add_special=False)
-        g = eng.submit(Request(messages=follow[:1], mode="chat", params=GREEDY, max_tokens=8, ignore_eos=True,
-                               prefix=edited))
+        edited = reply[: len(reply) // 2] + " lantern"
+        request = Request(messages=follow[:1], mode="chat", params=GREEDY, max_tokens=8, ignore_eos=True,
+                          continue_text=edited)
+        prompt = eng.prompt_tokens(request)
+        same = common_prefix(prompt, saved.tokens)  # what the saved state holds of the edited prompt
+        g = eng.submit(request)
         g.text()
         assert g.stats is not None
-        edit = {"changed_from_token": len(base) + cut, "prompt_tokens": g.stats.prompt_tokens,
-                "decoded": g.stats.prompt_processed,
-                "expected": g.stats.prompt_tokens - (len(base) + cut)}
+        edit = {"changed_from_token": same, "prompt_tokens": len(prompt), "decoded": g.stats.prompt_processed,
+                "expected": len(prompt) - same}
     r_med, f_med = statistics.median(restored), statistics.median(fresh)
     for p in folder.glob("*"):
         p.unlink()
