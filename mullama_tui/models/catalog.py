@@ -9,6 +9,7 @@ from typing import Any
 
 from ..config import cache_dir
 from ..engine.types import MullamaError
+from .discover import SOURCES, discover
 from .gguf import GGUFInfo, HeaderCache, read_gguf
 from .resolve import BUNDLED_NAME, bundled_model, resolve_model
 from .store import ModelStore, StoredModel
@@ -20,7 +21,9 @@ class LocalModel:
 
     name: str  # what to pass as MODEL to use it
     path: Path
-    kind: str  # "pulled", "bundled" or "file" (a configured default outside the store)
+    # "pulled", "bundled", "file" (a configured default outside the store), or the tool that
+    # downloaded it: "ollama", "hf", "lmstudio", "llama.cpp" (see discover.py)
+    kind: str
     is_default: bool = False
     info: GGUFInfo | None = None
     error: str | None = None  # why the header could not be read
@@ -44,6 +47,7 @@ class LocalModel:
             d.update(architecture=i.architecture, quantization=i.quantization, parameters=i.n_params,
                      context_length=i.context_length, chat_template=i.has_chat_template,
                      model_name=i.name)
+        d["from"] = FROM.get(self.kind, self.kind)
         if self.entry is not None:
             d.update(url=self.entry.url, sha256=self.entry.sha256, pulled_at=self.entry.pulled_at)
         if self.error:
@@ -58,14 +62,28 @@ def _default_path(default: str | None) -> Path | None:
         return None
 
 
-def local_models(default: str | None, describe: bool = True) -> list[LocalModel]:
-    """Pulled models, then the configured default (if it is a file outside the store),
-    then the bundled model; the one used when no MODEL is given is marked default."""
+FROM = {"pulled": "pulled", "bundled": "bundled", "file": "file", "ollama": "Ollama", "hf": "HF cache",
+        "lmstudio": "LM Studio", "llama.cpp": "llama.cpp"}
+
+
+def local_models(default: str | None, describe: bool = True, sources: list[str] | None = None,
+                 problems: list[str] | None = None) -> list[LocalModel]:
+    """Pulled models, the configured default (if it is a file outside the store), the
+    bundled model, then what other tools downloaded (`sources`, default: all; see
+    discover.py); the one used when no MODEL is given is marked default. What could not
+    be read goes to `problems`, one line each."""
     store = ModelStore()
     rows = [LocalModel(e.name, store.path_of(e), "pulled", entry=e) for e in store.entries()]
     bundled = bundled_model()
     if bundled is not None:
         rows.append(LocalModel(BUNDLED_NAME, bundled, "bundled"))
+    known = {r.path.resolve(): r.kind for r in rows}
+    for f in discover(tuple(SOURCES if sources is None else sources), problems):
+        # one file seen by two tools (a link) is listed once; two names of one blob in the
+        # same tool (Ollama's `llama3.2` and `llama3.2:3b`) are both listed, as that tool does
+        real = f.path.resolve()
+        if known.setdefault(real, f.source) == f.source:
+            rows.append(LocalModel(f.name, f.path, f.source))
     chosen = _default_path(default)
     if chosen is not None and not any(r.path.resolve() == chosen for r in rows):
         rows.insert(0, LocalModel(str(chosen), chosen, "file"))

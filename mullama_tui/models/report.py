@@ -8,7 +8,7 @@ from datetime import datetime
 from rich.console import Console
 from rich.table import Table
 
-from .catalog import LocalModel
+from .catalog import FROM, LocalModel
 from .resolve import Alias
 from .store import ModelStore, StoredModel
 
@@ -48,15 +48,15 @@ def _size(n: int | None) -> str:
 
 def models_table(rows: list[LocalModel]) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("NAME", "SIZE", "QUANT", "PARAMS", "CONTEXT", ""):
+    for col in ("NAME", "FROM", "SIZE", "QUANT", "PARAMS", "CONTEXT", ""):
         # long names (URLs) fold onto more lines; the figures never do
         table.add_column(col, no_wrap=col not in ("NAME", ""), overflow="fold",
                          justify="right" if col in ("SIZE", "CONTEXT") else "left")
     for r in rows:
         i = r.info
-        marks = ", ".join(m for m, on in (("default", r.is_default), ("bundled", r.kind == "bundled"),
+        marks = ", ".join(m for m, on in (("default", r.is_default),
                                           (f"unreadable: {r.error}", bool(r.error))) if on)
-        table.add_row(r.name, _size(r.path.stat().st_size if r.path.exists() else None),
+        table.add_row(r.name, FROM.get(r.kind, r.kind), _size(r.path.stat().st_size if r.path.exists() else None),
                       i.quantization if i else "?", i.params_label if i else "?",
                       f"{i.context_length:,}" if i and i.context_length else "?", marks)
     return table

@@ -134,6 +134,27 @@ def bundled_model() -> Path | None:
     return None
 
 
+def enabled_sources() -> list[str]:
+    """The other tools whose downloads are used (config `model_sources`; all by default)."""
+    from ..config import Settings
+
+    try:
+        return list(Settings.load().model_sources)
+    except ValueError:  # a broken config file: it is reported where settings are loaded
+        from .discover import SOURCES
+
+        return list(SOURCES)
+
+
+def find_elsewhere(name: str) -> Path | None:
+    """The file of `name` in another tool's downloads (`ollama:llama3.2:1b`, or a plain
+    name that one source alone has), run in place."""
+    from .discover import discover, find_by_name
+
+    found = find_by_name(name, discover(enabled_sources()))
+    return found.path if found is not None else None
+
+
 def resolve_model(arg: str | None, default: str | None = None) -> Path:
     """A path for `arg`; with none, the configured default, else the bundled model."""
     from .store import ModelStore
@@ -153,10 +174,22 @@ def resolve_model(arg: str | None, default: str | None = None) -> Path:
     entry = ModelStore().find(arg)
     if entry is not None:
         return ModelStore().path_of(entry)
+    other = find_elsewhere(arg)
+    if other is not None:
+        return other
     if parse_name(arg) is not None:
         raise ModelNotFoundError(f"{arg} is not downloaded yet: run  mullama-tui pull {arg}  "
                                  f"(or add --pull)")
+    from .discover import OWNERS, SOURCES
+
+    source = arg.split(":", 1)[0]
+    if source in SOURCES and source not in enabled_sources():
+        raise ModelNotFoundError(f"{arg!r}: {OWNERS[source]}'s models are turned off "
+                                 f"(model_sources in config.toml)")
+    if source in SOURCES:
+        raise ModelNotFoundError(f"{arg!r}: {OWNERS[source]} has no such model (`mullama-tui models` lists "
+                                 f"what it has)")
     if arg.endswith(".gguf") or os.sep in arg or "/" in arg:
         raise ModelNotFoundError(f"model file not found: {p}")
-    raise ModelNotFoundError(f"unknown model {arg!r}: not a file, a pulled model or an alias "
-                             f"(`mullama-tui models --available` lists the aliases)")
+    raise ModelNotFoundError(f"unknown model {arg!r}: not a file, a pulled model, an alias or a model another "
+                             f"tool downloaded (`mullama-tui models` lists them, `--available` the aliases)")

@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ...models.catalog import LocalModel, local_models
+from ...models.catalog import FROM, LocalModel, local_models
 from ...models.report import show_lines
 from ..messages import ModelChoice, ModelListRead
 from .base import WorkerScreen
@@ -46,7 +46,7 @@ class ModelsScreen(WorkerScreen[ModelChoice | None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("name", "size", "quant", "params", "context", "")
+        self.query_one(DataTable).add_columns("name", "from", "size", "quant", "params", "context", "")
         self.query_one(DataTable).focus()
         self.action_refresh()
 
@@ -55,7 +55,7 @@ class ModelsScreen(WorkerScreen[ModelChoice | None]):
 
     @work(thread=True, exclusive=True, group="model-list", exit_on_error=False, description="read the model files")
     def _read_models(self) -> None:
-        self.post_message(ModelListRead(local_models(self.default_model)))
+        self.post_message(ModelListRead(local_models(self.default_model, sources=self.app.settings.model_sources)))  # type: ignore[attr-defined]
 
     def worker_failed(self, group: str, error: str) -> None:
         self.query_one("#models-note", Static).update(f"could not read the models folder: {error}")
@@ -69,8 +69,8 @@ class ModelsScreen(WorkerScreen[ModelChoice | None]):
             i = r.info
             size = r.path.stat().st_size if r.path.exists() else 0
             marks = [m for m, on in (("current", self.current == r.path.resolve()), ("default", r.is_default),
-                                     ("bundled", r.kind == "bundled"), ("unreadable", bool(r.error))) if on]
-            table.add_row(Text(r.name), f"{size / 1e6:,.0f} MB", i.quantization if i else "?",
+                                     ("unreadable", bool(r.error))) if on]
+            table.add_row(Text(r.name), FROM.get(r.kind, r.kind), f"{size / 1e6:,.0f} MB", i.quantization if i else "?",
                           i.params_label if i else "?", f"{i.context_length:,}" if i else "?",
                           ", ".join(marks), key=str(r.path))
         note = (f"{len(rows)} local model{'s' if len(rows) != 1 else ''} · Enter loads (the current one "
