@@ -130,7 +130,24 @@ def _split_model_prompt(args: list[str]) -> tuple[str | None, str]:
         return None, args[0]
     if len(args) == 2:
         return args[0], args[1]
-    raise _fail("expected [MODEL] PROMPT", 2)
+    words = " ".join(args)
+    raise _fail(f"expected [MODEL] PROMPT, got {len(args)} words: put the prompt in quotes, e.g.  "
+                f"mullama-tui run \"{words if len(words) < 60 else words[:57] + '...'}\"", 2)
+
+
+def _check_model_word(model_arg: str, prompt: str) -> None:
+    """`run Tell me` means the prompt "Tell me" far more often than a model called Tell:
+    when the first word is no model at all, say how to quote the prompt."""
+    from .models.resolve import parse_name, resolve_model
+
+    if parse_name(model_arg) is not None or any(c in model_arg for c in ":/\\.") or \
+            _settings().backend == "openai":
+        return  # a model name or a path (its own error says what is wrong with it)
+    try:
+        resolve_model(model_arg)
+    except MullamaError:
+        raise _fail(f"{model_arg!r} is not a model: to send several words as the prompt, quote them, e.g.  "
+                    f"mullama-tui run \"{model_arg} {prompt}\"", 2) from None
 
 
 def _threads(value: Optional[str], settings: Settings) -> Optional[int]:
@@ -234,6 +251,8 @@ def run(
 ) -> None:
     """Stream a completion to stdout as the tokens arrive. Ctrl+C stops it (exit 130)."""
     model_arg, prompt = _split_model_prompt(args)
+    if model_arg is not None and backend != "openai":
+        _check_model_word(model_arg, prompt)
     model_arg = _pull_if_needed(model_arg, pull)
     if prompt == "-":
         prompt = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")

@@ -147,3 +147,18 @@ def test_a_command_name_is_the_command_even_if_a_file_has_that_name(tmp_path, mo
     assert _model_as_command(["llama3.2:1b"]) == ["tui", "llama3.2:1b"]
     assert _model_as_command(["--theme", "x", "m.gguf"]) == ["--theme", "x", "tui", "m.gguf"]
     assert _model_as_command(["-v", "--help"]) == ["-v", "--help"]
+
+
+def test_an_unquoted_prompt_gets_a_hint_to_quote_it(home):
+    r = run_cli("run", "Tell", "me", "a", "joke")
+    assert r.returncode == 2 and 'mullama-tui run "Tell me a joke"' in r.stderr
+    r = run_cli("run", "Tell", "me")
+    assert r.returncode == 2 and "'Tell' is not a model" in r.stderr and '"Tell me"' in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_panes_that_shared_the_prompt_say_so_in_their_stats(home):
+    r = run_cli("run", "--temps", "0.2,0.9", "-n", "4", "--raw", "The sea is")
+    assert r.returncode == 0, r.stderr
+    assert "prompt eval:     none (the whole prompt was reused" in r.stderr
+    assert "(0.0 tok/s)" not in r.stderr

@@ -392,3 +392,46 @@ async def test_ctrl_y_copies_the_whole_reply_and_the_compare_panes(home):
         await pilot.press("ctrl+y")
         await pilot.pause()
         assert app.clipboard == panes[1].text != ""
+
+
+async def test_the_prompt_keeps_its_draft_and_pages_scroll_the_conversation(home):
+    """Up goes back through earlier prompts and Down comes back to what was being typed
+    (it was lost before); PageUp/PageDown scroll the conversation from the prompt; Ctrl+N
+    empties the gauge's context count with the conversation."""
+    configure(max_tokens=200, temperature=0.0, mode="raw")
+    app = MullamaApp(ignore_eos=True)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await send(pilot, app, "The history of the lighthouse, chapter one:")
+        await until(pilot, lambda: app.chat.ended == 1 and app.state == "ready", 60, "the reply")
+        prompt = app.query_one(PromptInput)
+        prompt.insert("my draft")
+        await pilot.press("up")
+        assert prompt.text == "The history of the lighthouse, chapter one:"
+        await pilot.press("down", "down", "down", "down")
+        assert prompt.text == "my draft"
+        out = app.chat.query_one("#output")
+        await until(pilot, lambda: out.max_scroll_y > 0 and out.scroll_y == out.max_scroll_y, 10, "the end in view")
+        bottom = out.scroll_y
+        await pilot.press("pageup")
+        await until(pilot, lambda: out.scroll_y < bottom, 5, "a page up")
+        await pilot.press("pagedown")
+        await until(pilot, lambda: out.scroll_y == bottom, 5, "back down")
+        gauge = app.query_one(Gauge)
+        assert gauge.prompt_tokens + gauge.tokens > 200
+        await pilot.press("ctrl+n")
+        await until(pilot, lambda: gauge.prompt_tokens + gauge.tokens == 0, 5, "an empty gauge")
+        assert f"context 0/{gauge.n_ctx}" in gauge.details_text.plain
+
+
+async def test_the_palette_lists_the_apps_commands_before_anything_is_typed(home):
+    from textual.command import CommandPalette
+    from textual.widgets import OptionList
+
+    app = MullamaApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), 5, "the palette")
+        options = app.screen.query_one(OptionList)
+        await until(pilot, lambda: options.option_count >= 10, 5, "the commands")
+        shown = " ".join(str(options.get_option_at_index(i).prompt) for i in range(options.option_count))
+        assert "Parameters" in shown and "Edit a turn" in shown and "Compare temperatures" in shown

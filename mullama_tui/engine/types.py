@@ -334,7 +334,8 @@ class Stats:
         ttft = f"{self.ttft * 1000:.0f} ms" if self.ttft is not None else "-"
         lines = [
             f"prompt tokens:   {self.prompt_tokens}" + self._reuse_note(),
-            f"prompt eval:     {self.prompt_time * 1000:.0f} ms ({self.prompt_tps:.1f} tok/s)",
+            f"prompt eval:     {self.prompt_time * 1000:.0f} ms ({self.prompt_tps:.1f} tok/s)" if self.prompt_processed
+            else "prompt eval:     none (the whole prompt was reused: cached, or shared with a sequence beside it)",
             f"first token:     {ttft}",
             f"generated:       {self.generated_tokens} tokens",
             f"generation rate: {self.gen_tps:.1f} tok/s",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
-from textual.command import Hit, Hits, Provider
+from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
 
@@ -88,9 +88,16 @@ class AppCommands(Provider):
         ("Toggle chat / raw mode", "screen.toggle_mode", "Chat template or raw prompt"),
         ("Token view", "screen.toggle_tokens", "Each token coloured by its probability; why it was chosen; branch"),
         ("Next branch", "screen.next_branch", "Show the next branch of the last reply"),
+        ("Edit a turn", "screen.edit", "Edit a question (answered again) or a reply (continued from the edit)"),
+        ("Copy the last reply", "screen.copy_reply", "The reply's text to the clipboard"),
         ("Cancel generation", "screen.cancel", "Stop the running generation"),
         ("Help", "help", "List every key"),
     ]
+
+    async def discover(self) -> Hits:
+        """Every command listed as soon as the palette opens (not only after typing)."""
+        for name, action, help_text in self.COMMANDS:
+            yield DiscoveryHit(name, lambda a=action: self.app.run_action(a), help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)

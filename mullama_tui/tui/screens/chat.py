@@ -84,6 +84,9 @@ class ChatScreen(WorkerScreen[None]):
         Binding("ctrl+y", "copy_reply", "Copy reply", show=False, priority=True, id="copy-reply"),
         # priority: the prompt box takes F6 as "select the line" (editing a turn is what it means here)
         Binding("f6", "edit", "Edit", priority=True, id="edit"),
+        # the conversation scrolls from the prompt too (the prompt box has no pages of its own)
+        Binding("pageup", "scroll_output(-1)", "Page up", show=False, priority=True),
+        Binding("pagedown", "scroll_output(1)", "Page down", show=False, priority=True),
     ]
 
     def __init__(self) -> None:
@@ -420,6 +423,7 @@ class ChatScreen(WorkerScreen[None]):
         self._turn = None
         self._turn_requests = {}
         self.conversation = new_conversation_id()
+        self.query_one(Gauge).reset()  # a new conversation uses none of the context yet
         out = self.query_one("#output", VerticalScroll)
         await out.remove_children()
         await out.mount(self._hint())
@@ -532,6 +536,13 @@ class ChatScreen(WorkerScreen[None]):
         await widget.add_edit(change.text)
         self._turn_requests[id(widget)] = request
         self._start(widget, request)
+
+    def action_scroll_output(self, direction: int) -> None:
+        out = self.query_one("#output", VerticalScroll)
+        if direction < 0:
+            out.scroll_page_up(animate=False)
+        else:
+            out.scroll_page_down(animate=False)
 
     def action_copy_reply(self) -> None:
         """Ctrl+Y: the last reply's text (as streamed so far) to the clipboard, without the

@@ -187,6 +187,13 @@ class Gauge(Widget):
         bottom = cells(self.details_text, width, self.get_component_rich_style("gauge--details"))
         return Strip(top).crop_extend(0, width, base), Strip(bottom, width)
 
+    def reset(self) -> None:
+        """Back to idle, nothing counted (a new conversation)."""
+        n_ctx, max_tokens = self.n_ctx, self.max_tokens
+        self.start(max_tokens, n_ctx)
+        self.running, self.t_start = False, 0.0
+        self.refresh_view()
+
     def start(self, max_tokens: int, n_ctx: int) -> None:
         self._arrivals.clear()
         self.tokens, self.max_tokens, self.n_ctx = 0, max(1, max_tokens), n_ctx

@@ -1,5 +1,6 @@
 """The multi-line prompt: Enter sends, Ctrl+J inserts a newline, Up on the first line and
-Down on the last line walk through earlier prompts."""
+Down on the last line walk through earlier prompts, and back to the draft being written
+(as shells do: nothing typed is lost by looking back)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class PromptInput(TextArea):
         super().__init__(soft_wrap=True, show_line_numbers=False, **kwargs)  # type: ignore[arg-type]
         self.past: list[str] = []
         self._recall = 0
+        self.draft = ""  # what was being written when Up first went back through the past
 
     async def _on_key(self, event: events.Key) -> None:
         if event.key == "enter":
@@ -51,13 +53,17 @@ class PromptInput(TextArea):
         if event.key == "up" and row == 0 and self.past:
             event.prevent_default()
             event.stop()
+            if self._recall >= len(self.past):  # leaving the draft: keep it
+                self._recall = len(self.past)
+                self.draft = self.text
             self._recall = max(0, self._recall - 1)
             self.load_text(self.past[self._recall])
             return
-        if event.key == "down" and row == self.document.line_count - 1 and self.past:
+        if event.key == "down" and row == self.document.line_count - 1 and self._recall < len(self.past):
             event.prevent_default()
             event.stop()
-            self._recall = min(len(self.past), self._recall + 1)
-            self.load_text(self.past[self._recall] if self._recall < len(self.past) else "")
+            self._recall += 1
+            self.load_text(self.past[self._recall] if self._recall < len(self.past) else self.draft)
+            self.move_cursor(self.document.end)
             return
         await super()._on_key(event)
