@@ -269,6 +269,11 @@ async def test_f6_edits_a_reply_and_the_model_goes_on_from_the_edit(home):
         reply = app.chat.messages[1]["content"]
         assert reply.startswith(edited) and len(reply) > len(edited)
         assert turns[0].branch.edited and turns[0].branches[0].text == original
+        from mullama_tui.history import History
+
+        runs = History().list()
+        assert runs[0].params["edited"] == {"of": turns[0].branches[0].run_id}  # the original stays in history
+        assert runs[0].output == reply
         request = app.chat._turn_requests[id(turns[0])]
         prompt = app.engine.prompt_tokens(request)
         tail = len(app.engine.model.tokenize(" Suddenly the lamp", add_special=False))

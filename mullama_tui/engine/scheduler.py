@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from . import llama
 from .generation import DEFAULT_CAPACITY, Generation
 from .insight import InsightProbe
-from .session import SessionError, SessionStore
+from .session import SessionError, SessionStore, common_prefix
 from .text import ReasoningSplitter, ReasoningTags, TextAssembler
 from .threads import StepWatchdog, ThreadChoice, ThreadController, ThreadTuner, cpu_cores
 from .types import (
@@ -53,14 +53,6 @@ from .types import (
 )
 
 log = logging.getLogger("mullama_tui.scheduler")
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class SlotState(enum.Enum):

@@ -61,6 +61,7 @@ class SavedState:
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens `a` and `b` share (the scheduler's KV reuse, and this store's)."""
     n = min(len(a), len(b))
     i = 0
     while i < n and a[i] == b[i]:
@@ -276,13 +277,8 @@ class SessionStore:
                 os.fsync(f.fileno())
             tmp.replace(path)  # atomic: the old state or the new one, never half of one
         except OSError as e:  # a full disk, a read-only folder: the conversation still works
-            notice = f"could not save the conversation's KV cache ({e.strerror or e}); it is processed from its text"
-            log.warning("%s", notice)
-            self.notices.append(notice)
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
+            self._drop_file(tmp, f"could not save the conversation's KV cache ({e.strerror or e}); "
+                                 f"it is processed from its text")
             return
         with self._lock:
             entry.bytes = path.stat().st_size

@@ -343,6 +343,8 @@ class ChatScreen(WorkerScreen[None]):
         branch = turn.branch
         if branch.at is not None:  # a branch of an earlier run: say of which, and where
             params["branch"] = {"of": turn.branches[0].run_id, "at": branch.at}
+        if branch.edited:  # the user's edit of an earlier reply, continued by the model
+            params["edited"] = {"of": turn.branches[0].run_id}
         try:
             branch.run_id = self.mullama.history.add(RunRecord(
                 model=self.mullama.model_name, mode=req.mode, prompt=req.prompt or "",
