@@ -438,3 +438,29 @@ async def test_the_palette_lists_the_apps_commands_before_anything_is_typed(home
         await until(pilot, lambda: options.option_count >= 10, 5, "the commands")
         shown = " ".join(str(options.get_option_at_index(i).prompt) for i in range(options.option_count))
         assert "Parameters" in shown and "Edit a turn" in shown and "Compare temperatures" in shown
+
+
+async def test_f3_searches_as_you_type_asks_before_deleting_and_exports_from_anywhere(home):
+    from textual.widgets import DataTable, Input
+
+    History().add(RunRecord(model="m", mode="raw", prompt="about lighthouses", output="o"))
+    History().add(RunRecord(model="m", mode="raw", prompt="about gardens", output="o"))
+    app = MullamaApp(model="/no/such/model.gguf")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("f3")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "HistoryScreen", 5, "history")
+        screen = app.screen
+        table = screen.query_one(DataTable)
+        assert screen.focused is table and table.row_count == 2
+        await pilot.press("g", "a", "r")  # typed on the list: it goes to the search box
+        await until(pilot, lambda: table.row_count == 1, 5, "the search to apply")
+        assert screen.query_one("#search", Input).value == "gar"
+        await pilot.press("ctrl+e")  # with the focus in the search box
+        await until(pilot, lambda: any("exported to" in n.message for n in app._notifications), 5, "the export")
+        table.focus()
+        await pilot.press("delete")
+        await pilot.pause()
+        assert len(History().list()) == 2 and any("Del again" in n.message for n in app._notifications)
+        await pilot.press("delete")
+        await until(pilot, lambda: len(History().list()) == 1, 5, "the deletion")
+        assert History().list()[0].prompt == "about lighthouses"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import time
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -20,9 +22,10 @@ class HistoryScreen(Screen[RunRecord | None]):
         Binding("escape", "dismiss(None)", "Back"),
         Binding("enter", "open", "Reopen", priority=False),
         Binding("delete", "delete", "Delete"),
-        Binding("ctrl+k", "forget_kv", "Forget KV"),
-        Binding("ctrl+e", "export('md')", "Export .md"),
-        Binding("ctrl+j", "export('json')", "Export .json", show=False),
+        # priority: these work wherever the focus is (the search box has its own ctrl+e/ctrl+k)
+        Binding("ctrl+k", "forget_kv", "Forget KV", priority=True),
+        Binding("ctrl+e", "export('md')", "Export .md", priority=True),
+        Binding("ctrl+j", "export('json')", "Export .json", show=False, priority=True),
     ]
 
     def __init__(self, history: History, sessions: SessionStore | None = None) -> None:
@@ -30,11 +33,13 @@ class HistoryScreen(Screen[RunRecord | None]):
         super().__init__()
         self.history = history
         self.sessions = sessions
+        self._armed: tuple[int, float] | None = None  # (run id, when) of a first Del: a second deletes
         self.records: list[RunRecord] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield with_blink(Input(placeholder="search prompts and outputs", id="search"),
+        yield with_blink(Input(placeholder="search prompts and outputs (or just type)", id="search",
+                               select_on_focus=False),
                          self.app.settings.cursor_blink)  # type: ignore[attr-defined]
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Footer()
@@ -92,8 +97,27 @@ class HistoryScreen(Screen[RunRecord | None]):
         if rec is not None:
             self.dismiss(rec)
 
+    def on_key(self, event: events.Key) -> None:
+        """Type to search: a character typed while the list has the focus goes to the search box."""
+        if event.is_printable and event.character and self.focused is self.query_one(DataTable):
+            search = self.query_one("#search", Input)
+            search.focus()
+            search.insert_text_at_cursor(event.character)
+            event.stop()
+            event.prevent_default()
+
     def action_delete(self) -> None:
+        """Del asks first: a second Del on the same run within 4 s deletes it."""
         rec = self._selected()
+        if rec is None or rec.id is None:
+            return
+        now = time.monotonic()
+        if self._armed is None or self._armed[0] != rec.id or now - self._armed[1] > 4.0:
+            self._armed = (rec.id, now)
+            prompt = (rec.messages[-1]["content"] if rec.messages else rec.prompt).replace("\n", " ")[:40]
+            self.notify(f"press Del again to delete run {rec.id} ({prompt!r})", severity="warning", timeout=4)
+            return
+        self._armed = None
         if rec is not None and rec.id is not None:
             try:
                 self.history.delete(rec.id)
