@@ -464,3 +464,17 @@ async def test_f3_searches_as_you_type_asks_before_deleting_and_exports_from_any
         await pilot.press("delete")
         await until(pilot, lambda: len(History().list()) == 1, 5, "the deletion")
         assert History().list()[0].prompt == "about lighthouses"
+
+
+async def test_notifications_never_cover_the_prompt(home):
+    from textual.widgets._toast import Toast
+
+    app = MullamaApp(model="/no/such/model.gguf")
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await pilot.press("ctrl+r")  # says "raw mode" in a notification
+        await until(pilot, lambda: bool(app.screen.query(Toast)), 5, "a notification")
+        await pilot.pause(0.3)
+        prompt = app.query_one(PromptInput).region
+        for toast in app.screen.query(Toast):
+            assert not toast.region.overlaps(prompt), (toast.region, prompt)
+            assert toast.region.y < prompt.y
