@@ -123,9 +123,8 @@ async def test_bad_parameter_is_refused_with_a_message(home):
         screen = app.screen
         screen.query_one("#top_p").value = "1.5"
         await pilot.press("ctrl+s")
-        await pilot.pause(0.1)
+        await until(pilot, lambda: "top_p" in str(screen.query_one("#error").render()), 5, "the error shown")
         assert app.screen is screen
-        assert "top_p" in str(screen.query_one("#error").render())
 
 
 async def test_history_survives_a_restart_and_reopens(home):
@@ -472,8 +471,8 @@ async def test_notifications_never_cover_the_prompt(home):
     app = MullamaApp(model="/no/such/model.gguf")
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await pilot.press("ctrl+r")  # says "raw mode" in a notification
-        await until(pilot, lambda: bool(app.screen.query(Toast)), 5, "a notification")
-        await pilot.pause(0.3)
+        await until(pilot, lambda: any(t.region.height for t in app.screen.query(Toast)), 5,
+                    "a notification laid out")
         prompt = app.query_one(PromptInput).region
         for toast in app.screen.query(Toast):
             assert not toast.region.overlaps(prompt), (toast.region, prompt)

@@ -6,7 +6,6 @@ report gives medians over the rounds.
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
@@ -90,7 +89,6 @@ def bench_startup(path: Path, *, rounds: int = 9, progress: Progress = lambda s:
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
     with private_home():
-        env_note = os.environ["MULLAMA_TUI_HOME"]
         _time(cases["--help"][0])  # warm the file cache once
         for r in range(rounds):
             progress(f"round {r + 1}/{rounds}")
@@ -99,7 +97,7 @@ def bench_startup(path: Path, *, rounds: int = 9, progress: Progress = lambda s:
     rows = {name: {"median_s": round(statistics.median(ts), 3), "min_s": round(min(ts), 3),
                    "max_s": round(max(ts), 3)} for name, ts in times.items()}
     return {"benchmark": "startup", "model": str(path), "rounds": rounds, "python": sys.version.split()[0],
-            "home": "a fresh temporary MULLAMA_TUI_HOME" if env_note else "", "rows": rows, "targets": TARGETS}
+            "rows": rows, "targets": TARGETS}
 
 
 def format_startup_report(r: dict[str, Any]) -> str:

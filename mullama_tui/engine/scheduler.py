@@ -500,6 +500,9 @@ class Scheduler:
         store = self.sessions
         if store is None or not request.session or not slot.cached:
             return
+        held = store.get(request.session)
+        if held is not None and held.identity == self.identity and held.tokens == slot.cached:
+            return  # nothing new since it was saved or restored (a turn cancelled at once): no 100 MB rewrite
         try:
             t0 = time.perf_counter()
             payload = self._context.seq_state(slot.seq)

@@ -30,7 +30,7 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 log = logging.getLogger("mullama_tui.session")
 
@@ -116,7 +116,8 @@ class SessionStore:
         self._entries = {}
         for path in sorted(self.folder.glob("*" + SUFFIX)):
             try:
-                header, _ = self._read_header(path)
+                with path.open("rb") as f:
+                    header = self._read_header(f)
                 st = path.stat()
                 self._entries[header["key"]] = SavedState(
                     header["key"], header["identity"], list(header["tokens"]), st.st_size,
@@ -173,40 +174,38 @@ class SessionStore:
         return best, n
 
     @staticmethod
-    def _read_header(path: Path) -> tuple[dict[str, Any], int]:
-        """The header of a state file and where its payload starts; SessionError if the
-        file is not one of ours or is cut short."""
-        with path.open("rb") as f:
-            head = f.read(12)
-            if len(head) < 12 or head[:4] != MAGIC:
-                raise SessionError("not a saved state (bad magic)")
-            version = int.from_bytes(head[4:8], "little")
-            if version != VERSION:
-                raise SessionError(f"saved by another version ({version})")
-            n = int.from_bytes(head[8:12], "little")
-            raw = f.read(n)
-            if len(raw) != n:
-                raise SessionError("cut short in its header")
+    def _read_header(f: BinaryIO) -> dict[str, Any]:
+        """The header of the state file open in `f` (left at its payload); SessionError if
+        the file is not one of ours or is cut short."""
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != MAGIC:
+            raise SessionError("not a saved state (bad magic)")
+        version = int.from_bytes(head[4:8], "little")
+        if version != VERSION:
+            raise SessionError(f"saved by another version ({version})")
+        n = int.from_bytes(head[8:12], "little")
+        raw = f.read(n)
+        if len(raw) != n:
+            raise SessionError("cut short in its header")
         try:
             header = json.loads(raw)
         except ValueError as e:
             raise SessionError(f"corrupt header ({e})") from None
         if not isinstance(header, dict):
             raise SessionError("corrupt header")
-        return header, 12 + n
+        return header
 
     def load(self, entry: SavedState, identity: str) -> bytes:
         """The payload of `entry`, checked (length, CRC-32, identity, tokens) before anyone
         hands it to llama.cpp. A bad file is removed (SessionError says why)."""
         path = self._file(entry.key)
         try:
-            header, start = self._read_header(path)
-            if header.get("identity") != identity:
-                raise SessionError("written for another model file, build or context setting")
-            if list(header.get("tokens", [])) != entry.tokens:
-                raise SessionError("its tokens do not match the index")
-            with path.open("rb") as f:
-                f.seek(start)
+            with path.open("rb") as f:  # one open, one read of the header and the payload
+                header = self._read_header(f)
+                if header.get("identity") != identity:
+                    raise SessionError("written for another model file, build or context setting")
+                if list(header.get("tokens", [])) != entry.tokens:
+                    raise SessionError("its tokens do not match the index")
                 payload = f.read()
             if len(payload) != header.get("payload_bytes"):
                 raise SessionError(f"truncated ({len(payload)} of {header.get('payload_bytes')} bytes)")
@@ -218,13 +217,6 @@ class SessionStore:
         with self._lock:
             entry.last_used = time.time()
         return payload
-
-    def touch(self, key: str) -> None:
-        with self._lock:
-            e = self._entries.get(key)
-            if e is not None:
-                e.last_used = time.time()
-                self._save_index()
 
     # -- writing ----------------------------------------------------------------------
     def save(self, key: str, identity: str, tokens: list[int], payload: bytes,

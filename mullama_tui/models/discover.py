@@ -242,9 +242,3 @@ def find_by_name(name: str, found: list[Found]) -> Found | None:
         return exact[0]
     plain = [f for f in found if f.short == name]
     return plain[0] if len(plain) == 1 else None
-
-
-def owner_of(path: Path, found: list[Found]) -> Found | None:
-    """The other tool's model at `path` (so `rm` can refuse it), if any."""
-    real = path.resolve()
-    return next((f for f in found if f.path.resolve() == real), None)

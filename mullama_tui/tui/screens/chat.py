@@ -247,8 +247,7 @@ class ChatScreen(WorkerScreen[None]):
                                              done / elapsed if elapsed > 0 and done > 0 else 0.0))
 
         def frame(news: list[News]) -> None:
-            if any(not n.empty for n in news):
-                self.post_message(TokenBatch(news))
+            self.post_message(TokenBatch(news))
 
         pump([gen], BATCH_INTERVAL, frame, forced={0: forced} if forced is not None else None,
              on_progress=progress, stop=lambda: worker.is_cancelled)
