@@ -835,6 +835,7 @@ def rm(names: List[str] = typer.Argument(..., metavar="NAME...", help="Pulled mo
        models_dir: Optional[Path] = MODELS_DIR) -> None:
     """Delete pulled models (their files and partial downloads)."""
     _use_models_dir(models_dir)
+    from .models import hf_cache
     from .models.resolve import BUNDLED_NAME
 
     store = _store()
@@ -862,7 +863,11 @@ def rm(names: List[str] = typer.Argument(..., metavar="NAME...", help="Pulled mo
     removed = []
     for entry in entries:
         path = store.path_of(entry)
-        freed = store.remove(entry)
+        if hf_cache.owns(path):  # pulled into the shared cache: its link, and its blob if unshared
+            freed = hf_cache.remove(path)
+            store.forget(entry)
+        else:
+            freed = store.remove(entry)
         removed.append({"name": entry.name, "path": str(path), "freed": freed})
         if settings.default_model in (entry.name, str(path)):
             settings.default_model = None

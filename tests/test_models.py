@@ -45,7 +45,8 @@ def hub(gguf_bytes: bytes, home: Path, monkeypatch: pytest.MonkeyPatch):
     h.add("test-org/not-a-model", "notes.gguf", b"<html>this is not a model</html>" * 100)
     monkeypatch.setenv("HF_ENDPOINT", h.url)
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("MULLAMA_TUI_MODELS", str(home / "models"))
+    monkeypatch.setenv("HF_TOKEN_PATH", str(home / "no-token"))  # never the user's `hf auth login`
+    monkeypatch.delenv("MULLAMA_TUI_MODELS", raising=False)
     yield h
     h.close()
 
@@ -54,9 +55,19 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def hf_hub_cache(home: Path) -> Path:
+    """The Hugging Face cache of the test's empty home (HOME is moved there, see conftest)."""
+    return home / "user" / ".cache" / "huggingface" / "hub"
+
+
 def pulled_file(home: Path) -> Path:
-    [path] = (home / "models").rglob("*.gguf")
+    """The one model pulled: a URL's in our store, an hf: name's in the Hugging Face cache."""
+    [path] = home.rglob("*.gguf")
     return path
+
+
+def partials(home: Path) -> list[Path]:
+    return [*home.rglob("*.part"), *home.rglob("*.incomplete")]
 
 
 def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -118,8 +129,8 @@ def test_pull_by_url_then_list_show_run_and_rm(hub: Hub, home: Path, gguf_bytes:
     assert "pulled" in r.stdout
     path = pulled_file(home)
     assert sha(path.read_bytes()) == sha(gguf_bytes)
-    assert not list((home / "models").rglob("*.part"))
-    index = json.loads((home / "models" / "index.json").read_text())
+    assert not partials(home) and not hf_hub_cache(home).exists()  # a plain URL: our own store
+    index = json.loads((home / "cache" / "models" / "index.json").read_text())
     assert index["models"][0]["url"] == url and index["models"][0]["sha256"] == sha(gguf_bytes)
 
     rows = json.loads(ok(run_cli("models", "--json")).stdout)
@@ -200,11 +211,11 @@ def test_resume_after_ctrl_c_and_after_a_crash(hub: Hub, home: Path, gguf_bytes:
     proc = subprocess.Popen(CLI + ["pull", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def downloading() -> bool:
-        parts = list((home / "models").rglob("*.part"))
+        parts = partials(home)
         return bool(parts) and parts[0].stat().st_size >= 1_000_000
 
     wait_until(downloading, 30, "the download to start", 0.05)
-    parts = list((home / "models").rglob("*.part"))
+    parts = partials(home)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "resume" in err and "Traceback" not in err
@@ -230,7 +241,8 @@ def test_checksum_mismatch_deletes_the_partial_file(hub: Hub, home: Path) -> Non
     r = run_cli("pull", f"hf:{REPO}:{FILE}")
     assert r.returncode == 1 and "checksum mismatch" in r.stderr and "deleted" in r.stderr
     assert "Traceback" not in r.stderr
-    assert not list((home / "models").rglob("*.gguf*"))
+    assert not list(home.rglob("*.gguf*")) and not partials(home)
+    assert not list((hf_hub_cache(home) / f"models--{REPO.replace('/', '--')}" / "blobs").iterdir())
 
 
 def test_http_and_network_errors_are_one_clear_line(hub: Hub, home: Path, monkeypatch) -> None:
@@ -243,12 +255,16 @@ def test_http_and_network_errors_are_one_clear_line(hub: Hub, home: Path, monkey
     r = run_cli("pull", f"hf:{REPO}:{FILE}")
     assert r.returncode == 1 and "401" in r.stderr and "HF_TOKEN" in r.stderr
     monkeypatch.setenv("HF_TOKEN", "secret")
+    before = len(hub.requests)
     ok(run_cli("pull", f"hf:{REPO}:{FILE}", "-q"))
-    assert all(q["auth"] == "Bearer secret" for q in hub.requests[-2:])
+    made = [q for q in hub.requests[before:] if "/resolve/" in q["path"] or q["path"].startswith("/cdn/")]
+    assert [q["method"] for q in made] == ["HEAD", "GET", "GET"]  # metadata, resolve, the CDN's bytes
+    assert all(q["auth"] == "Bearer secret" for q in made[:2])
+    assert made[2]["auth"] is None  # the token never leaves the Hub for the CDN
 
     r = run_cli("pull", "hf:test-org/not-a-model:notes.gguf")
     assert r.returncode == 1 and "not a GGUF" in r.stderr
-    assert not list((home / "models").rglob("notes.gguf*"))
+    assert not list(home.rglob("notes.gguf*")) and not partials(home)
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     r = run_cli("pull", "llama3.2:1b")
@@ -273,7 +289,8 @@ def test_pull_flag_downloads_a_model_argument_first(hub: Hub, home: Path) -> Non
 def test_models_dir_option(hub: Hub, home: Path, tmp_path_factory) -> None:
     other = tmp_path_factory.mktemp("elsewhere")
     ok(run_cli("pull", f"hf:{REPO}:{FILE}", "--models-dir", str(other), "-q"))
-    assert list(other.rglob(FILE)) and not (home / "models").exists()
+    assert list(other.rglob(FILE)) and not (home / "cache" / "models").exists()
+    assert not hf_hub_cache(home).exists()  # a chosen folder takes hf: pulls too
     rows = json.loads(ok(run_cli("ls", "--models-dir", str(other), "--json")).stdout)
     assert any(r["kind"] == "pulled" for r in rows)
 
@@ -321,3 +338,91 @@ def test_the_header_cache_reads_a_file_once_and_again_when_it_changes(tmp_path, 
         assert gguf.HeaderCache(tmp_path / "headers.json").read(copy).name == first.name
     finally:
         gguf.read_gguf = real
+
+
+# -- the shared Hugging Face cache -----------------------------------------------------------
+def storage(home: Path) -> Path:
+    return hf_hub_cache(home) / f"models--{REPO.replace('/', '--')}"
+
+
+def test_pull_lands_in_the_shared_hf_cache_where_huggingface_hub_finds_it(hub: Hub, home: Path,
+                                                                          gguf_bytes: bytes) -> None:
+    info = json.loads(ok(run_cli("pull", f"hf:{REPO}:{FILE}", "--json")).stdout)
+    blob = storage(home) / "blobs" / sha(gguf_bytes)
+    pointer = storage(home) / "snapshots" / hub.commit / FILE
+    assert info["path"] == str(pointer) and info["downloaded"] and info["sha256"] == sha(gguf_bytes)
+    assert blob.read_bytes() == gguf_bytes and pointer.is_symlink() and pointer.resolve() == blob
+    assert (storage(home) / "refs" / "main").read_text() == hub.commit
+    # the Hub's own library, asked with no network at all, finds the file
+    from huggingface_hub import try_to_load_from_cache
+
+    assert try_to_load_from_cache(REPO, FILE, cache_dir=hf_hub_cache(home)) == str(pointer)
+
+    rows = json.loads(ok(run_cli("models", "--json")).stdout)
+    same = [r for r in rows if Path(r["path"]).resolve() == blob]
+    assert len(same) == 1 and same[0]["kind"] == "pulled"  # listed once, not again as the HF cache's
+    out = ok(run_cli("run", f"hf:{REPO}:{FILE}", "Say hi.", "-n", "3", "--seed", "1", "--json"))
+    assert json.loads(out.stdout.splitlines()[-1])["stats"]["generated_tokens"] >= 1
+
+    removed = json.loads(ok(run_cli("rm", f"hf:{REPO}:{FILE}", "--yes", "--json")).stdout)
+    assert removed[0]["freed"] == len(gguf_bytes) and not blob.exists() and not pointer.is_symlink()
+
+
+def test_a_file_huggingface_hub_downloaded_is_not_downloaded_again(hub: Hub, home: Path) -> None:
+    from huggingface_hub import hf_hub_download
+
+    got = hf_hub_download(REPO, FILE, cache_dir=hf_hub_cache(home), endpoint=hub.url)
+    served = len(hub.file_requests())
+    r = ok(run_cli("pull", f"hf:{REPO}:{FILE}", "--json"))
+    info = json.loads(r.stdout)
+    assert not info["downloaded"] and info["path"] == got
+    assert len(hub.file_requests()) == served  # no byte fetched again
+    r = run_cli("rm", f"hf:{REPO}:{FILE}", "--yes")  # recorded as pulled: ours to remove now
+    assert r.returncode == 0 and not Path(got).exists()
+
+
+def test_pull_resumes_a_partial_blob_left_by_either_tool(hub: Hub, home: Path, gguf_bytes: bytes) -> None:
+    """`blobs/<sha256>.incomplete` is the library's own name for a partial download: a pull
+    carries on from its bytes instead of starting over."""
+    partial = storage(home) / "blobs" / f"{sha(gguf_bytes)}.incomplete"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(gguf_bytes[:54321])
+    ok(run_cli("pull", f"hf:{REPO}:{FILE}"))
+    assert [q["range"] for q in hub.file_requests()] == ["bytes=54321-"]
+    assert pulled_file(home).read_bytes() == gguf_bytes and not partial.exists()
+
+
+def test_ctrl_c_mid_pull_into_the_hf_cache_resumes(hub: Hub, home: Path, gguf_bytes: bytes) -> None:
+    hub.slow_next = 0.02
+    proc = subprocess.Popen(CLI + ["pull", f"hf:{REPO}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: bool(partials(home)) and partials(home)[0].stat().st_size >= 1_000_000, 30,
+               "the download to start", 0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    [part] = partials(home)
+    kept = part.stat().st_size
+    assert proc.returncode == 130 and "resume" in err and part.name.endswith(".incomplete")
+    ok(run_cli("pull", f"hf:{REPO}"))
+    assert hub.file_requests()[-1]["range"] == f"bytes={kept}-"
+    assert pulled_file(home).read_bytes() == gguf_bytes
+
+
+def test_a_xet_file_falls_back_to_the_resumable_download(hub: Hub, home: Path, gguf_bytes: bytes) -> None:
+    """The loopback hub says the file is stored with Xet but has no Xet server (the real Hub
+    does): the library's Xet download fails and the plain HTTP download takes over."""
+    hub.xet = True
+    r = ok(run_cli("pull", f"hf:{REPO}:{FILE}"))
+    assert "Xet" in r.stderr and "over HTTP instead" in r.stderr and "Traceback" not in r.stderr
+    assert pulled_file(home).read_bytes() == gguf_bytes
+
+
+def test_offline_a_cached_file_is_used_and_a_missing_one_is_one_line(hub: Hub, home: Path, monkeypatch) -> None:
+    from huggingface_hub import hf_hub_download
+
+    got = hf_hub_download(REPO, FILE, cache_dir=hf_hub_cache(home), endpoint=hub.url)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the Hub is unreachable now
+    r = ok(run_cli("pull", f"hf:{REPO}:{FILE}"))
+    assert f"already here: hf:{REPO}:{FILE} -> {got}" in r.stdout and "cannot be asked" in r.stderr
+    r = run_cli("pull", f"hf:{REPO}:{FILE.replace('Q4_K_M', 'Q8_0')}")
+    assert r.returncode == 1 and "no network" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -1,5 +1,9 @@
 """Downloading models: resumable, verified, atomic.
 
+`hf:` names and aliases go into the shared Hugging Face cache (hf_cache.py: the library's
+layout, listing, token and metadata, our resume and checksum); plain URLs, and everything
+when a models folder is chosen (`--models-dir`, MULLAMA_TUI_MODELS), go into our own store.
+
 A pull writes to `<file>.part`. After any interruption (Ctrl+C, a dropped connection, a
 crash) the next attempt sends `Range: bytes=<have>-` and appends; a dropped connection
 is retried at once a few times. When the bytes are in, the size, the sha256 (when the
@@ -24,6 +28,7 @@ from typing import Any
 import httpx
 
 from ..engine.types import MullamaError
+from . import hf_cache
 from .resolve import Source, hf_endpoint, hf_file_url, parse_name
 from .store import ModelStore, StoredModel
 
@@ -54,8 +59,8 @@ def pick_gguf(files: list[str]) -> str | None:
     return sorted(ggufs)[0] if ggufs else None
 
 
-def _headers() -> dict[str, str]:
-    token = os.environ.get("HF_TOKEN")
+def _headers(token: str | None = None) -> dict[str, str]:
+    token = token or os.environ.get("HF_TOKEN")
     headers = {"User-Agent": "mullama-tui"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -125,9 +130,10 @@ def pull(name: str, store: ModelStore | None = None, *, progress: Progress | Non
     existing = store.find(name)
     if existing is not None:
         return existing, False
+    if source.repo is not None and not os.environ.get("MULLAMA_TUI_MODELS"):
+        return _pull_into_hf_cache(name, source, store, progress, note or (lambda s: None), client)
     own_client = client is None
-    client = client or httpx.Client(headers=_headers(), follow_redirects=True,
-                                    timeout=httpx.Timeout(30.0, read=60.0))
+    client = client or _client()
     try:
         size = sha256 = None
         if source.file is None:
@@ -144,6 +150,117 @@ def pull(name: str, store: ModelStore | None = None, *, progress: Progress | Non
                         sha256=sha256, repo=source.repo)
     store.add(entry)
     return entry, True
+
+
+def _client(token: str | None = None) -> httpx.Client:
+    return httpx.Client(headers=_headers(token), follow_redirects=True, timeout=httpx.Timeout(30.0, read=60.0))
+
+
+def hub_error(e: Exception, what: str) -> PullError:
+    """One line for what huggingface_hub raised while asking the Hub about `what`."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    if isinstance(e, OfflineModeIsEnabled):
+        return PullError(f"HF_HUB_OFFLINE is set, so {what} cannot be downloaded (and it is not in the "
+                         f"Hugging Face cache)")
+    if isinstance(e, HfHubHTTPError) and e.response is not None:
+        return _http_error(e.response.status_code, what)
+    kind = type(e).__name__
+    if "Connect" in kind:
+        return PullError(f"no network: cannot reach {httpx.URL(hf_endpoint()).host} ({kind}). Check the "
+                         f"connection, or set HF_ENDPOINT to a mirror")
+    if "Timeout" in kind:
+        return PullError(f"{httpx.URL(hf_endpoint()).host} did not answer in time ({kind})")
+    return PullError(f"asking {hf_endpoint()} about {what} failed: {e or kind}")
+
+
+def _pull_into_hf_cache(name: str, source: Source, store: ModelStore, progress: Progress | None, note: Note,
+                        client: httpx.Client | None) -> tuple[StoredModel, bool]:
+    """`pull` of a Hub file into the shared cache; see hf_cache.py for who does what."""
+    assert source.repo is not None
+    repo, file = source.repo, source.file
+    size = sha256 = None
+    try:
+        if file is None:
+            items = hf_cache.list_files(repo)
+            file = pick_gguf([i["path"] for i in items])
+            if file is None:
+                raise PullError(f"no .gguf file in {hf_endpoint()}/{repo} "
+                                f"(files: {', '.join(i['path'] for i in items[:8]) or 'none'})")
+            item = next(i for i in items if i["path"] == file)
+            size, sha256 = item["size"], item["sha256"]
+            note(f"picked {file} from {repo}")
+        remote = hf_cache.metadata(repo, file)
+    except PullError:
+        raise
+    except Exception as e:  # the library's errors, mapped to one line (a cached copy is used offline)
+        here = hf_cache.cached(repo, file) if file else None
+        if here is None or file is None:
+            raise hub_error(e, hf_cache.file_url(repo, file) if file else f"{hf_endpoint()}/{repo}") from e
+        note(f"the Hub cannot be asked ({type(e).__name__}): using the copy in the Hugging Face cache")
+        return _record(store, name, repo, file, here, None), False
+    where = hf_cache.paths(remote)
+    sha256 = sha256 or remote.sha256
+    downloaded = False
+    if where.pointer.is_file():
+        note("already in the Hugging Face cache")
+    elif (remote.xet and not where.blob.is_file() and not where.incomplete.exists()
+          and _xet_download(remote, where, sha256, note)):  # the library takes its own lock
+        downloaded = True
+    else:
+        with hf_cache.lock(where):
+            if where.blob.is_file():
+                note("its blob is already in the Hugging Face cache")
+            else:
+                own_client = client is None
+                client = client or _client(hf_cache.token())
+                try:
+                    download(client, hf_cache.file_url(repo, file, remote.commit), where.blob,
+                             part=where.incomplete, size=remote.size or size, sha256=sha256,
+                             progress=progress, note=note)
+                finally:
+                    if own_client:
+                        client.close()
+                downloaded = True
+            hf_cache.place(remote, where)
+    return _record(store, name, repo, file, where.pointer, sha256), downloaded
+
+
+def _xet_download(remote: hf_cache.RemoteFile, where: hf_cache.CachePaths, sha256: str | None,
+                  note: Note) -> bool:
+    """A Xet-stored file through the library's Xet client (parallel, deduplicated); False,
+    with a note, when that fails, so the plain resumable download takes over."""
+    from huggingface_hub import hf_hub_download
+
+    note("stored with Xet: downloading through huggingface_hub")
+    try:
+        got = Path(hf_hub_download(remote.repo, remote.file, revision=remote.commit,
+                                   cache_dir=hf_cache.cache_root(), endpoint=hf_endpoint(), token=hf_cache.token()))
+    except Exception as e:  # noqa: BLE001 - any failure falls back to the path that resumes
+        note(f"the Xet download failed ({type(e).__name__}: {str(e)[:120]}); downloading over HTTP instead")
+        return False
+    actual = _sha256_of(got)
+    if sha256 and actual != sha256:
+        for p in (where.pointer, where.blob):
+            p.unlink(missing_ok=True)
+        raise PullError(f"checksum mismatch for {remote.file}: expected sha256 {sha256}, got {actual}; "
+                        f"deleted it, pull again to download it afresh")
+    return True
+
+
+def _record(store: ModelStore, name: str, repo: str, file: str, path: Path, sha256: str | None) -> StoredModel:
+    entry = StoredModel(name=name, file=str(path), url=hf_cache.file_url(repo, file), size=path.stat().st_size,
+                        sha256=sha256, repo=repo)
+    store.add(entry)
+    return entry
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(CHUNK * 4), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _expected(responses: list[httpx.Response]) -> tuple[int | None, str | None]:
@@ -169,11 +286,11 @@ def _total(r: httpx.Response, have: int) -> int | None:
 
 def download(client: httpx.Client, url: str, dest: Path, *, size: int | None = None,
              sha256: str | None = None, progress: Progress | None = None,
-             note: Note | None = None) -> tuple[int, str]:
-    """Fetch `url` to `dest` through `dest.part` (see the module docstring); returns the
-    final size and sha256."""
+             note: Note | None = None, part: Path | None = None) -> tuple[int, str]:
+    """Fetch `url` to `dest` through `part` (default `dest.part`; see the module docstring);
+    returns the final size and sha256."""
     note = note or (lambda s: None)
-    part = dest.with_name(dest.name + ".part")
+    part = part or dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     failures = 0
     while True:

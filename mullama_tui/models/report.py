@@ -15,16 +15,19 @@ from .store import ModelStore, StoredModel
 
 def pull_with_progress(name: str, *, quiet: bool = False,
                        console: Console | None = None) -> tuple[StoredModel, bool]:
-    """`pull` with a Rich progress bar (bytes, speed, ETA) on stderr; silent when stderr is
-    not a terminal or `quiet`. (The downloader, and httpx with it, loads only here:
+    """`pull` with a Rich progress bar (bytes, speed, ETA) on stderr; its notes alone when
+    stderr is not a terminal, nothing with `quiet`. (The downloader, and httpx with it, loads only here:
     `models` and `show` answer without it.)"""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from .pull import pull
 
     console = console or Console(stderr=True)
-    if quiet or not console.is_terminal:
+    if quiet:
         return pull(name)
+    if not console.is_terminal:  # no bar, but what happened still says so, a line each
+        return pull(name, note=lambda text: console.print(f"{name}: {text}", highlight=False, markup=False,
+                                                          soft_wrap=True))
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
                TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:

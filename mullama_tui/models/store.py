@@ -22,7 +22,7 @@ class StoredModel:
     """One pulled model, as recorded in the index."""
 
     name: str  # what the user pulled: "llama3.2:1b", "hf:owner/repo:file.gguf" or a URL
-    file: str  # path relative to the models dir
+    file: str  # path relative to the models dir, or absolute in the Hugging Face cache
     url: str
     size: int
     sha256: str | None = None
@@ -85,6 +85,10 @@ class ModelStore:
         rest = [e for e in self._read() if e.name != entry.name and e.file != entry.file]
         self._write(rest + [entry])
 
+    def forget(self, entry: StoredModel) -> None:
+        """Drop the index entry alone (the file is someone else's to delete: hf_cache.remove)."""
+        self._write([e for e in self._read() if e.name != entry.name])
+
     def remove(self, entry: StoredModel) -> int:
         """Delete the file (and any partial download) and its index entry; bytes freed."""
         path = self.path_of(entry)
@@ -95,7 +99,7 @@ class ModelStore:
                 p.unlink()
             except FileNotFoundError:
                 pass
-        self._write([e for e in self._read() if e.name != entry.name])
+        self.forget(entry)
         try:
             path.parent.rmdir()  # only if now empty
         except OSError:
