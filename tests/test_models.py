@@ -373,6 +373,12 @@ def test_a_file_huggingface_hub_downloaded_is_not_downloaded_again(hub: Hub, hom
 
     got = hf_hub_download(REPO, FILE, cache_dir=hf_hub_cache(home), endpoint=hub.url)
     served = len(hub.file_requests())
+    # a cache the library itself built: listed, by the name the HF cache gives it, and it runs
+    rows = json.loads(ok(run_cli("models", "--json")).stdout)
+    assert [(r["name"], r["from"]) for r in rows if r["path"] == got] == [(f"hf:{REPO}:{FILE}", "HF cache")]
+    out = ok(run_cli("run", f"hf:{REPO}:{FILE}", "Hi", "-n", "2", "--seed", "1", "--json"))
+    assert json.loads(out.stdout.splitlines()[-1])["stats"]["generated_tokens"] >= 1
+    assert run_cli("rm", f"hf:{REPO}:{FILE}", "--yes").returncode == 1 and Path(got).exists()  # not ours yet
     r = ok(run_cli("pull", f"hf:{REPO}:{FILE}", "--json"))
     info = json.loads(r.stdout)
     assert not info["downloaded"] and info["path"] == got
