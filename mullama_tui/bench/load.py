@@ -144,11 +144,17 @@ def bench_engine_load(engine: LocalEngine, loads: list[int], *, n_tokens: int, p
         fixed_pp = {k: v for k, v in med_pp.items() if k != "auto"}
         best_tg = max(fixed_tg, key=lambda k: fixed_tg[k])
         best_pp = max(fixed_pp, key=lambda k: fixed_pp[k])
+        # judged on the median of each repetition's own ratio (its runs are seconds apart), as
+        # the VM's speed drifts by a third within minutes; the ratio of medians is kept beside it
+        paired_tg = paired_ratios(tg["auto"], tg[best_tg])
+        paired_pp = paired_ratios(pp["auto"], pp[best_pp])
         rows.append({"load": load, "tg_tps": med_tg, "pp_tps": med_pp, "best_fixed_tg": int(best_tg),
                      "best_fixed_pp": int(best_pp), "auto_chose": chosen, "cut": cut,
                      "tg_runs": {k: [round(x, 1) for x in v] for k, v in tg.items()},
-                     "auto_of_best_tg": round(med_tg["auto"] / fixed_tg[best_tg], 3) if fixed_tg[best_tg] else 0.0,
-                     "auto_of_best_pp": round(med_pp["auto"] / fixed_pp[best_pp], 3) if fixed_pp[best_pp] else 0.0})
+                     "paired_tg": paired_tg, "paired_pp": paired_pp,
+                     "auto_of_best_tg": round(statistics.median(paired_tg), 3) if paired_tg else 0.0,
+                     "auto_of_best_pp": round(statistics.median(paired_pp), 3) if paired_pp else 0.0,
+                     "medians_ratio_tg": round(med_tg["auto"] / fixed_tg[best_tg], 3) if fixed_tg[best_tg] else 0.0})
     return rows
 
 
@@ -230,7 +236,8 @@ def bench_load(path: Path, *, loads: list[int] | None = None, n_tokens: int = 12
 def format_load_report(r: dict[str, Any]) -> str:
     t = r["targets"]
     lines = [f"model: {r['model']}  cores: {r['cores']}  generation: {r['n_tokens']} tokens each (end-of-text "
-             f"cannot stop a run)  prompt: {r['pp_tokens']} tokens  medians of {r['reps']} interleaved runs",
+             f"cannot stop a run)  prompt: {r['pp_tokens']} tokens  {r['reps']} repetitions, each running every "
+             f"setting once (the order rotated); auto / best: the median of the repetitions' own ratios",
              "load = busy processes beside it (sh -c 'while :; do :; done', one core each)"]
     for row in r["engine"]:
         target = t["auto_of_best_idle"] if row["load"] == 0 else t["auto_of_best"]
@@ -243,6 +250,9 @@ def format_load_report(r: dict[str, Any]) -> str:
                      f"{row['auto_of_best_pp']}x (target >= {t['auto_of_best']}x: "
                      f"{ok(row['auto_of_best_pp'] >= t['auto_of_best'])})")
         lines.append("        generation runs: " + "  ".join(f"{k}: {v}" for k, v in row["tg_runs"].items()))
+        if "paired_tg" in row:
+            lines.append(f"        auto / best fixed in each repetition: generation {row['paired_tg']}, prompt "
+                         f"{row['paired_pp']} (ratio of the medians: {row['medians_ratio_tg']}x)")
         lines.append(f"        auto ended its runs on: {', '.join(row['auto_chose'])}")
         if row["cut"]:
             lines.append("        cut at " + f"{r['limit_s']:.0f} s and rated over what they made (starving): "

@@ -11,12 +11,13 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from .common import Progress, ok, percentile, quiet
+from .common import Progress, ok, paired_ratios, percentile, quiet
 
 
 def free_port() -> int:
@@ -128,85 +129,92 @@ async def _llama_server_client(client: httpx.AsyncClient, url: str, n_tokens: in
     return n, ttft or 0.0
 
 
-def bench_server(path: Path, *, clients: int = 8, n_tokens: int = 128, reps: int = 2,
+Round = Callable[[int], "tuple[float, list[float]]"]
+
+
+def _ours_round(url: str, n_tokens: int) -> Round:
+    """`k` streaming clients of `serve`'s /stream at once: aggregate tok/s and each time to first token."""
+    async def one(client: httpx.AsyncClient, seed: int) -> tuple[int, float]:
+        body = {"prompt": "Write a long story about a dragon.", "max_tokens": n_tokens, "seed": seed,
+                "temperature": 0.8, "ignore_eos": True}
+        t0 = time.perf_counter()
+        ttft = None
+        n = 0
+        async with client.stream("POST", url + "/stream", json=body) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data: "):
+                    ev = json.loads(line[6:])
+                    if not ev["done"]:
+                        n += 1
+                        if ttft is None:
+                            ttft = time.perf_counter() - t0
+                    else:
+                        n = ev["stats"]["generated_tokens"]
+        return n, ttft or 0.0
+
+    return lambda k: asyncio.run(_gather(one, k))
+
+
+def _llama_server_round(url: str, n_tokens: int) -> Round:
+    return lambda k: asyncio.run(_gather(lambda client, seed: _llama_server_client(client, url, n_tokens, seed), k))
+
+
+async def _gather(one: Callable[[httpx.AsyncClient, int], Awaitable[tuple[int, float]]],
+                  k: int) -> tuple[float, list[float]]:
+    async with httpx.AsyncClient(timeout=300) as client:
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(one(client, 100 + i) for i in range(k)))
+        wall = time.perf_counter() - t0
+    return sum(n for n, _ in results) / wall, [t for _, t in results]
+
+
+def bench_server(path: Path, *, clients: int = 8, n_tokens: int = 128, reps: int = 3,
                  llama_server: str | None = None, progress: Progress = quiet) -> dict[str, Any]:
-    """`llama_server`: the path of llama.cpp's `llama-server`; its aggregate with the same
-    clients is measured after ours (the servers never run at once) and compared."""
-    report = _bench_ours(path, clients, n_tokens, reps, progress)
-    if llama_server:
-        theirs = LlamaServerProcess(llama_server, path, clients, 1024)
-        try:
-            async def round_(k: int) -> float:
-                async with httpx.AsyncClient(timeout=300) as client:
-                    t0 = time.perf_counter()
-                    got = await asyncio.gather(*(_llama_server_client(client, theirs.url, n_tokens, 100 + i)
-                                                 for i in range(k)))
-                    return sum(n for n, _ in got) / (time.perf_counter() - t0)
-
-            asyncio.run(round_(1))  # warm-up
-            single, loaded = [], []
-            for i in range(reps):
-                progress(f"rep {i + 1}/{reps}: llama-server, 1 client")
-                single.append(asyncio.run(round_(1)))
-                progress(f"rep {i + 1}/{reps}: llama-server, {clients} clients")
-                loaded.append(asyncio.run(round_(clients)))
-        finally:
-            theirs.stop()
-        report["llama_server"] = {"single_tps": round(statistics.median(single), 1),
-                                  "loaded_tps": round(statistics.median(loaded), 1)}
-        report["of_llama_server_loaded"] = round(report["loaded_tps"] / statistics.median(loaded), 2)
-        report["of_llama_server_single"] = round(report["single_tps"] / statistics.median(single), 2)
-    return report
-
-
-def _bench_ours(path: Path, clients: int, n_tokens: int, reps: int, progress: Progress) -> dict[str, Any]:
-    server = ServeProcess(path, "--max-concurrency", str(clients), "--queue", str(clients), "--ctx", "1024")
-    url = server.url
-    threads = ""
+    """`serve` with 1 and `clients` streaming clients. With `llama_server` (the path of
+    llama.cpp's `llama-server`), that server is up beside ours and the two take turns,
+    round by round in the order AB BA AB (one measured while the other idles), so the
+    comparison is of adjacent rounds: a VM's speed drifts by a third within minutes."""
+    ours = ServeProcess(path, "--max-concurrency", str(clients), "--queue", str(clients), "--ctx", "1024")
+    theirs = LlamaServerProcess(llama_server, path, clients, 1024) if llama_server else None
     try:
-        async def one(client: httpx.AsyncClient, seed: int) -> tuple[int, float]:
-            body = {"prompt": "Write a long story about a dragon.", "max_tokens": n_tokens, "seed": seed,
-                    "temperature": 0.8, "ignore_eos": True}
-            t0 = time.perf_counter()
-            ttft = None
-            n = 0
-            async with client.stream("POST", url + "/stream", json=body) as r:
-                async for line in r.aiter_lines():
-                    if line.startswith("data: "):
-                        ev = json.loads(line[6:])
-                        if not ev["done"]:
-                            n += 1
-                            if ttft is None:
-                                ttft = time.perf_counter() - t0
-                        else:
-                            n = ev["stats"]["generated_tokens"]
-            return n, ttft or 0.0
-
-        async def round_(k: int) -> tuple[float, list[float]]:
-            async with httpx.AsyncClient(timeout=300) as client:
-                t0 = time.perf_counter()
-                results = await asyncio.gather(*(one(client, 100 + i) for i in range(k)))
-                wall = time.perf_counter() - t0
-            return sum(n for n, _ in results) / wall, [t for _, t in results]
-
-        asyncio.run(round_(1))  # warm-up
-        single, loaded, ttfts = [], [], []
+        sides: dict[str, Round] = {"ours": _ours_round(ours.url, n_tokens)}
+        if theirs is not None:
+            sides["theirs"] = _llama_server_round(theirs.url, n_tokens)
+        for run in sides.values():
+            run(1)  # warm-up
+        single: dict[str, list[float]] = {k: [] for k in sides}
+        loaded: dict[str, list[float]] = {k: [] for k in sides}
+        ttfts: list[float] = []
         for i in range(reps):
-            progress(f"rep {i + 1}/{reps}: 1 client")
-            single.append(asyncio.run(round_(1))[0])
-            progress(f"rep {i + 1}/{reps}: {clients} clients")
-            tps, t = asyncio.run(round_(clients))
-            loaded.append(tps)
-            ttfts += t
-        threads = server.health().get("threads", {})
+            order = list(sides) if i % 2 == 0 else list(reversed(sides))
+            for side in order:
+                who = "serve" if side == "ours" else "llama-server"
+                progress(f"rep {i + 1}/{reps}: {who}, 1 client")
+                single[side].append(sides[side](1)[0])
+                progress(f"rep {i + 1}/{reps}: {who}, {clients} clients")
+                tps, t = sides[side](clients)
+                loaded[side].append(tps)
+                if side == "ours":
+                    ttfts += t
+        threads = ours.health().get("threads", {})
     finally:
-        server.stop()
-    return {"benchmark": "server", "model": str(path), "clients": clients, "n_tokens": n_tokens,
-            "single_tps": round(statistics.median(single), 1), "loaded_tps": round(statistics.median(loaded), 1),
-            "ratio": round(statistics.median(loaded) / statistics.median(single), 2), "target": 1.5,
-            "threads": threads,
-            "ttft_ms": {"median": round(statistics.median(ttfts) * 1000, 1),
-                        "p95": round(percentile(ttfts, 0.95) * 1000, 1)}}
+        ours.stop()
+        if theirs is not None:
+            theirs.stop()
+    med = statistics.median
+    report: dict[str, Any] = {
+        "benchmark": "server", "model": str(path), "clients": clients, "n_tokens": n_tokens, "reps": reps,
+        "single_tps": round(med(single["ours"]), 1), "loaded_tps": round(med(loaded["ours"]), 1),
+        "ratio": round(med(loaded["ours"]) / med(single["ours"]), 2), "target": 1.5, "threads": threads,
+        "ttft_ms": {"median": round(med(ttfts) * 1000, 1), "p95": round(percentile(ttfts, 0.95) * 1000, 1)},
+        "runs": {"single": {k: [round(x, 1) for x in v] for k, v in single.items()},
+                 "loaded": {k: [round(x, 1) for x in v] for k, v in loaded.items()}}}
+    if theirs is not None:
+        report["llama_server"] = {"single_tps": round(med(single["theirs"]), 1),
+                                  "loaded_tps": round(med(loaded["theirs"]), 1)}
+        report["of_llama_server_loaded"] = round(med(paired_ratios(loaded["ours"], loaded["theirs"])), 2)
+        report["of_llama_server_single"] = round(med(paired_ratios(single["ours"], single["theirs"])), 2)
+    return report
 
 
 def format_server_report(r: dict[str, Any]) -> str:
@@ -216,10 +224,13 @@ def format_server_report(r: dict[str, Any]) -> str:
             f"{ok(r['ratio'] >= r['target'])})\n"
             f"time to first token under load: median {r['ttft_ms']['median']} ms, p95 {r['ttft_ms']['p95']} ms\n"
             f"threads at the end: {r.get('threads')}"
-            + (f"\nllama.cpp's llama-server -np {r['clients']}, same clients, run after: 1 client "
-               f"{r['llama_server']['single_tps']} tok/s, "
-               f"{r['clients']} clients {r['llama_server']['loaded_tps']} tok/s; "
-               f"serve / llama-server: {r['of_llama_server_single']}x (1 client), {r['of_llama_server_loaded']}x "
+            + (f"\nllama.cpp's llama-server -np {r['clients']}, same clients, rounds taken in turns with serve's: "
+               f"1 client {r['llama_server']['single_tps']} tok/s, "
+               f"{r['clients']} clients {r['llama_server']['loaded_tps']} tok/s\n"
+               f"rounds ({r['clients']} clients): serve {r['runs']['loaded']['ours']}, llama-server "
+               f"{r['runs']['loaded']['theirs']}\n"
+               f"serve / llama-server, median of adjacent rounds: {r['of_llama_server_single']}x (1 client), "
+               f"{r['of_llama_server_loaded']}x "
                f"({r['clients']} clients; target >= 1.0x: {ok(r['of_llama_server_loaded'] >= 1.0)})"
                if "llama_server" in r else ""))
 
