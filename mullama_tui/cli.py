@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional, TypeVar
 
 import typer
 
@@ -125,6 +125,14 @@ def _backend(settings: Settings, backend: str | None, base_url: str | None, api_
                          timeout=timeout or settings.timeout)
 
 
+T = TypeVar("T")
+
+
+def _or(flag: T | None, configured: T) -> T:
+    """A flag given on the command line, else what config.toml (F2) says."""
+    return configured if flag is None else flag
+
+
 def _split_model_prompt(args: list[str]) -> tuple[str | None, str]:
     if len(args) == 1:
         return None, args[0]
@@ -209,17 +217,24 @@ def run(
     args: List[str] = typer.Argument(..., metavar="[MODEL] PROMPT",
                                      help="Optional model (path, pulled name or alias), then the prompt "
                                           "('-' reads stdin)."),
-    max_tokens: int = typer.Option(256, "--max-tokens", "-n", help="Most tokens to generate."),
-    temperature: float = typer.Option(0.8, "--temperature", "-t", help="0 = greedy."),
-    top_k: int = typer.Option(40, "--top-k"),
-    top_p: float = typer.Option(0.95, "--top-p"),
-    min_p: float = typer.Option(0.05, "--min-p"),
-    repeat_penalty: float = typer.Option(1.1, "--repeat-penalty"),
-    seed: int = typer.Option(0, "--seed", help="0 = random (the seed used is in the stats)."),
-    stop: Optional[List[str]] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
-    chat: bool = typer.Option(True, "--chat/--raw", help="Use the model's chat template, or not."),
-    system: Optional[str] = typer.Option(None, "--system", help="System prompt (chat mode)."),
-    n_ctx: int = typer.Option(4096, "--ctx", help="Context size in tokens."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", "-n", help="Most tokens to generate "
+                                             "(default: max_tokens in config.toml, which F2 saves: 512)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="0 = greedy (default: "
+                                                "config.toml's, 0.8)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Default: config.toml's, 40."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Default: config.toml's, 0.95."),
+    min_p: Optional[float] = typer.Option(None, "--min-p", help="Default: config.toml's, 0.05."),
+    repeat_penalty: Optional[float] = typer.Option(None, "--repeat-penalty", help="Default: config.toml's, 1.1."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="0 = random (the seed used is in the stats; "
+                                       "default: config.toml's, 0)."),
+    stop: Optional[List[str]] = typer.Option(None, "--stop", help="Stop string (repeatable; default: "
+                                             "config.toml's)."),
+    chat: Optional[bool] = typer.Option(None, "--chat/--raw", help="Use the model's chat template, or not "
+                                        "(default: mode in config.toml, chat)."),
+    system: Optional[str] = typer.Option(None, "--system", help="System prompt (chat mode; default: the one "
+                                         "F2 saved, if any)."),
+    n_ctx: Optional[int] = typer.Option(None, "--ctx", help="Context size in tokens (default: config.toml's, "
+                                        "4096)."),
     threads: Optional[str] = THREADS,
     stats: bool = typer.Option(True, "--stats/--no-stats", help="Print stats to stderr at the end."),
     as_json: bool = typer.Option(False, "--json", help="One JSON event per line (NDJSON)."),
@@ -259,11 +274,19 @@ def run(
         prompt = _text(prompt, "the prompt on stdin")
     else:
         prompt = _text(prompt, "the prompt")
-    system = _text(system, "--system") if system is not None else None
-    stop = [_text(x, "--stop") for x in stop or []]
     settings = _settings()
-    params = SamplerParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                           penalty_repeat=repeat_penalty, seed=seed, stop=list(stop or []))
+    # one configuration: what F2 saved is the default here too; a flag wins
+    chat = settings.mode != "raw" if chat is None else chat
+    system = _text(system, "--system") if system is not None else (settings.system or None if chat else None)
+    stop = [_text(x, "--stop") for x in stop] if stop else list(settings.stop)
+    max_tokens = settings.max_tokens if max_tokens is None else max_tokens
+    n_ctx = settings.n_ctx if n_ctx is None else n_ctx
+    think = settings.think if think is None else think
+    thinking_budget = settings.thinking_budget if thinking_budget is None else thinking_budget
+    params = SamplerParams(temperature=_or(temperature, settings.temperature), top_k=_or(top_k, settings.top_k),
+                           top_p=_or(top_p, settings.top_p), min_p=_or(min_p, settings.min_p),
+                           penalty_repeat=_or(repeat_penalty, settings.repeat_penalty),
+                           seed=_or(seed, settings.seed), stop=stop)
     if json_schema:
         from .config import json_output_grammar
 
@@ -503,9 +526,10 @@ def compare(
     args: List[str] = typer.Argument(None, metavar="[MODEL] [PROMPT]",
                                      help="Optional model path, then an optional prompt."),
     temps: str = typer.Option("0.1,0.7,1.2", "--temps", help="2 to 6 temperatures."),
-    seed: int = typer.Option(0, "--seed", help="One seed for every pane (0 = random)."),
-    max_tokens: int = typer.Option(256, "--max-tokens", "-n"),
-    chat: bool = typer.Option(True, "--chat/--raw"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="One seed for every pane (default: config.toml's "
+                                       "seed, else 42, as the compare screen uses)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", "-n", help="Default: config.toml's, 512."),
+    chat: Optional[bool] = typer.Option(None, "--chat/--raw", help="Default: mode in config.toml, chat."),
     no_tui: bool = typer.Option(False, "--no-tui", help="Print the panes to the console instead."),
     as_json: bool = typer.Option(False, "--json", help="With --no-tui: one JSON object per pane."),
     stats: bool = typer.Option(True, "--stats/--no-stats"),
@@ -530,17 +554,26 @@ def compare(
         raise _fail(str(e), 2) from None
     settings = _settings()
     choice = _backend(settings, backend, base_url, api_key, remote_model, timeout)
+    # the compare screen's defaults (config.toml, seed 42 when it says 0); flags win for this run
+    settings.seed = _or(seed, settings.seed) or 42
+    settings.max_tokens = _or(max_tokens, settings.max_tokens)
+    settings.mode = ("chat" if chat else "raw") if chat is not None else settings.mode
     if no_tui:
         if not prompt:
             raise _fail("--no-tui needs a PROMPT", 2)
-        request = Request(prompt=prompt, mode="chat" if chat else "raw", max_tokens=max_tokens,
-                          params=SamplerParams(seed=seed))
+        try:
+            request = settings.request(prompt=prompt)
+        except MullamaError as e:
+            raise _fail(str(e), 2) from None
         raise typer.Exit(_run(model_arg, request, temps, settings.n_ctx, _threads(threads, settings), as_json,
                               stats, settings, choice, _gpu_layers(gpu_layers, settings)))
     from .tui.app import MullamaApp
 
-    MullamaApp(model=model_arg, compare=(temp_list, prompt), backend=choice,
-               gpu_layers=_gpu_layers(gpu_layers, settings), threads=_threads(threads, settings)).run()
+    app_ = MullamaApp(model=model_arg, compare=(temp_list, prompt), backend=choice,
+                      gpu_layers=_gpu_layers(gpu_layers, settings), threads=_threads(threads, settings))
+    app_.settings.seed, app_.settings.max_tokens = settings.seed, settings.max_tokens  # this run's, not saved
+    app_.settings.mode = settings.mode
+    app_.run()
 
 
 @app.command()

@@ -58,6 +58,9 @@ class RunRecord:
                  f"- model: `{self.model}`", f"- mode: {self.mode}",
                  f"- finish reason: {self.finish_reason}",
                  f"- params: `{json.dumps(self.params)}`", ""]
+        system = self.params.get("system")
+        if system and not any(m.get("role") == "system" for m in self.messages):
+            lines += ["## system", "", str(system), ""]
         for m in self.messages or [{"role": "user", "content": self.prompt}]:
             lines += [f"## {m['role']}", "", m["content"], ""]
         if self.thinking:

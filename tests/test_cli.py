@@ -101,7 +101,8 @@ def test_tui_entry_points_build_the_app_with_a_real_backend_choice(home, monkeyp
 
 def test_mullama_tui_model_opens_the_tui_on_that_model(home, model_path, tmp_path):
     """`mullama-tui MODEL` as a user types it, in a real pseudo-terminal: the TUI opens on
-    that model (its name in the header), and Ctrl+Q quits with exit code 0."""
+    that model (its name in the header: the file's, with size and quantization), and
+    Ctrl+Q quits with exit code 0."""
     import os
     import pty
     import select
@@ -118,7 +119,7 @@ def test_mullama_tui_model_opens_the_tui_on_that_model(home, model_path, tmp_pat
     seen = b""
     try:
         deadline = time.monotonic() + 60
-        while b"Smollm2" not in seen and b"my-model.gguf" not in seen:
+        while b"my-model 135M Q4_1" not in seen:  # the header names it after its file
             assert time.monotonic() < deadline and proc.poll() is None, seen[-2000:]
             if select.select([master], [], [], 0.5)[0]:
                 seen += os.read(master, 65536)
@@ -162,3 +163,39 @@ def test_panes_that_shared_the_prompt_say_so_in_their_stats(home):
     assert r.returncode == 0, r.stderr
     assert "prompt eval:     none (the whole prompt was reused" in r.stderr
     assert "(0.0 tok/s)" not in r.stderr
+
+
+def _final(out: str) -> dict:
+    return json.loads(out.splitlines()[-1])
+
+
+def test_run_and_compare_take_their_defaults_from_the_saved_configuration(home):
+    """What F2 saved (config.toml) is what `run` and `compare` use; a flag still wins."""
+    from helpers import configure
+
+    story = "Write a long story about a dragon."
+    configure(max_tokens=7, temperature=0.0, seed=0)
+    a = run_cli("run", story, "--json", "--seed", "1")
+    b = run_cli("run", story, "--json", "--seed", "2")
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    fa, fb = _final(a.stdout), _final(b.stdout)
+    assert fa["stats"]["generated_tokens"] == 7 and fa["stats"]["finish_reason"] == "length"
+    assert fa["text"] == fb["text"]  # temperature 0 from the config: greedy whatever the seed
+    longer = _final(run_cli("run", story, "--json", "-n", "9").stdout)
+    assert longer["stats"]["generated_tokens"] == 9  # the flag wins
+
+    def prompt_tokens(*flags: str) -> int:
+        return _final(run_cli("run", "Hi", "--json", "-n", "1", *flags).stdout)["stats"]["prompt_tokens"]
+
+    configure(max_tokens=7, temperature=0.0, system="Be brief.")
+    short = prompt_tokens()
+    configure(max_tokens=7, temperature=0.0, system="You are a pirate. Answer every question as a pirate would.")
+    assert prompt_tokens() > short + 8  # the saved system prompt is in the prompt
+    assert prompt_tokens("--system", "Be brief.") == short  # the flag wins
+    assert prompt_tokens("--raw") < short  # no template, no system prompt
+
+    configure(seed=0, max_tokens=5)
+    rows = [json.loads(line) for line in run_cli("compare", "Hi", "--no-tui", "--json", "--temps", "0.1,1.0",
+                                                 "--no-stats").stdout.splitlines() if line.startswith("{")]
+    assert [r["seed"] for r in rows] == [42, 42]  # as the compare screen: 42 when the config says 0
+    assert all(r["stats"]["generated_tokens"] <= 5 for r in rows)

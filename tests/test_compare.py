@@ -13,8 +13,14 @@ from mullama_tui.history import History
 from mullama_tui.tui.app import MullamaApp
 from mullama_tui.tui.screens.compare import CompareScreen
 from mullama_tui.tui.widgets.compare_pane import ComparePane
+from mullama_tui.tui.widgets.plain import PlainLines
 
 from helpers import configure, require_batch_invariance, run_cli, until
+
+
+def first_shown(lines: PlainLines) -> str:
+    """The first line with text that a pane's text widget draws."""
+    return next((t for t in (lines.render_line(y).text.strip() for y in range(4)) if t), "")
 
 PROMPT = "Tell me a story about a robot who learns to paint."
 
@@ -119,17 +125,30 @@ async def test_per_pane_key_cancels_one_and_summary_rows_show(home):
         assert first.stats.generated_tokens == 300 > second.stats.generated_tokens
         summary = str(first.query_one(".pane-stats").render())
         assert "tok/s" in summary and "first" in summary and "chars" in summary
+        assert second.border_subtitle == "cancelled" and first.border_subtitle == "length"  # no "f6 stops it"
+        # a pane added after the run leaves the others' text on screen
+        await pilot.press("ctrl+a")
+        await until(pilot, lambda: len(screen.panes()) == 3, 5, "the third pane")
+        await pilot.pause()
+        top = first_shown(first.query_one(PlainLines))
+        assert top and first.text.lstrip().startswith(top[:10])
         # reopen the saved comparison side by side
         await pilot.press("escape")
         await pilot.press("f3")
         await until(pilot, lambda: app.screen.__class__.__name__ == "HistoryScreen", 5, "history")
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the reopened comparison")
+        await until(pilot, lambda: len(app.screen.query(ComparePane)) == 2, 5, "as many panes as it had")
         reopened = list(app.screen.query(ComparePane))
         await until(pilot, lambda: reopened[0].text == first.text, 5, "the pane text")
+        assert reopened[1].border_subtitle == "cancelled"
+        shown = reopened[0].query_one(PlainLines)
+        await until(pilot, lambda: shown.size.width > 0, 5, "laid out")
+        top = first_shown(shown)
+        assert top and first.text.lstrip().startswith(top[:10])  # shown from its top, not pushed down
 
 
-@pytest.mark.parametrize("size, stacked", [((80, 24), True), ((160, 45), False)])
+@pytest.mark.parametrize("size, stacked", [((80, 24), False), ((80, 12), True), ((160, 45), False)])
 async def test_compare_layout_fills_the_height_or_stacks_readably(home, size, stacked):
     configure(max_tokens=40)
     app = MullamaApp(compare=([0.2, 0.8, 1.4], None), ignore_eos=True)
@@ -140,9 +159,13 @@ async def test_compare_layout_fills_the_height_or_stacks_readably(home, size, st
         panes = list(screen.query(ComparePane))
         grid = screen.query_one("#panes")
         assert grid.has_class("stacked") is stacked
+        scroller = screen.query_one("#scroller")
         if stacked:  # one column of readable panes that scrolls
             assert {p.region.x for p in panes} == {panes[0].region.x}
             assert all(p.size.height >= 10 for p in panes)
+        elif size[0] < 120:  # every pane on screen at once, each with lines of text
+            assert all(scroller.region.contains_region(p.region) for p in panes)
+            assert all(p.query_one("FollowingScroll").size.height >= 2 for p in panes)
         else:  # side by side, together as tall as the space between the prompt line and the box
             assert len({p.region.y for p in panes}) == 1 and len({p.region.x for p in panes}) == 3
             assert panes[0].size.height >= size[1] - 12
@@ -154,7 +177,12 @@ async def test_compare_layout_fills_the_height_or_stacks_readably(home, size, st
         assert str(screen.query_one("#compare-prompt").render()) == "Describe the sea."
         await until(pilot, lambda: not screen.running, 60, "the comparison to end")
         live = [str(p.query_one(".live").render()) for p in panes]
-        assert all("40 tok" in t and "tok/s" in t and "length" in t for t in live), live
+        assert all("40 tok" in t and "/s" in t for t in live), live
+        assert all(p.border_subtitle == "length" for p in panes)  # why it stopped, on its border
+        if not stacked:
+            stats = [str(p.query_one(".pane-stats").render()) for p in panes]
+            assert all(s.startswith("length · 40 tok") for s in stats), stats
+            assert all(len(s) <= p.query_one(".pane-stats").size.width for s, p in zip(stats, panes))
         total = str(screen.query_one("#total").render())
         assert "tok/s" in total and "120 tok" in total and "3 panes" in total
         assert screen.query_one("#total-spark").data[-1] > 0

@@ -432,3 +432,23 @@ def test_offline_a_cached_file_is_used_and_a_missing_one_is_one_line(hub: Hub, h
     assert f"already here: hf:{REPO}:{FILE} -> {got}" in r.stdout and "cannot be asked" in r.stderr
     r = run_cli("pull", f"hf:{REPO}:{FILE.replace('Q4_K_M', 'Q8_0')}")
     assert r.returncode == 1 and "no network" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_display_names_are_names_a_person_recognises() -> None:
+    from mullama_tui.models.naming import display_name
+
+    smol = dict(gguf_name="Smollm2 135M 8k Lc100K Mix1 Ep2", description="llama 135M Q4_1", n_params=134_515_008)
+    assert display_name("/m/SmolLM2-135M-Instruct.Q4_1.gguf", **smol) == "SmolLM2-135M-Instruct Q4_1"
+    assert display_name("/m/SmolLM2-135M-Instruct.Q4_1.gguf", asked_as="bundled", **smol) == \
+        "SmolLM2-135M-Instruct Q4_1"
+    assert display_name("/m/model.gguf", **smol) == "model 135M Q4_1"  # size and quantization added
+    blob = "/o/blobs/sha256-" + "a" * 64  # Ollama names its files by hash: the GGUF's name then
+    assert display_name(blob, gguf_name="Llama 3.2 1B Instruct", description="llama 1B Q4_K - Medium",
+                        n_params=1_235_814_400) == "Llama 3.2 1B Instruct Q4_K_M"
+    assert display_name("/x/Llama-3.2-1B-Instruct-Q4_K_M.gguf", asked_as="llama3.2:1b") == "llama3.2:1b"
+    assert display_name("/x/Llama-3.2-1B-Instruct-Q4_K_M.gguf", asked_as="ollama:llama3.2:1b") == \
+        "ollama:llama3.2:1b"
+    long_hf = "hf:bartowski/Llama-3.2-1B-Instruct-GGUF:Llama-3.2-1B-Instruct-Q4_K_M.gguf"
+    assert display_name("/x/Llama-3.2-1B-Instruct-Q4_K_M.gguf", asked_as=long_hf) == "Llama-3.2-1B-Instruct Q4_K_M"
+    assert display_name("/x/qwen2.5-0.5b-instruct-q4_k_m.gguf", n_params=494_032_768) == \
+        "qwen2.5-0.5b-instruct Q4_K_M"

@@ -411,3 +411,29 @@ def test_the_one_layout_pass_override_still_matches_textual():
     assert list(theirs.parameters) == list(ours.parameters) == ["self", "size", "virtual_size", "container_size",
                                                                 "layout"]
     assert theirs.parameters["layout"].default is True
+
+
+async def test_the_token_view_keeps_a_word_of_several_tokens_on_one_line():
+    """"mark" + "down" at the end of a line: the word moves down whole (a pure layout
+    test of the widget, fed scripted tokens: no model needed to lay out text)."""
+    from mullama_tui.tui.stream import TokenItem
+    from mullama_tui.tui.widgets.tokens import TokenView
+
+    class Host(App):
+        def compose(self) -> ComposeResult:
+            yield TokenView(id="v")
+
+    texts = ["The", " quick", " brown", " mark", "down", " fox", " jumps", " over", "-", "the", "-", "lazy"]
+    app = Host()
+    async with app.run_test(size=(22, 10)) as pilot:  # 20 columns inside the view's padding
+        view = app.query_one(TokenView)
+        await pilot.pause()
+        for i, t in enumerate(texts):  # streamed one token at a time, as a reply arrives
+            view.extend([TokenItem(t, i)])
+        await pilot.pause()
+        lines = ["".join(t for _, t in row) for row in view._lines]
+        assert lines[0] == "The quick brown" and lines[1].startswith(" markdown fox")
+        for word in ("markdown", "over-the-lazy"):
+            assert any(word in line for line in lines), lines
+        assert view._line_of[3] == view._line_of[4] == 1  # " mark" starts on the line "down" is on
+        assert all(len(line) <= 20 for line in lines)

@@ -147,3 +147,46 @@ def test_a_thinking_block_streams_then_folds_to_a_summary(snap_compare, state):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(100, 24), run_before=before)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_history_is_a_row_per_conversation_at_80_and_120_columns(snap_compare, size):
+    from test_tui import _conversation_runs
+
+    _conversation_runs()
+
+    async def before(pilot):
+        await unfocused(pilot)
+        await pilot.press("f3")
+        await until(pilot, lambda: pilot.app.screen.__class__.__name__ == "HistoryScreen", 5, "history")
+        await pilot.press("right")  # the chat's runs under it
+        await pilot.pause()
+
+    assert snap_compare(MullamaApp(), terminal_size=size, run_before=before)
+
+
+def test_f2_says_what_is_wrong_under_the_field_at_80x24(snap_compare):
+    async def before(pilot):
+        await unfocused(pilot)
+        await pilot.press("f2")
+        await pilot.pause()
+        pilot.app.screen.query_one("#temperature").value = "hot"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: pilot.app.screen.query_one("#temperature-error").has_class("-shown"), 5,
+                    "the error")
+        pilot.app.set_focus(None)
+        await pilot.pause()
+
+    assert snap_compare(MullamaApp(), terminal_size=(80, 24), run_before=before)
+
+
+def test_a_notification_covers_nothing_being_typed_at_80x24(snap_compare):
+    configure(seed=0, cursor_blink=False, system="You are a helpful assistant who answers briefly.")
+
+    async def before(pilot):
+        await loaded(pilot)
+        await pilot.press("ctrl+r")  # a notification: "raw mode"
+        await pilot.press("ctrl+r")  # and back: "chat mode"
+        await pilot.pause()
+
+    assert snap_compare(MullamaApp(), terminal_size=(80, 24), run_before=before)

@@ -127,6 +127,38 @@ async def test_bad_parameter_is_refused_with_a_message(home):
         assert app.screen is screen
 
 
+async def test_f2_says_what_is_wrong_next_to_the_field_with_save_always_on_screen(home):
+    from textual.widgets import Button, TextArea
+
+    configure(system="Be brief.")
+    app = MullamaApp(model="/no/such/model.gguf")
+    async with app.run_test(size=(80, 24)) as pilot:
+        line = app.chat.query_one("#system-line")
+        await until(pilot, lambda: "system: Be brief." in str(line.render()), 5, "the system prompt on the main screen")
+        await pilot.press("f2")
+        screen = app.screen
+        screen.query_one("#gpu_layers").value = "lots"  # the last field: below the fold at 24 lines
+        screen.query_one("#temperature").value = "hot"
+        await pilot.press("ctrl+s")
+        note = screen.query_one("#temperature-error")
+        await until(pilot, lambda: note.has_class("-shown"), 5, "the error under the field")
+        assert "'hot' is not a number" in str(note.render()) and screen.focused is screen.query_one("#temperature")
+        screen.query_one("#temperature").value = "0.3"
+        await pilot.press("ctrl+s")
+        note = screen.query_one("#gpu_layers-error")
+        await until(pilot, lambda: note.has_class("-shown"), 5, "the next error")
+        await until(pilot, lambda: note.region.height > 0 and screen.region.contains_region(note.region), 5,
+                    "the field scrolled into view")
+        assert not screen.query_one("#temperature-error").has_class("-shown")  # the mended one is quiet
+        for button in screen.query(Button):
+            assert button.region.height and screen.region.contains_region(button.region)
+        screen.query_one("#gpu_layers").value = ""
+        screen.query_one("#system", TextArea).load_text("Be brief.\nAnswer in French.")  # two lines
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: app.screen is not screen, 5, "saved")
+    assert Settings.load().system == "Be brief.\nAnswer in French." and Settings.load().temperature == 0.3
+
+
 async def test_history_survives_a_restart_and_reopens(home):
     configure(max_tokens=12)
     app = MullamaApp()
@@ -136,6 +168,8 @@ async def test_history_survives_a_restart_and_reopens(home):
         output = app.chat.reply_text
     runs = History().list()
     assert len(runs) == 1 and runs[0].output == output
+    assert runs[0].model == "SmolLM2-135M-Instruct Q4_1"  # a name a person knows, not the GGUF's own
+    assert app.title == "mullama-tui · SmolLM2-135M-Instruct Q4_1"
     app2 = MullamaApp()
     async with app2.run_test(size=(100, 30)) as pilot:
         await pilot.press("f3")
@@ -345,7 +379,9 @@ async def test_prompt_processing_shows_progress_then_the_reused_share(home):
         st = app.chat.last_stats
         assert st.cached_tokens >= first.prompt_tokens
         details = gauge.details_text.plain
-        assert f"{st.cached_tokens} of {st.prompt_tokens} reused" in details
+        # in full where the line has room, in fewer letters where it has not
+        assert (f"{st.cached_tokens} of {st.prompt_tokens} reused" in details
+                or f"prompt {st.prompt_tokens} ({st.cached_tokens} reused)" in details), details
 
 
 async def test_the_gauge_shows_the_threads_it_decodes_on(home):
@@ -477,3 +513,139 @@ async def test_notifications_never_cover_the_prompt(home):
         for toast in app.screen.query(Toast):
             assert not toast.region.overlaps(prompt), (toast.region, prompt)
             assert toast.region.y < prompt.y
+
+
+def _conversation_runs() -> None:
+    """One chat of two turns and a branch, a comparison, and a run from before
+    conversations had names (its model column is the long form of those days)."""
+    h = History()
+    q1 = {"role": "user", "content": "First question about owls"}
+    a1 = {"role": "assistant", "content": "Owls hunt at night."}
+    q2 = {"role": "user", "content": "And in the day?"}
+    old = "Smollm2 135M 8k Lc100K Mix1 Ep2 (98 MB, llama 135M Q4_1, SmolLM2-135M-Instruct.Q4_1.gguf, CPU)"
+    h.add(RunRecord(model=old, mode="raw", prompt="an old raw run", output="o", created=1000.0,
+                    stats={"generated_tokens": 5}))
+    h.add(RunRecord(model="SmolLM2-135M-Instruct Q4_1", mode="chat", prompt="", messages=[q1], output=a1["content"],
+                    params={"conversation": "chat-owls", "system": "You are an ornithologist."}, created=2000.0,
+                    stats={"generated_tokens": 6}, finish_reason="stop"))
+    h.add(RunRecord(model="SmolLM2-135M-Instruct Q4_1", mode="chat", prompt="", messages=[q1, a1, q2],
+                    output="They sleep.", params={"conversation": "chat-owls"}, created=3000.0,
+                    stats={"generated_tokens": 3}, finish_reason="cancelled"))
+    h.add(RunRecord(model="SmolLM2-135M-Instruct Q4_1", mode="chat", prompt="", messages=[q1, a1, q2],
+                    output="They roost.", params={"conversation": "chat-owls", "branch": {"of": 3, "at": 1}},
+                    created=3100.0, stats={"generated_tokens": 2}, finish_reason="stop"))
+    h.add(RunRecord(model="SmolLM2-135M-Instruct Q4_1", mode="chat", prompt="Name a fish", output="## t",
+                    kind="compare", created=2500.0, finish_reason="compare",
+                    stats={"panes": [{"stats": {"generated_tokens": 4}}, {"stats": {"generated_tokens": 7}}]}))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_history_is_one_row_per_conversation_that_fits_the_screen(home, size):
+    from textual.widgets import DataTable
+
+    _conversation_runs()
+    app = MullamaApp(model="/no/such/model.gguf")
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("f3")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "HistoryScreen", 5, "history")
+        table = app.screen.query_one(DataTable)
+        await until(pilot, lambda: table.size.width > 0, 5, "the table laid out")
+        assert table.row_count == 3  # the chat (3 runs), the comparison, the old run
+        cell = lambda row, col: str(table.get_cell_at((row, table.get_column_index(col))))  # noqa: E731
+        assert "First question about owls" in cell(0, "title") and cell(0, "turns") == "2+1"
+        assert cell(0, "tokens") == "11" and cell(0, "model").startswith("SmolLM2-135M")
+        assert cell(1, "title").startswith("  compare: Name a fish") and cell(1, "tokens") == "11"
+        assert cell(2, "model").startswith("Smollm2 135M") and "MB" not in cell(2, "model")  # the old long form, cut
+        assert table.virtual_size.width <= table.size.width  # every column on screen: nothing to scroll to
+        await pilot.press("right")  # the conversation's runs, newest first, under it
+        assert table.row_count == 6 and "branch" in cell(1, "model") and "turn 2" in cell(2, "model")
+        assert cell(2, "resume") == "cancelled"
+        await pilot.press("down", "down", "enter")  # the cancelled second turn, marked as it was
+        await until(pilot, lambda: app.screen is app.chat, 5, "the reopened run")
+        await until(pilot, lambda: bool(app.query(".cancel-mark")), 5, "the cancelled mark")
+        assert app.chat.messages[-1]["content"] == "They sleep."
+
+
+async def test_history_export_has_the_system_prompt_and_a_conversation_deletes_whole(home):
+    from textual.widgets import DataTable
+
+    from mullama_tui.config import data_dir
+
+    _conversation_runs()
+    app = MullamaApp(model="/no/such/model.gguf")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f3")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "HistoryScreen", 5, "history")
+        table = app.screen.query_one(DataTable)
+        await pilot.press("right", "down", "down", "down", "ctrl+e")  # the first turn's own run
+        await until(pilot, lambda: any("exported" in n.message for n in app._notifications), 5, "the export")
+        md = (data_dir() / "exports" / "run-2.md").read_text()
+        assert "## system\n\nYou are an ornithologist." in md and md.index("## system") < md.index("## user")
+        await pilot.press("left")  # folded: the cursor is on the conversation again
+        assert table.row_count == 3 and table.cursor_row == 0
+        await pilot.press("delete", "delete")
+        await until(pilot, lambda: len(History().list()) == 2, 5, "the conversation deleted")
+        assert table.row_count == 2
+
+
+async def test_f7_makes_the_reply_again_and_f8_goes_on_with_a_fresh_budget(home):
+    from mullama_tui.tui.widgets.turn import AssistantTurn
+
+    configure(max_tokens=12, mode="raw", temperature=0.9)
+    app = MullamaApp(ignore_eos=True)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await send(pilot, app, "Once upon a time")
+        await until(pilot, lambda: app.chat.ended == 1 and app.state == "ready", 60, "the reply")
+        turn = app.query_one(AssistantTurn)
+        original, first_seed = turn.text, app.chat.last_stats.seed
+        await pilot.press("f8")
+        await until(pilot, lambda: app.chat.ended == 2 and app.state == "ready", 60, "the continuation")
+        assert len(turn.branches) == 2 and turn.branch.origin == "continued"
+        assert turn.text.startswith(original) and len(turn.text) > len(original)
+        assert app.chat.last_stats.generated_tokens == 12  # a fresh budget, not what was left of it
+        await pilot.press("f7")
+        await until(pilot, lambda: app.chat.ended == 3 and app.state == "ready", 60, "the new reply")
+        assert len(turn.branches) == 3 and turn.branch.origin == "regenerated"
+        assert app.chat.last_stats.seed != first_seed  # another seed: another reply
+        await pilot.press("ctrl+b")  # back to the first
+        assert turn.branch is turn.branches[0] and turn.text == original
+    runs = History().list()
+    assert runs[0].params["regenerated"] == {"of": runs[2].id} and runs[1].params["continued"] == {"of": runs[2].id}
+
+
+async def test_enter_in_a_reply_goes_back_to_the_prompt_and_nothing_typed_is_lost(home):
+    from textual.containers import VerticalScroll
+
+    from mullama_tui.tui.widgets.tokens import TokenView
+    from mullama_tui.tui.widgets.turn import AssistantTurn
+
+    configure(max_tokens=6, token_view=True)
+    app = MullamaApp(ignore_eos=True)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await send(pilot, app, "Hi")
+        await until(pilot, lambda: app.chat.ended == 1 and app.state == "ready", 60, "the reply")
+        prompt = app.query_one(PromptInput)
+        view = app.chat.query_one(TokenView)
+        view.focus()
+        view.select(2)
+        await pilot.press("enter")  # not a branch: back to the prompt
+        assert app.focused is prompt and len(app.query_one(AssistantTurn).branches) == 1
+        assert app.chat.current is None
+        view.focus()
+        await pilot.press("x")  # typed in the reply: it lands in the prompt
+        assert app.focused is prompt and prompt.text == "x"
+        app.chat.query_one("#output", VerticalScroll).focus()
+        await pilot.press("y")
+        assert app.focused is prompt and prompt.text == "xy"
+
+
+async def test_the_gauge_says_everything_in_80_columns(home):
+    configure(max_tokens=8)
+    app = MullamaApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await send(pilot, app, "Hello")
+        await until(pilot, lambda: app.chat.last_stats is not None and app.state == "ready", 60, "a reply")
+        details = app.query_one(Gauge).details_text.plain
+        assert len(details) <= 78, details  # the whole line on screen, none of it cut
+        for figure in ("/8 tok", "1st ", "prompt ", "ctx ", "thr "):
+            assert figure in details, details

@@ -64,16 +64,21 @@ class NoModelError(MullamaError):
     """A generation was asked for, but no model could be loaded."""
 
 
-def describe_engine(engine: Engine) -> tuple[str, str]:
-    """(name, detail) for the header and status line: the model's name, file size and kind,
-    and where it runs."""
+def describe_engine(engine: Engine, asked_as: str | None = None) -> tuple[str, str]:
+    """(name, detail) for the header and status line: a name a person recognises (see
+    models/naming.py), and the file size, kind and where it runs."""
+    from ..models.naming import display_name
+
     info = engine.model.info
     detail = info.description if not info.file_bytes else f"{info.file_bytes / 1e6:.0f} MB, {info.description}"
     placement = engine.model.placement
     if placement is not None:  # a local model: its file and where it runs
         detail += f", {Path(info.path).name}"
         detail += f", {placement.summary}"
-    return info.name or "remote model", detail
+    if engine.model.placement is None:  # a remote model: the server's name for it
+        return info.name or "remote model", detail
+    return display_name(info.path, asked_as=asked_as, gguf_name=info.name, description=info.description,
+                        n_params=info.n_params), detail
 
 
 class AppCommands(Provider):
@@ -88,6 +93,8 @@ class AppCommands(Provider):
         ("Toggle chat / raw mode", "screen.toggle_mode", "Chat template or raw prompt"),
         ("Token view", "screen.toggle_tokens", "Each token coloured by its probability; why it was chosen; branch"),
         ("Next branch", "screen.next_branch", "Show the next branch of the last reply"),
+        ("Regenerate the last reply", "screen.regenerate", "Make it again with another seed, as a new branch (F7)"),
+        ("Continue the last reply", "screen.continue_reply", "The model goes on from where it stopped (F8)"),
         ("Edit a turn", "screen.edit", "Edit a question (answered again) or a reply (continued from the edit)"),
         ("Copy the last reply", "screen.copy_reply", "The reply's text to the clipboard"),
         ("Cancel generation", "screen.cancel", "Stop the running generation"),
@@ -118,7 +125,7 @@ class MullamaApp(App[None]):
         Binding("f3", "history", "History", id="history"),
         Binding("f4", "compare", "Compare", id="compare"),
         Binding("f5", "models", "Models", id="models"),
-        Binding("ctrl+q", "quit", "Quit", id="quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False, id="quit"),
     ]
 
     state: reactive[AppState] = reactive("loading")
@@ -139,6 +146,8 @@ class MullamaApp(App[None]):
         self._gpu_layers = gpu_layers
         self._threads = threads
         self.model_arg = model
+        self._asked_as: str | None = None  # the name the picker chose a model by
+        self.model_label = ""
         self._theme_arg = theme_name
         try:
             self.settings = Settings.load()
@@ -275,7 +284,12 @@ class MullamaApp(App[None]):
             self.post_message(ModelFailed(str(e)))
             return
         self._set_engine(engine)
-        self.post_message(ModelLoaded(*describe_engine(engine)))
+        self.post_message(ModelLoaded(*describe_engine(engine, self.model_asked_as)))
+
+    @property
+    def model_asked_as(self) -> str | None:
+        """The MODEL the user named (or the configured default), for the model's display name."""
+        return self._asked_as or self.model_arg or self.settings.default_model
 
     @property
     def gpu_layers(self) -> int | None:
@@ -294,7 +308,7 @@ class MullamaApp(App[None]):
 
     def _engine_opened(self, engine: Engine) -> None:
         self._set_engine(engine)
-        self.on_model_loaded(ModelLoaded(*describe_engine(engine)))
+        self.on_model_loaded(ModelLoaded(*describe_engine(engine, self.model_asked_as)))
 
     def reload_engine(self) -> None:
         """Switch backend (or model): close the old engine, load the new one in the background."""
@@ -309,6 +323,7 @@ class MullamaApp(App[None]):
 
     def on_model_loaded(self, msg: ModelLoaded) -> None:
         self.model_name = f"{msg.name} ({msg.detail})"
+        self.model_label = msg.name  # the short name: history rows, saved conversations
         self.title = f"mullama-tui · {msg.name}"
         if self.state == "loading":
             self.state = "ready"
@@ -374,6 +389,7 @@ class MullamaApp(App[None]):
         old = self.engine
         self._backend = BackendChoice("local")  # a picked model is local, whatever ran before
         self.model_arg = str(msg.choice.path)
+        self._asked_as = msg.choice.name
         self._set_engine(msg.engine)
         if old is not None:
             if self._chat.current is not None:
@@ -383,7 +399,7 @@ class MullamaApp(App[None]):
         if msg.choice.make_default:
             self.settings.default_model = str(msg.choice.path) if msg.choice.name == "bundled" else msg.choice.name
             self.save_settings()
-        self.on_model_loaded(ModelLoaded(*describe_engine(msg.engine)))
+        self.on_model_loaded(ModelLoaded(*describe_engine(msg.engine, self.model_asked_as)))
         if self.state in ("error", "loading"):
             self.state = "ready"
         self.notify(f"now using {msg.choice.name}" + (" (saved as the default)" if msg.choice.make_default else ""))

@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 # CPU per 1000 tokens 0.55 s at 4 frames/s, 0.85 s at 8, 1.3 s at 10 before the layout
 # savings in widgets/output.py and widgets/gauge.py), so frames are kept few and cheap.
 BATCH_INTERVAL = 0.2
-EMPTY_HINT = "Type a prompt below and press Enter to send it · Ctrl+J for a new line · F1 for every key"
+EMPTY_HINT = ("Type a prompt below and press Enter to send it · Ctrl+J for a new line · F7 makes a reply "
+              "again, F8 goes on with it, F6 edits a turn · F1 for every key")
 
 
 def new_conversation_id() -> str:
@@ -75,15 +76,19 @@ class ChatScreen(WorkerScreen[None]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", priority=True, id="cancel"),
         Binding("ctrl+c", "cancel", "Cancel", priority=True, show=False, id="cancel-ctrl-c"),
-        Binding("ctrl+n", "new_conversation", "New chat", id="new-conversation"),
-        Binding("ctrl+r", "toggle_mode", "Chat/Raw", id="toggle-mode"),
+        # the footer shows what fits 80 columns (F1 and the palette list every key)
+        Binding("ctrl+n", "new_conversation", "New", id="new-conversation"),
+        Binding("ctrl+r", "toggle_mode", "Chat/Raw", show=False, id="toggle-mode"),
         Binding("ctrl+t", "toggle_tokens", "Tokens", id="token-view"),
         Binding("ctrl+b", "next_branch", "Branch", show=False, id="next-branch"),
         Binding("ctrl+o", "toggle_thinking", "Thinking", show=False, id="thinking"),
         # priority: the prompt box would take it as redo (copying a reply is what it is wanted for here)
         Binding("ctrl+y", "copy_reply", "Copy reply", show=False, priority=True, id="copy-reply"),
         # priority: the prompt box takes F6 as "select the line" (editing a turn is what it means here)
-        Binding("f6", "edit", "Edit", priority=True, id="edit"),
+        Binding("f6", "edit", "Edit", show=False, priority=True, id="edit"),
+        # priority: the prompt box takes F7 as "select all" (making the reply again is what it means here)
+        Binding("f7", "regenerate", "Again", show=False, priority=True, id="regenerate"),
+        Binding("f8", "continue_reply", "Go on", show=False, id="continue"),
         # the conversation scrolls from the prompt too (the prompt box has no pages of its own)
         Binding("pageup", "scroll_output(-1)", "Page up", show=False, priority=True),
         Binding("pagedown", "scroll_output(1)", "Page down", show=False, priority=True),
@@ -121,6 +126,7 @@ class ChatScreen(WorkerScreen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="status", markup=False)
+        yield Static("", id="system-line", markup=False)  # the system prompt, when one is set
         with Horizontal(id="body"):
             with FollowingScroll(id="output"):
                 yield self._hint()
@@ -141,6 +147,10 @@ class ChatScreen(WorkerScreen[None]):
         self.query_one(PromptInput).focus()
         self.refresh_status()
 
+    def on_resize(self, event: events.Resize) -> None:
+        """The footer's "^p palette" only where it fits beside the keys (not at 80 columns)."""
+        self.query_one(Footer).show_command_palette = event.size.width >= 100
+
     def refresh_status(self) -> None:
         """The status line: state, mode, sampler values, model (and a model being loaded)."""
         if not self.is_mounted:
@@ -153,6 +163,10 @@ class ChatScreen(WorkerScreen[None]):
         if app.switching:
             text += f" · loading {app.switching} {app.switch_progress:.0%}"
         self.query_one("#status", Static).update(Text(text))
+        line = self.query_one("#system-line", Static)
+        system = " ".join(s.system.split()) if s.mode == "chat" else ""
+        line.display = bool(system)
+        line.update(Text(f"system: {system}", no_wrap=True, overflow="ellipsis"))
 
     @property
     def prompt_text(self) -> str:
@@ -192,7 +206,8 @@ class ChatScreen(WorkerScreen[None]):
         if s.mode == "chat":
             self.messages.append({"role": "user", "content": prompt})
             request.session = self.conversation
-            request.session_meta = {"title": self.messages[0]["content"][:80], "model": app.model_name}
+            request.session_meta = {"title": self.messages[0]["content"][:80],
+                                    "model": app.model_label or app.model_name}
         request.logprobs = INSIGHT_TOP if self.token_view else 0  # off: no cost at all
         out = self.query_one("#output", VerticalScroll)
         await self._clear_hint()
@@ -339,14 +354,18 @@ class ChatScreen(WorkerScreen[None]):
         params = req.params.to_dict() | {"max_tokens": req.max_tokens}
         if req.session:
             params["conversation"] = req.session
+        if req.system:
+            params["system"] = req.system  # exports and reopened runs say what the model was told
         branch = turn.branch
         if branch.at is not None:  # a branch of an earlier run: say of which, and where
             params["branch"] = {"of": turn.branches[0].run_id, "at": branch.at}
         if branch.edited:  # the user's edit of an earlier reply, continued by the model
             params["edited"] = {"of": turn.branches[0].run_id}
+        if branch.origin:  # F7 made it again, F8 went on from where it stopped
+            params[branch.origin] = {"of": turn.branches[0].run_id}
         try:
             branch.run_id = self.mullama.history.add(RunRecord(
-                model=self.mullama.model_name, mode=req.mode, prompt=req.prompt or "",
+                model=self.mullama.model_label or self.mullama.model_name, mode=req.mode, prompt=req.prompt or "",
                 messages=list(req.messages or []), params=params, output=branch.text, stats=stats.to_dict(),
                 finish_reason=reason, tokens=[i.to_dict() for i in branch.items], thinking=branch.thinking))
         except Exception as e:  # history must never break generation
@@ -408,6 +427,9 @@ class ChatScreen(WorkerScreen[None]):
                           max_tokens=int(rec.params.get("max_tokens", self.mullama.settings.max_tokens)))
         self._turn_requests[id(turn)] = request
         await out.mount(turn)
+        if rec.finish_reason == "cancelled":  # as it looked when it was stopped
+            turn.add_class("cancelled")
+            await out.mount(Static(Text("[Generation cancelled]"), classes="cancel-mark", markup=False))
         self._turn = turn
         saved = rec.params.get("conversation")
         self.conversation = saved if isinstance(saved, str) and saved else new_conversation_id()
@@ -451,7 +473,26 @@ class ChatScreen(WorkerScreen[None]):
                 views[-1].select(len(views[-1].items) - 1)
         else:
             self.query_one(PromptInput).focus()
-        self.notify("token view: ←/→ a token, ↑/↓ an alternative, Enter branches" if s.token_view else "text view")
+        self.notify("token view: ←/→ a token, ↑/↓ an alternative, B branches from it, Enter back to the prompt"
+                    if s.token_view else "text view")
+
+    def on_token_view_left(self, msg: TokenView.Left) -> None:
+        self._to_prompt(msg.text)
+
+    def _to_prompt(self, text: str) -> None:
+        """Back to the prompt, with what was typed elsewhere (type-to-focus)."""
+        prompt = self.query_one(PromptInput)
+        prompt.focus()
+        if text:
+            prompt.insert(text)
+
+    def on_key(self, event: events.Key) -> None:
+        """A character typed while the conversation (not the prompt) has the focus goes to
+        the prompt: nothing typed is lost."""
+        if event.is_printable and event.character and not isinstance(self.focused, (PromptInput, TokenView)):
+            event.stop()
+            event.prevent_default()
+            self._to_prompt(event.character)
 
     def on_token_view_selected(self, msg: TokenView.Selected) -> None:
         item = msg.view.items[msg.index] if 0 <= msg.index < len(msg.view.items) else None
@@ -475,11 +516,55 @@ class ChatScreen(WorkerScreen[None]):
                         severity="warning")
             return
         prefix = turn.branch.items[:msg.index]
-        # everything of the original request (thinking switches included), cut at the token
-        request = replace(base, logprobs=INSIGHT_TOP, max_tokens=max(1, base.max_tokens - msg.index),
+        # everything of the original request (thinking switches included), cut at the token;
+        # a fresh budget of max_tokens after it (a branch at token 60 of 64 is not 4 tokens long)
+        request = replace(base, logprobs=INSIGHT_TOP, max_tokens=base.max_tokens,
                           prefix=[i.token_id for i in prefix], force=msg.alt.token_id)
         await turn.add_branch(msg.index)
+        self.query_one(PromptInput).focus()  # ←/→ edit the prompt again, not the old reply's cursor
         self._start(turn, request, forced_insight(at.insight, msg.alt))
+
+    def _last_reply(self, what: str) -> tuple[AssistantTurn, Request] | None:
+        """The last reply and the request that made it, if `what` (regenerate, continue)
+        can be done now; else a notification says why."""
+        turns = list(self.query(AssistantTurn))
+        if self.current is not None or self.mullama.state in ("generating", "cancelling", "waiting for model"):
+            self.notify("a generation is running: Esc cancels it", severity="warning")
+            return None
+        base = self._turn_requests.get(id(turns[-1])) if turns else None
+        if base is None:
+            self.notify(f"no reply to {what} yet", severity="warning")
+            return None
+        return turns[-1], base
+
+    async def action_regenerate(self) -> None:
+        """F7: the last reply made again (another seed), as a new branch: Ctrl+B goes back."""
+        found = self._last_reply("make again")
+        if found is None:
+            return
+        turn, base = found
+        request = replace(base, params=replace(base.params, seed=0), prefix=[], force=None,
+                          logprobs=INSIGHT_TOP if self.token_view else 0)
+        if base.params.is_greedy:
+            self.notify("temperature 0 (greedy): the reply will come out the same", severity="warning")
+        await turn.add_regeneration()
+        self._start(turn, request)
+
+    async def action_continue_reply(self) -> None:
+        """F8: the model goes on from the end of the last reply (one that stopped at max
+        tokens, or was cancelled) with a fresh budget of max_tokens; the reply as it was
+        stays a branch (Ctrl+B)."""
+        found = self._last_reply("continue")
+        if found is None:
+            return
+        turn, base = found
+        if not turn.text:
+            self.notify("the reply is empty: F7 makes it again", severity="warning")
+            return
+        request = replace(base, prefix=[], force=None, continue_text=turn.text,
+                          logprobs=INSIGHT_TOP if self.token_view else 0)
+        await turn.add_continuation()
+        self._start(turn, request)
 
     def action_edit(self) -> None:
         """F6: edit a turn of the conversation and go on from it (see screens/edit.py)."""

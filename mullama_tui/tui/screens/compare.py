@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 MIN_PANE_WIDTH = 38
 MIN_PANE_HEIGHT = 10  # below this a pane is unreadable: stack the panes and scroll instead
 STACKED_PANE_HEIGHT = 14
+PANE_CHROME = 4  # a pane's rows that are not text: its two borders, the knobs line, the summary
 DEFAULT_TEMPS = (0.1, 0.7, 1.2)
 FRAME = 0.33  # seconds between screen updates while streaming: 3 a second (3 panes of text)
 LIVE_EVERY = 3  # frames between updates of the live figures (the panes' title lines, the batch line)
@@ -63,9 +64,9 @@ class CompareScreen(WorkerScreen[None]):
         "near-tie between two tokens).",
     )
     BINDINGS = [
-        Binding("escape", "cancel_all", "Cancel/Back", priority=True),
+        Binding("escape", "cancel_all", "Stop/Back", priority=True),
         Binding("ctrl+c", "cancel_all", "Cancel all", priority=True, show=False),
-        Binding("ctrl+a", "add_pane", "Add pane", priority=True),
+        Binding("ctrl+a", "add_pane", "Add", priority=True),
         Binding("ctrl+d", "remove_pane", "Remove", priority=True),
         Binding("ctrl+t", "toggle_tokens", "Tokens", priority=True),
         Binding("ctrl+y", "copy_panes", "Copy", show=False, priority=True),
@@ -136,18 +137,33 @@ class CompareScreen(WorkerScreen[None]):
 
     def on_resize(self) -> None:
         self._relayout()
+        self.query_one(Footer).show_command_palette = self.size.width >= 100  # the keys first at 80
 
     def _relayout(self) -> None:
-        """Side by side while each pane gets MIN_PANE_WIDTH columns and MIN_PANE_HEIGHT
-        rows; otherwise one column of fixed-height panes that scrolls."""
+        """Every pane on screen at once: the widest grid (a pane keeps MIN_PANE_WIDTH columns)
+        whose panes get MIN_PANE_HEIGHT rows; else the grid with the most text in it (at
+        80x24, three panes in two columns, a few lines each); only when not even one line
+        of text per pane fits, one column of fixed-height panes that scrolls."""
         grid = self.query_one("#panes", Grid)
         n = len(self.query(ComparePane))
-        cols = max(1, min(n, self.size.width // MIN_PANE_WIDTH))
-        rows = -(-n // cols)
+        width = self.size.width
         height = self.query_one("#scroller").size.height or max(0, self.size.height - 9)
-        stacked = height // rows < MIN_PANE_HEIGHT
-        if stacked:
-            cols, rows = 1, n
+        most = max(1, min(n, width // MIN_PANE_WIDTH))
+        best: tuple[int, int, int] | None = None  # (text area, columns, rows)
+        for cols in range(most, 0, -1):  # the widest grid whose panes are all readable
+            rows = -(-n // cols)
+            if height // rows >= MIN_PANE_HEIGHT:
+                best = (0, cols, rows)
+                break
+        if best is None:  # none: the grid with the most text in it, while every pane shows a line
+            for cols in range(1, most + 1):
+                rows = -(-n // cols)
+                text_h = height // rows - PANE_CHROME
+                area = (width // cols - 4) * text_h
+                if text_h >= 1 and (best is None or area > best[0]):
+                    best = (area, cols, rows)
+        stacked = best is None
+        cols, rows = (1, n) if best is None else best[1:]
         grid.styles.grid_size_columns = cols
         grid.styles.grid_size_rows = rows
         grid.styles.grid_rows = str(STACKED_PANE_HEIGHT) if stacked else "1fr"
@@ -287,7 +303,8 @@ class CompareScreen(WorkerScreen[None]):
             state = f"{live} running"
         else:
             state = "done" if self._rates else "ready"
-        parted = "" if self.diverge is None else f" · differ from token {self.diverge}"
+        parted = ("" if self.diverge is None else " · differ from the start" if self.diverge == 0
+                  else f" · agree for {self.diverge} tokens")
         self.query_one("#total", OneLine).show(
             Text(f"batch {total:.1f} tok/s · {tokens} tok · {len(panes)} panes · {state}{parted}"))
         self.query_one("#total-spark", Sparkline).data = [0.0, *self._rates[-120:]] if self._rates else FLAT
@@ -301,7 +318,7 @@ class CompareScreen(WorkerScreen[None]):
         app = self.mullama
         try:
             app.history.add(RunRecord(
-                model=app.model_name, mode=app.settings.mode, prompt=self._prompt,
+                model=app.model_label or app.model_name, mode=app.settings.mode, prompt=self._prompt,
                 output=out, kind="compare", params={"panes": [{"temperature": d["temperature"],
                                                               "seed": d["seed"]} for d in panes]},
                 stats={"panes": panes}, finish_reason="compare"))
@@ -312,6 +329,8 @@ class CompareScreen(WorkerScreen[None]):
         saved = rec.stats.get("panes", [])
         while len(self.panes()) < len(saved):
             await self.action_add_pane()
+        while len(self.panes()) > max(2, len(saved)):  # as many panes as it had
+            await self.action_remove_pane()
         self.temps = [d["temperature"] for d in saved]
         self._prompt = rec.prompt
         self.query_one(PromptInput).load_text(rec.prompt)
@@ -321,7 +340,9 @@ class CompareScreen(WorkerScreen[None]):
             pane.query_one(".seed", Input).value = str(d["seed"])
             await pane.show_text(d["text"], [TokenItem.from_dict(t) for t in d.get("tokens", [])])
             if d.get("stats"):
-                pane.show_line(summary_line(d["stats"], len(d["text"])))
+                pane.state, pane.done = str(d["stats"].get("finish_reason") or ""), True
+                pane._title()
+                pane.show_line(summary_line(d["stats"], len(d["text"]), pane.content_region.width))
 
     # -- actions ------------------------------------------------------------------------------
     def action_cancel_all(self) -> None:

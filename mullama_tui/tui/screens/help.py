@@ -13,7 +13,7 @@ from textual.widgets import Static
 PROMPT_KEYS = [("enter", "Send the prompt"), ("ctrl+j", "Insert a newline in the prompt"),
                ("up / down", "Earlier prompts (on the first / last line)"),
                ("← / → / click", "Token view: move the cursor to a token"),
-               ("↑ / ↓, enter", "Token view: pick an alternative, branch from it"),
+               ("↑ / ↓, b", "Token view: pick an alternative, branch from it (Enter: back to the prompt)"),
                ("mouse drag, ctrl+c", "Select text in the replies; Ctrl+C copies it (while nothing generates)")]
 
 

@@ -1,4 +1,8 @@
-"""A modal to edit sampler and generation settings; returns the new Settings or None."""
+"""A modal to edit sampler and generation settings; returns the new Settings or None.
+
+A bad value is said under its own field (which gets the focus), not at the foot of the
+form; Save and Cancel stay on screen however short the terminal (the fields scroll
+between them), and Ctrl+S saves from anywhere in the form."""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Switch
+from textual.widgets import Button, Footer, Input, Label, Static, Switch, TextArea
 
 from ...config import Settings
 from ...engine.threads import parse_threads
@@ -27,15 +31,29 @@ def optional_int(raw: str) -> int | None:
     return int(raw) if raw.strip() else None
 
 
+class FieldError(InvalidParamsError):
+    """A value that cannot be saved, and the field it is in."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class ParamsScreen(ModalScreen[Settings | None]):
-    BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("ctrl+s", "save", "Save")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "Close"),
+                Binding("ctrl+s", "save", "Save", priority=True)]  # priority: the system prompt box is a TextArea
     DEFAULT_CSS = """
     ParamsScreen { align: center middle; }
-    ParamsScreen > Vertical { width: 72; height: auto; max-height: 100%; border: thick $primary;
-                              background: $surface; padding: 1 2; overflow-y: auto; }
-    ParamsScreen Grid { grid-size: 2; grid-columns: 22 1fr; grid-rows: 3; height: auto; }
-    ParamsScreen Label { padding: 1 0 0 0; }
-    ParamsScreen #buttons { height: 3; align-horizontal: right; }
+    ParamsScreen > Vertical { width: 76; height: auto; max-height: 100%; border: thick $primary;
+                              background: $surface; padding: 0 1; }
+    ParamsScreen #fields { height: auto; max-height: 1fr; }
+    ParamsScreen Grid { grid-size: 2; grid-columns: 22 1fr; grid-rows: auto; height: auto; padding: 0 1 0 0; }
+    ParamsScreen Grid > Label { padding: 1 0 0 0; }
+    ParamsScreen .field { height: auto; }
+    ParamsScreen .field-error { color: $error; height: auto; display: none; }
+    ParamsScreen .field-error.-shown { display: block; }
+    ParamsScreen #system { height: 5; }
+    ParamsScreen #buttons { height: 3; align-horizontal: right; dock: bottom; }
     ParamsScreen #error { color: $error; height: auto; }
     """
 
@@ -51,42 +69,46 @@ class ParamsScreen(ModalScreen[Settings | None]):
 
         with Vertical():
             yield Label("Generation parameters (saved to the config file)")
-            with Grid():
+            with VerticalScroll(id="fields"), Grid():
                 for name, label, _ in FIELDS:
-                    yield Label(label)
-                    yield field(str(getattr(s, name)), id=name)
-                yield Label("Stop strings (|-separated)")
-                yield field("|".join(s.stop), id="stop")
-                yield Label("System prompt")
-                yield field(s.system, id="system")
-                yield Label("Chat mode")
-                yield Switch(s.mode == "chat", id="chat")
-                yield Label("Backend (local/openai)")
-                yield field(s.backend, id="backend")
-                yield Label("Server URL (openai)")
-                yield field(s.base_url, placeholder="http://host:8080/v1", id="base_url")
-                yield Label("Remote model")
-                yield field(s.remote_model, id="remote_model")
-                yield Label("Thinking budget")
-                yield field("" if s.thinking_budget is None else str(s.thinking_budget),
-                            placeholder="empty: no limit (thinking models)", id="thinking_budget")
-                yield Label("Think (on/off/auto)")
-                yield field({True: "on", False: "off", None: "auto"}[s.think], id="think")
-                yield Label("Show thinking")
-                yield Switch(s.show_thinking, id="show_thinking")
-                yield Label("JSON output")
-                yield field(s.json_output, placeholder="empty: text; object; or a JSON schema file",
-                            id="json_output")
-                yield Label("CPU threads")
-                yield field(str(s.threads), placeholder="auto: chosen while it runs; or a number",
-                            id="threads")
-                yield Label("GPU layers (-1 all)")
-                yield field("" if s.gpu_layers is None else str(s.gpu_layers),
-                            placeholder="empty: all where the build can", id="gpu_layers")
+                    yield from self._row(label, field(str(getattr(s, name)), id=name))
+                yield from self._row("Stop strings (|-separated)", field("|".join(s.stop), id="stop"))
+                yield from self._row("System prompt", with_blink(TextArea(s.system, id="system", soft_wrap=True),
+                                                                 s.cursor_blink))
+                yield from self._row("Chat mode", Switch(s.mode == "chat", id="chat"))
+                yield from self._row("Backend (local/openai)", field(s.backend, id="backend"))
+                yield from self._row("Server URL (openai)", field(s.base_url, placeholder="http://host:8080/v1",
+                                                                  id="base_url"))
+                yield from self._row("Remote model", field(s.remote_model, id="remote_model"))
+                yield from self._row("Thinking budget", field(
+                    "" if s.thinking_budget is None else str(s.thinking_budget),
+                    placeholder="empty: no limit (thinking models)", id="thinking_budget"))
+                yield from self._row("Think (on/off/auto)", field({True: "on", False: "off", None: "auto"}[s.think],
+                                                                  id="think"))
+                yield from self._row("Show thinking", Switch(s.show_thinking, id="show_thinking"))
+                yield from self._row("JSON output", field(s.json_output, id="json_output",
+                                                          placeholder="empty: text; object; or a JSON schema file"))
+                yield from self._row("CPU threads", field(str(s.threads), id="threads",
+                                                          placeholder="auto: chosen while it runs; or a number"))
+                yield from self._row("GPU layers (-1 all)", field(
+                    "" if s.gpu_layers is None else str(s.gpu_layers),
+                    placeholder="empty: all where the build can", id="gpu_layers"))
             yield Label("", id="error")
             with Horizontal(id="buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Save", variant="primary", id="save")
+                yield Button("Cancel (Esc)", id="cancel")
+                yield Button("Save (Ctrl+S)", variant="primary", id="save")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#temperature", Input).focus()  # typing goes to the first field at once
+
+    @staticmethod
+    def _row(label: str, widget: Any) -> ComposeResult:
+        """A label, and the field with the line under it where its error shows."""
+        yield Label(label)
+        with Vertical(classes="field"):
+            yield widget
+            yield Static("", classes="field-error", id=f"{widget.id}-error", markup=False)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "save":
@@ -97,54 +119,78 @@ class ParamsScreen(ModalScreen[Settings | None]):
     def action_save(self) -> None:
         try:
             values = {}
-            for name, label, typ in FIELDS:
+            for name, _label, typ in FIELDS:
                 raw = self.query_one(f"#{name}", Input).value.strip()
                 try:
                     values[name] = typ(raw)
                 except ValueError:
-                    raise InvalidParamsError(f"{label}: {raw!r} is not a {typ.__name__}") from None
+                    raise FieldError(name, f"{raw!r} is not {'a whole number' if typ is int else 'a number'}") from None
             raw_layers = self.query_one("#gpu_layers", Input).value.strip()
             try:
                 gpu_layers = optional_int(raw_layers)
             except ValueError:
-                raise InvalidParamsError(f"GPU layers: {raw_layers!r} is not a whole number") from None
+                raise FieldError("gpu_layers", f"{raw_layers!r} is not a whole number") from None
             if gpu_layers is not None and gpu_layers < -1:
-                raise InvalidParamsError("GPU layers: -1 (all), 0 (none) or a number of layers")
+                raise FieldError("gpu_layers", "-1 (all), 0 (none) or a number of layers")
             raw_budget = self.query_one("#thinking_budget", Input).value.strip()
             try:
                 budget = optional_int(raw_budget)
             except ValueError:
-                raise InvalidParamsError(f"Thinking budget: {raw_budget!r} is not a whole number") from None
+                raise FieldError("thinking_budget", f"{raw_budget!r} is not a whole number") from None
             if budget is not None and budget < 0:
-                raise InvalidParamsError("Thinking budget: a number of tokens, 0 or more")
+                raise FieldError("thinking_budget", "a number of tokens, 0 or more")
             raw_threads = self.query_one("#threads", Input).value.strip() or "auto"
             try:
                 fixed, _ = parse_threads(raw_threads)
             except ValueError:
-                raise InvalidParamsError(f"CPU threads: {raw_threads!r}: auto or a whole number >= 1") from None
+                raise FieldError("threads", f"{raw_threads!r}: auto or a whole number >= 1") from None
             threads: int | str = "auto" if fixed is None else int(raw_threads)
             think_word = self.query_one("#think", Input).value.strip().lower()
             if think_word not in ("on", "off", "auto", ""):
-                raise InvalidParamsError(f"Think: {think_word!r}: on, off or auto")
+                raise FieldError("think", f"{think_word!r}: on, off or auto")
             think = {"on": True, "off": False}.get(think_word)
             stop = [x for x in self.query_one("#stop", Input).value.split("|") if x]
             backend = self.query_one("#backend", Input).value.strip() or "local"
             base_url = self.query_one("#base_url", Input).value.strip()
             if backend not in ("local", "openai"):
-                raise InvalidParamsError(f"Backend {backend!r}: use local or openai")
+                raise FieldError("backend", f"{backend!r}: use local or openai")
             if backend == "openai" and not base_url.startswith(("http://", "https://")):
-                raise InvalidParamsError("the openai backend needs a server URL starting with http:// or https://")
-            new = replace(self.settings, stop=stop, system=self.query_one("#system", Input).value,
+                raise FieldError("base_url", "the openai backend needs a URL starting with http:// or https://")
+            new = replace(self.settings, stop=stop, system=self.query_one("#system", TextArea).text.strip(),
                           mode="chat" if self.query_one("#chat", Switch).value else "raw",
                           backend=backend, base_url=base_url,
                           remote_model=self.query_one("#remote_model", Input).value.strip(),
                           gpu_layers=gpu_layers, threads=threads, thinking_budget=budget,
                           json_output=self.query_one("#json_output", Input).value.strip(), think=think,
                           show_thinking=self.query_one("#show_thinking", Switch).value, **values)
-            new.sampler().validate()
             if new.max_tokens < 1:
-                raise InvalidParamsError("Max tokens must be at least 1")
-        except InvalidParamsError as e:  # (a JSON schema file that cannot be read too, from sampler())
-            self.query_one("#error", Label).update(str(e))
+                raise FieldError("max_tokens", "at least 1")
+            try:
+                new.sampler().validate()
+            except InvalidParamsError as e:  # which field: the one the message names
+                named = next((n for n, _, _ in FIELDS if n in str(e) or n.replace("_", "-") in str(e)),
+                             "json_output" if new.json_output else None)
+                raise FieldError(named, str(e)) if named else e from None
+        except FieldError as e:
+            self._show_error(e.field, str(e))
+            return
+        except InvalidParamsError as e:
+            self._show_error(None, str(e))
             return
         self.dismiss(new)
+
+    def _show_error(self, field: str | None, message: str) -> None:
+        """Under the field, which gets the focus and is scrolled into view; the foot of the
+        form says which field it is."""
+        for shown in self.query(".field-error.-shown"):
+            shown.remove_class("-shown")
+        label = dict((n, lbl) for n, lbl, _ in FIELDS).get(field or "", (field or "").replace("_", " "))
+        self.query_one("#error", Label).update(f"{label}: {message}" if field else message)
+        if field is None:
+            return
+        note = self.query_one(f"#{field}-error", Static)
+        note.update(message)
+        note.add_class("-shown")
+        widget = self.query_one(f"#{field}")
+        widget.focus()
+        widget.scroll_visible(animate=False)

@@ -35,11 +35,17 @@ def pane_output(text: str = "") -> RawOutput:
     return RawOutput(text, fill=True, window=True, id="pane-body")
 
 
-def summary_line(stats: dict[str, Any], chars: int) -> str:
-    """A finished pane's row (from `Stats.to_dict()`, live or from history)."""
-    ttft = f"{stats['ttft'] * 1000:.0f} ms" if stats.get("ttft") is not None else "-"
-    return (f"{stats['generated_tokens']} tok  {stats['gen_tps']:.1f} tok/s  first {ttft}  "
-            f"{stats['finish_reason']}  {chars} chars")  # spaced like the title line: fits a half-width pane
+def summary_line(stats: dict[str, Any], chars: int, width: int = 0) -> str:
+    """A finished pane's row (from `Stats.to_dict()`, live or from history): why it
+    stopped first, then the figures, in the longest form that fits `width` (0: any)."""
+    ttft = stats.get("ttft")
+    first = f"{ttft * 1000:.0f} ms" if ttft is not None else "-"
+    n, tps, reason = stats["generated_tokens"], stats["gen_tps"], stats["finish_reason"]
+    forms = [f"{reason} · {n} tok · {tps:.1f} tok/s · first {first} · {chars} chars",
+             f"{reason} · {n} tok · {tps:.1f} tok/s · 1st {first}",
+             f"{reason} · {n} tok · {tps:.1f}/s · 1st {first.replace(' ', '')}",
+             f"{reason} · {n} tok · {tps:.1f}/s"]
+    return next((f for f in forms if not width or len(f) <= width), forms[-1])
 
 
 class ComparePane(Vertical):
@@ -47,13 +53,14 @@ class ComparePane(Vertical):
     one line of knobs, the streaming text and a one-line summary."""
 
     DEFAULT_CSS = """
-    ComparePane { border: round $panel; height: 1fr; padding: 0 1; border-subtitle-color: $text-muted; }
+    ComparePane { border: round $panel; height: 1fr; padding: 0 1; border-subtitle-color: $text-muted;
+                  border-subtitle-align: right; }
     ComparePane.running { border: round $primary; }
     ComparePane.cancelled { border: round $warning; }
     ComparePane.failed { border: round $error; }
     ComparePane Horizontal.knobs { height: 1; }
     ComparePane Horizontal.knobs Label { width: auto; padding: 0 1 0 0; color: $text-muted; }
-    ComparePane Horizontal.knobs Input { width: 6; margin: 0 1 0 0; }
+    ComparePane Horizontal.knobs Input { width: 6; margin: 0; }
     ComparePane Horizontal.knobs .live { width: 1fr; text-align: right; color: $accent; }
     /* no scrollbar drawn (the wheel and keys still scroll): a scrollbar moves with every new
        line, and as it is as tall as the pane, each move repaints every row of every pane */
@@ -119,11 +126,15 @@ class ComparePane(Vertical):
         self._title()
 
     def _title(self) -> None:
+        """Pane, temperature and seed on the top border; on the bottom one its key to
+        stop it while it runs, else why it stopped."""
         try:
             knobs = f"t {self.temperature:g} · seed {self.seed}"
         except ValueError:
             knobs = "?"
-        self.border_title = f"{self.index + 1} · {knobs} · {PANE_KEYS[self.index]} cancels"
+        self.border_title = f"{self.index + 1} · {knobs}"
+        running = self.has_class("running")
+        self.border_subtitle = f"{PANE_KEYS[self.index]} stops it" if running else (self.state if self.done else "")
 
     @on(Input.Changed)
     def _knob_changed(self) -> None:
@@ -183,7 +194,7 @@ class ComparePane(Vertical):
     def show_live(self) -> None:
         """The knobs line's right side: tokens, tok/s, state. A fixed-size line: updating
         it repaints that one line (a border title would repaint the whole pane)."""
-        self.query_one(".live", OneLine).show(Text(f"{self.tokens} tok  {self.rate:.1f} tok/s  {self.state}"))
+        self.query_one(".live", OneLine).show(Text(f"{self.tokens} tok {self.rate:.1f}/s"))
 
     async def finish(self, stats: Stats | None, error: str | None) -> None:
         self.stats = stats
@@ -203,17 +214,26 @@ class ComparePane(Vertical):
         if stats is not None:
             self.tokens = stats.generated_tokens
         self.show_live()
+        self._title()
         if error or stats is None:
             self.show_line(f"error: {error}" if error else "cancelled before it started")
             return
-        self.show_line(summary_line(stats.to_dict(), len(self.text)))
+        self.show_line(summary_line(stats.to_dict(), len(self.text), self.content_region.width))
 
     def show_line(self, line: str) -> None:
         self.query_one(".pane-stats", OneLine).show(Text(line))
 
     async def show_text(self, text: str, items: list[TokenItem] | None = None) -> None:
+        """A finished pane's text (a comparison reopened from history): laid out from its
+        top, to scroll, as a pane looks once its run has ended."""
         self.text, self.items = text, list(items or [])
         await self._replace_body()
+        body = self.body
+        if isinstance(body, TokenView):
+            body.fit()
+        else:
+            await body.finish()
+        self.query_one(FollowingScroll).scroll_home(animate=False)
 
     def on_token_view_selected(self, msg: TokenView.Selected) -> None:
         """A token under the cursor in this pane: why it was chosen, on the pane's last line."""

@@ -309,6 +309,31 @@ class Gauge(Widget):
             parts.append(f"context {self.prompt_tokens + self.tokens}/{self.n_ctx}")
         if self.threads and (self.running or self.finish):
             parts.append(self.threads)
-        self.details_text = Text("  ·  ".join(parts))
+        room = max(20, self.size.width - 2)
+        full = "  ·  ".join(parts)
+        if len(full) > room:
+            full = " · ".join(parts)
+        if len(full) > room:  # 80 columns: every figure, in fewer letters
+            full = "  ".join(self._short_parts(ttft, elapsed, first_word if self.thinking_tokens else ""))
+            if len(full) > room:
+                full = full.replace(" restored)", " disk)")
+        self.details_text = Text(full)
         self._strips = None
         self.refresh()
+
+    def _short_parts(self, ttft: str, elapsed: float, first_word: str) -> list[str]:
+        """The details line's figures in fewer letters, for 80 columns."""
+        prompt = f"prompt {self.prompt_tokens}"
+        if self.restored_tokens:
+            prompt += f" ({self.restored_tokens} restored)"
+        elif self.cached_tokens:
+            prompt += f" ({self.cached_tokens} reused)"
+        parts = [f"{self.tokens}/{self.max_tokens} tok", f"1st {ttft.replace(' ', '')}", f"{elapsed:.1f}s", prompt]
+        if self.thinking_tokens:
+            parts[1:2] = [f"think {self.thinking_tokens}/ans {self.tokens - self.thinking_tokens}",
+                          f"1st word {first_word}"]
+        if self.n_ctx:
+            parts.append(f"ctx {self.prompt_tokens + self.tokens}/{self.n_ctx}")
+        if self.threads and (self.running or self.finish):
+            parts.append(self.threads.replace("threads ", "thr "))
+        return parts

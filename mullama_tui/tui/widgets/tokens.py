@@ -48,7 +48,8 @@ def percent(p: float) -> str:
 
 class TokenView(Widget, can_focus=True):
     """The tokens of one reply; ←/→ (or a click) move the cursor, ↑/↓ pick an alternative
-    in the panel, Enter branches from there."""
+    in the panel, B branches from there. Enter, and any other key typed here, go back to
+    the prompt: Enter always sends what is typed, never branches by surprise."""
 
     DEFAULT_CSS = "TokenView { height: auto; padding: 0 1; } TokenView:focus { background-tint: $foreground 3%; }"
     BINDINGS = [
@@ -58,7 +59,7 @@ class TokenView(Widget, can_focus=True):
         Binding("end", "move(1000000)", show=False),
         Binding("up", "pick(-1)", "Alternative", show=False),
         Binding("down", "pick(1)", "Alternative", show=False),
-        Binding("enter", "branch", "Branch here"),
+        Binding("b", "branch", "Branch here"),
     ]
 
     @dataclass
@@ -68,6 +69,13 @@ class TokenView(Widget, can_focus=True):
         view: TokenView
         index: int
         pick: int
+
+    @dataclass
+    class Left(Message):
+        """Enter or a character typed here: the user wants the prompt back (with `text`)."""
+
+        view: TokenView
+        text: str
 
     @dataclass
     class BranchRequested(Message):
@@ -133,7 +141,8 @@ class TokenView(Widget, can_focus=True):
     def _lay_out(self, first: int, width: int) -> int:
         """Lay out items `first` and after (all laid out before them stays); returns the
         first line that changed. A token goes whole onto the next line when it does not
-        fit, is split only when longer than a line, and breaks the line at a newline."""
+        fit (with the tokens before it of the same word), is split only when longer than a
+        line, and breaks the line at a newline."""
         line = max(0, len(self._lines) - 1)
         row = self._lines.pop() if self._lines else []
         used = sum(cell_len(t) for _, t in row)
@@ -151,8 +160,18 @@ class TokenView(Widget, can_focus=True):
                         used += cell_len(part)
                         part = ""
                     elif used and cell_len(part) <= width:
-                        self._lines.append(row)
-                        row, used = [], 0
+                        word = self._word_tail(row) if not part[0].isspace() else len(row)
+                        moved = row[word:]
+                        if not word or cell_len(part) + sum(cell_len(t) for _, t in moved) > width:
+                            moved = []  # no word to keep whole, or one longer than a line
+                        kept = row[:len(row) - len(moved)]
+                        self._lines.append(kept)
+                        for index, _ in moved:  # the word's tokens start on the new line now
+                            if self._line_of[index] == len(self._lines) - 1:
+                                self._line_of[index] = len(self._lines)
+                        if n == 0:  # and so does this one
+                            self._line_of[i] = len(self._lines)
+                        row, used = list(moved), sum(cell_len(t) for _, t in moved)
                     else:
                         cut = max(1, room)
                         row.append((i, part[:cut]))
@@ -160,6 +179,20 @@ class TokenView(Widget, can_focus=True):
                         row, used, part = [], 0, part[cut:]
         self._lines.append(row)
         return line
+
+    @staticmethod
+    def _word_tail(row: list[tuple[int, str]]) -> int:
+        """Where the word the row ends with begins (an index into `row`): a word made of
+        several tokens ("mark" + "down") moves to the next line whole, never split."""
+        j = len(row)
+        while j > 0:
+            text = row[j - 1][1]
+            if not text or text[-1].isspace():
+                break
+            j -= 1
+            if text[0].isspace():
+                break
+        return j
 
     # -- drawing --------------------------------------------------------------------------
     def notify_style_update(self) -> None:
@@ -235,6 +268,12 @@ class TokenView(Widget, can_focus=True):
             return
         self.pick = max(0, min(len(item.insight.top) - 1, self.pick + step))
         self.post_message(self.Selected(self, self.cursor, self.pick))
+
+    def on_key(self, event: events.Key) -> None:
+        if event.key == "enter" or (event.is_printable and event.character and event.key != "b"):
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.Left(self, "" if event.key == "enter" else event.character or ""))
 
     def action_branch(self) -> None:
         item = self.items[self.cursor] if 0 <= self.cursor < len(self.items) else None

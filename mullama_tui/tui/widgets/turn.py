@@ -32,6 +32,7 @@ class ReplyBranch:
     thinking_tokens: int = 0
     thought_for: float | None = None  # seconds, once the answer began
     edited: bool = False  # it starts with text the user wrote in place of the model's
+    origin: str = ""  # "regenerated" (made again from the start) or "continued" (the model went on)
 
 
 class ThinkingBlock(Vertical):
@@ -229,6 +230,23 @@ class AssistantTurn(OneLayoutPass, Vertical):
         """A new branch that keeps the current one's first `at` tokens; it becomes current."""
         kept = self.branch.items[:at]
         branch = ReplyBranch(items=list(kept), text="".join(i.text for i in kept), at=at)
+        self.branches.append(branch)
+        self.current = len(self.branches) - 1
+        await self.rebuild()
+        return branch
+
+    async def add_regeneration(self) -> ReplyBranch:
+        """A new branch made again from the start of the reply; it becomes current."""
+        branch = await self.add_branch(0)
+        branch.origin = "regenerated"
+        return branch
+
+    async def add_continuation(self) -> ReplyBranch:
+        """A new branch that starts as the current one ends (the model goes on from there;
+        the original, stopped where it was, stays as the branch before it)."""
+        cur = self.branch
+        branch = ReplyBranch(items=list(cur.items), text=cur.text, thinking=cur.thinking, origin="continued",
+                             edited=cur.edited)
         self.branches.append(branch)
         self.current = len(self.branches) - 1
         await self.rebuild()
