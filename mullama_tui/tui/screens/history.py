@@ -126,7 +126,7 @@ class HistoryScreen(Screen[RunRecord | None]):
                                select_on_focus=False),
                          self.app.settings.cursor_blink)  # type: ignore[attr-defined]
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)  # its keys first (Ctrl+P still opens it)
 
     def on_mount(self) -> None:
         self.sub_title = "Enter reopens · → its runs"
