@@ -416,6 +416,9 @@ def bench(
     load: bool = typer.Option(False, "--load", help="Speed with 0, 1 .. cores busy processes beside it: every "
                                                     "fixed thread count and auto, the TUI and Esc at load 1."),
     soak: bool = typer.Option(False, "--soak", help="`serve` under a mixed crowd of clients for --seconds."),
+    arena: bool = typer.Option(False, "--arena", help="Two models side by side (the model and a Q8_0 of it): "
+                                                      "taking turns on the cores vs one after another; the "
+                                                      "agreement pass's cost."),
     resume: bool = typer.Option(False, "--resume", help="A follow-up to a ~4000-token conversation: its KV "
                                                         "restored from disk vs re-processed; save size and time."),
     startup: bool = typer.Option(False, "--startup", help="How fast --help, models, show and the TUI's first "
@@ -479,6 +482,11 @@ def bench(
             # a few tokens in the run's time limit, and every load runs every count
             report = bench_load(path, n_tokens=128 if n_tokens == 256 else n_tokens, reps=reps, progress=progress)
             text = format_load_report(report)
+        elif arena:
+            from .bench.arena import bench_arena, format_arena_report
+
+            report = bench_arena(path, n_tokens=128 if n_tokens == 256 else n_tokens, reps=reps, progress=progress)
+            text = format_arena_report(report)
         elif resume:
             from .bench.resume import bench_resume, format_resume_report
 
@@ -525,7 +533,14 @@ def bench(
 def compare(
     args: List[str] = typer.Argument(None, metavar="[MODEL] [PROMPT]",
                                      help="Optional model path, then an optional prompt."),
-    temps: str = typer.Option("0.1,0.7,1.2", "--temps", help="2 to 6 temperatures."),
+    temps: Optional[str] = typer.Option(None, "--temps", help="2 to 6 temperatures (default: 0.1,0.7,1.2; "
+                                        "with --model, the configured temperature)."),
+    models: Optional[List[str]] = typer.Option(None, "--model", "-m", metavar="MODEL",
+                                               help="A pane's model (repeatable: an arena of models and "
+                                                    "quantizations; each model gets a pane per temperature)."),
+    agreement: bool = typer.Option(False, "--agreement", help="With two --model files of one model (two "
+                                   "quantizations): where the second disagrees with the first's tokens, per-token "
+                                   "KL divergence and top-1 agreement."),
     seed: Optional[int] = typer.Option(None, "--seed", help="One seed for every pane (default: config.toml's "
                                        "seed, else 42, as the compare screen uses)."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", "-n", help="Default: config.toml's, 512."),
@@ -548,16 +563,24 @@ def compare(
         args.append("")
     model_arg = _pull_if_needed(args[0] if len(args) == 2 else None, pull)
     prompt = (args[-1] if args else None) or None
+    settings = _settings()
     try:
-        temp_list = parse_temps(temps)
+        temp_list = parse_temps(temps) if temps else ([settings.temperature] if models else parse_temps("0.1,0.7,1.2"))
     except MullamaError as e:
         raise _fail(str(e), 2) from None
-    settings = _settings()
+    if agreement and len(models or []) < 2:
+        raise _fail("--agreement compares two models: give --model A --model B", 2)
+    if models and len(models) * len(temp_list) > 6:
+        raise _fail(f"{len(models)} models x {len(temp_list)} temperatures is more than 6 panes", 2)
     choice = _backend(settings, backend, base_url, api_key, remote_model, timeout)
     # the compare screen's defaults (config.toml, seed 42 when it says 0); flags win for this run
     settings.seed = _or(seed, settings.seed) or 42
     settings.max_tokens = _or(max_tokens, settings.max_tokens)
     settings.mode = ("chat" if chat else "raw") if chat is not None else settings.mode
+    if models and model_arg:
+        raise _fail("give the models with --model (not also as the first argument)", 2)
+    if models and not no_tui:
+        raise _fail("several models side by side are in the console for now: add --no-tui", 2)
     if no_tui:
         if not prompt:
             raise _fail("--no-tui needs a PROMPT", 2)
@@ -565,6 +588,10 @@ def compare(
             request = settings.request(prompt=prompt)
         except MullamaError as e:
             raise _fail(str(e), 2) from None
+        if models:
+            raise typer.Exit(_compare_models(models, request, temp_list, as_json, stats, settings, choice,
+                                             _threads(threads, settings), _gpu_layers(gpu_layers, settings),
+                                             agreement))
         raise typer.Exit(_run(model_arg, request, temps, settings.n_ctx, _threads(threads, settings), as_json,
                               stats, settings, choice, _gpu_layers(gpu_layers, settings)))
     from .tui.app import MullamaApp
@@ -574,6 +601,71 @@ def compare(
     app_.settings.seed, app_.settings.max_tokens = settings.seed, settings.max_tokens  # this run's, not saved
     app_.settings.mode = settings.mode
     app_.run()
+
+
+def _compare_models(models: list[str], request: Request, temps: list[float], as_json: bool, stats: bool,
+                    settings: Settings, choice: BackendChoice, threads: Optional[int], gpu_layers: Optional[int],
+                    want_agreement: bool) -> int:
+    """`compare --model A --model B ... --no-tui`: a pane per model and temperature, every
+    model loaded once and its panes in one batch; the models' decode steps take turns on
+    the cores (engine/turns.py). `want_agreement`: the second model reads the first pane's
+    tokens (engine/agreement.py)."""
+    from .backends import BackendChoice, open_engine, open_remote
+    from .console import compare_requests, print_compare
+    from .models.naming import display_name
+
+    engines: dict[str, Any] = {}
+    try:
+        try:
+            request.validate()
+            for m in dict.fromkeys(models):
+                if m.startswith("openai:"):  # a remote pane: an OpenAI-compatible server's own model
+                    remote = BackendChoice("openai", base_url=m[len("openai:"):], timeout=choice.timeout)
+                    engines[m] = open_remote(remote)
+                else:
+                    engines[m] = open_engine(BackendChoice("local"), m, n_ctx=settings.n_ctx, n_parallel=len(temps),
+                                             n_threads=threads, n_gpu_layers=gpu_layers)
+            panes = compare_requests(request, temps)  # one seed for every pane
+            gens, labels = [], []
+            for m in models:
+                engine = engines[m]
+                info = engine.model.info
+                name = m if m.startswith("openai:") else display_name(info.path, asked_as=m, gguf_name=info.name,
+                                                                      description=info.description,
+                                                                      n_params=info.n_params)
+                for r in panes:
+                    gens.append(engine.submit(r))
+                    labels.append(name)
+        except MullamaError as e:
+            raise _fail(str(e)) from None
+        tokens: list[list[int]] = []
+        rc = print_compare(gens, [r.params.temperature for _ in models for r in panes], as_json, stats,
+                           models=labels, tokens=tokens)
+        if want_agreement and rc == 0:
+            rc = _print_agreement(engines[models[0]], engines[models[1]], panes[0], tokens[0], labels[0],
+                                  labels[len(panes)], as_json)
+        return rc
+    finally:
+        for engine in engines.values():
+            engine.close()
+
+
+def _print_agreement(a: Any, b: Any, request: Request, tokens: list[int], name_a: str, name_b: str,
+                     as_json: bool) -> int:
+    from .engine.agreement import agreement
+
+    if getattr(a.model, "placement", None) is None or getattr(b.model, "placement", None) is None:
+        raise _fail("--agreement needs two local models (a remote server gives no logits to compare)")
+    try:
+        found = agreement(a.model, b.model, a.prompt_tokens(request), tokens)
+    except MullamaError as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        typer.echo(json.dumps({"agreement": found.to_dict(), "reference": name_a, "model": name_b}))
+    else:
+        worst = a.model.token_text(tokens[found.worst]) if found.n else ""
+        typer.echo(f"agreement: {found.summary(name_a, name_b)}" + (f" ({worst!r})" if worst else ""), err=True)
+    return 0
 
 
 @app.command()
@@ -680,6 +772,37 @@ def pull(names: List[str] = typer.Argument(..., metavar="NAME...",
             typer.echo(f"{what} {entry.name} -> {_store().path_of(entry)} ({entry.size / 1e6:.1f} MB)")
     if as_json:
         typer.echo(json.dumps(done if len(done) > 1 else done[0], indent=2))
+
+
+@app.command()
+def arena(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Standings of the blind comparisons you voted on (compare screen: Ctrl+B, then Ctrl+V):
+    each model and setting's win rate head to head, with its votes and a 95% interval."""
+    from .history import History, HistoryError, standings
+
+    try:
+        history = History()
+        table = standings(history.votes())
+    except HistoryError as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        typer.echo(json.dumps([row.to_dict() for row in table], indent=2))
+        return
+    if not table:
+        typer.echo("no votes yet: in the compare screen (F4), Ctrl+B runs the next comparison blind, and "
+                   "Ctrl+V votes for the best pane")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table(box=None, pad_edge=False)
+    for name, justify in (("MODEL · SETTINGS", "left"), ("WIN RATE", "right"), ("95% INTERVAL", "right"),
+                          ("WINS", "right"), ("GAMES", "right")):
+        out.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in table:
+        low, high = row.interval()
+        out.add_row(row.name, f"{row.rate:.0%}", f"{low:.0%}-{high:.0%}", f"{row.wins:g}", str(row.games))
+    Console().print(out)
 
 
 @app.command()

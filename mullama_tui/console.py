@@ -142,13 +142,18 @@ def stream_to_stdout(gen: Generation, as_json: bool, show_stats: bool,
 
 
 def print_compare(gens: list[Generation], temps: list[float], as_json: bool, show_stats: bool,
-                  out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Generate all panes in one batch, then print them one after another."""
+                  out: TextIO = sys.stdout, err: TextIO = sys.stderr, *, models: list[str] | None = None,
+                  tokens: list[list[int]] | None = None) -> int:
+    """Generate all panes together (one batch per model), then print them one after
+    another. `models`: each pane's model name, when they differ; `tokens` collects each
+    pane's token ids (the arena's agreement pass reads them)."""
     texts = [""] * len(gens)
     finals: list[Any] = [None] * len(gens)
+    ids: list[list[int]] = [[] for _ in gens]
 
     def collect(i: int, events: list[TokenEvent]) -> None:
         texts[i] += "".join(e.text for e in events)
+        ids[i] += [e.token_id for e in events if not e.done and e.token_id >= 0]
         if events[-1].done:
             finals[i] = events[-1]
 
@@ -157,15 +162,20 @@ def print_compare(gens: list[Generation], temps: list[float], as_json: bool, sho
             drain_together(gens, on_events=collect)
     except KeyboardInterrupt:
         return EXIT_CANCELLED
+    if tokens is not None:
+        tokens[:] = ids
     cancelled = False
     for i, (gen, temp) in enumerate(zip(gens, temps)):
         final = finals[i]
         cancelled |= final.finish_reason is FinishReason.CANCELLED
+        model = models[i] if models else None
         if as_json:
             row = {**final.to_dict(), "pane": i, "temperature": temp, "seed": gen.seed, "text": texts[i]}
+            if model:
+                row["model"] = model
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             continue
-        print(f"=== temperature {temp} · seed {gen.seed} ===", file=out)
+        print(f"=== {model + ' · ' if model else ''}temperature {temp} · seed {gen.seed} ===", file=out)
         print(texts[i].strip("\n"), file=out)
         print(file=out)
         if show_stats:

@@ -8,6 +8,7 @@ forward, never a torn page. Lives under the data dir (see config.py).
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sqlite3
@@ -173,6 +174,20 @@ class History:
             " ORDER BY id DESC LIMIT ?", (like, like, like, limit)).fetchall()
         return [self._record(r) for r in rows]
 
+    def set_params(self, run_id: int, params: dict[str, Any]) -> None:
+        """Replace a run's params (a comparison's vote, given after the run was saved)."""
+        try:
+            with self._writing():
+                self._db.execute("UPDATE runs SET params = ? WHERE id = ?", (json.dumps(params), run_id))
+        except sqlite3.OperationalError as e:
+            raise HistoryError(f"cannot save to the history ({self.path}): {e}") from None
+
+    def votes(self) -> builtins.list[RunRecord]:
+        """Comparisons that were voted on (the arena's standings are made of them)."""
+        rows = self._db.execute("SELECT * FROM runs WHERE kind = 'compare' AND params LIKE '%\"vote\"%'"
+                                " ORDER BY id").fetchall()
+        return [r for r in (self._record(row) for row in rows) if "vote" in r.params]
+
     def delete(self, run_id: int) -> None:
         try:
             with self._writing():
@@ -182,3 +197,55 @@ class History:
 
     def close(self) -> None:
         self._db.close()
+
+
+@dataclass
+class Standing:
+    """One contender of the arena (a model with its settings) and how its votes went."""
+
+    name: str
+    wins: float = 0.0  # a tie counts half
+    games: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.wins / self.games if self.games else 0.0
+
+    def interval(self, z: float = 1.96) -> tuple[float, float]:
+        """The Wilson score interval of the win rate (95% by default): honest with few votes."""
+        n = self.games
+        if not n:
+            return 0.0, 1.0
+        p = self.rate
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+        return max(0.0, centre - half), min(1.0, centre + half)
+
+    def to_dict(self) -> dict[str, Any]:
+        low, high = self.interval()
+        return {"name": self.name, "wins": self.wins, "games": self.games, "win_rate": round(self.rate, 4),
+                "ci95": [round(low, 4), round(high, 4)]}
+
+
+def contender(pane: dict[str, Any]) -> str:
+    """What a vote is for: the model and the settings that differed ("SmolLM2 Q4_1 · t 0.8")."""
+    return f"{pane.get('model') or 'model'} · t {pane.get('temperature')}"
+
+
+def standings(voted: list[RunRecord]) -> list[Standing]:
+    """Head-to-head: in each voted comparison the chosen pane beats every other pane (a
+    tie: each pair half a win); best win rate first."""
+    table: dict[str, Standing] = {}
+    for r in voted:
+        panes = r.params.get("panes") or []
+        names = [contender(p) for p in panes]
+        vote = r.params.get("vote")
+        winner = next((i for i, p in enumerate(panes) if p.get("label") == vote), None)
+        for i, name in enumerate(names):
+            row = table.setdefault(name, Standing(name))
+            for j in range(len(names)):
+                if j == i or names[j] == name:
+                    continue
+                row.games += 1
+                row.wins += 1.0 if winner == i else 0.5 if winner is None else 0.0
+    return sorted(table.values(), key=lambda s: (-s.rate, -s.games, s.name))

@@ -738,6 +738,32 @@ def batch_invariance(model: LlamaModel, n_threads: int, steps: int = 8, kv_unifi
     return drift
 
 
+QUANT_TYPES = {"Q8_0": C.LLAMA_FTYPE_MOSTLY_Q8_0, "Q4_0": C.LLAMA_FTYPE_MOSTLY_Q4_0,
+               "Q4_1": C.LLAMA_FTYPE_MOSTLY_Q4_1, "Q5_0": C.LLAMA_FTYPE_MOSTLY_Q5_0,
+               "Q4_K_M": C.LLAMA_FTYPE_MOSTLY_Q4_K_M, "Q6_K": C.LLAMA_FTYPE_MOSTLY_Q6_K}
+
+
+def quantize(src: str | os.PathLike[str], dst: str | os.PathLike[str], kind: str = "Q8_0",
+             n_threads: int = 0) -> Path:
+    """Write `src` quantized as `kind` to `dst` with llama.cpp's own quantizer (from an
+    already quantized file too: a second quantization of one model, e.g. for the arena's
+    agreement figures). Raises InvalidParamsError for an unknown kind, ModelLoadError if
+    llama.cpp fails."""
+    if kind not in QUANT_TYPES:
+        raise InvalidParamsError(f"quantization {kind!r}: one of {', '.join(QUANT_TYPES)}")
+    check_gguf_file(src)
+    init_backend()
+    params = C.llama_model_quantize_default_params()
+    params.ftype = QUANT_TYPES[kind]
+    params.allow_requantize = True
+    params.nthread = n_threads
+    _recent_errors.clear()
+    rc = C.llama_model_quantize(os.fsencode(str(src)), os.fsencode(str(dst)), ctypes.byref(params))
+    if rc != 0:
+        raise ModelLoadError(f"llama.cpp could not quantize {src} to {kind}: {'; '.join(_recent_errors) or rc}")
+    return Path(dst)
+
+
 class AbortFlag:
     """A flag that llama.cpp polls between graph nodes, with no Python on that path.
 

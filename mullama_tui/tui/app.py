@@ -147,6 +147,11 @@ class MullamaApp(App[None]):
         self._threads = threads
         self.model_arg = model
         self._asked_as: str | None = None  # the name the picker chose a model by
+        self._pane_engines: dict[str, Engine] = {}  # compare panes' other models, by path
+        self._pane_lock = threading.Lock()
+        # held while a worker reads models outside their engines (the agreement pass):
+        # no engine closes under it (llama.cpp would read freed memory)
+        self.models_in_use = threading.Lock()
         self.model_label = ""
         self._theme_arg = theme_name
         try:
@@ -250,6 +255,28 @@ class MullamaApp(App[None]):
         if engine is None:
             raise NoModelError(error or "no model")
         return engine.submit(request)
+
+    def pane_engine(self, path: str) -> Engine:
+        """From a worker thread: the engine of a compare pane's own model (loaded once
+        however many panes use it; `release_pane_engines` unloads the unused). The app's
+        own model is the app's engine."""
+        engine = self.engine
+        if engine is not None and engine.model.placement is not None and \
+                Path(engine.model.info.path).resolve() == Path(path).resolve():
+            return engine
+        with self._pane_lock:
+            found = self._pane_engines.get(path)
+            if found is None:
+                found = open_engine(BackendChoice("local"), path, n_ctx=self.settings.n_ctx, n_parallel=MAX_PANES,
+                                    n_threads=self.n_threads, n_gpu_layers=self.gpu_layers)
+                self._pane_engines[path] = found
+            return found
+
+    def release_pane_engines(self, keep: frozenset[str] | set[str] = frozenset()) -> None:
+        """Unload the pane models no pane uses any more (all of them when the compare screen closes)."""
+        with self.models_in_use, self._pane_lock:
+            for path in [p for p in self._pane_engines if p not in keep]:
+                self._pane_engines.pop(path).close()
 
     def wake_waiters(self) -> None:
         """A waiting `submit` looks at its `cancelled()` again."""
@@ -527,9 +554,11 @@ class MullamaApp(App[None]):
 
     def on_unmount(self) -> None:
         self._chat.cancel_running()
-        for engine in [self.engine, *self._retiring]:
-            if engine is not None:
-                engine.close()  # a reply cancelled here is saved as it ends
+        self.release_pane_engines()
+        with self.models_in_use:
+            for engine in [self.engine, *self._retiring]:
+                if engine is not None:
+                    engine.close()  # a reply cancelled here is saved as it ends
         if self.sessions is not None:
             self.sessions.close()  # every queued save on disk before the process goes
         self.history.close()

@@ -15,8 +15,10 @@ costs what the main screen costs and no more:
 
 from __future__ import annotations
 
+import random
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -24,11 +26,12 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.message import Message
 from textual.widgets import Footer, Header, Input, Sparkline, Static
 
 from ...engine.generation import Generation
 from ...engine.types import MullamaError, Request
-from ...history import RunRecord
+from ...history import HistoryError, RunRecord
 from ..messages import TokenBatch
 from ..stream import INSIGHT_TOP, News, TokenItem, pump
 from ..widgets.compare_pane import PANE_KEYS, ComparePane, summary_line
@@ -49,6 +52,18 @@ FRAME = 0.33  # seconds between screen updates while streaming: 3 a second (3 pa
 LIVE_EVERY = 3  # frames between updates of the live figures (the panes' title lines, the batch line)
 
 
+PRESETS = [("greedy", 0.0), ("precise", 0.3), ("creative", 1.1)]  # Ctrl+G cycles a pane through them
+LETTERS = "ABCDEF"
+
+
+@dataclass
+class AgreementFound(Message):
+    """The agreement pass after a run of two models (None and a reason if there is none)."""
+
+    summary: str | None
+    error: str | None = None
+
+
 def transcript(panes: list[tuple[float, int, str]]) -> str:
     """Every pane's text under its temperature and seed, as Markdown (history, Ctrl+Y)."""
     return "\n\n".join(f"## temperature {t} · seed {seed}\n\n{text}" for t, seed, text in panes)
@@ -57,7 +72,12 @@ def transcript(panes: list[tuple[float, int, str]]) -> str:
 class CompareScreen(WorkerScreen[None]):
     HELP_NOTES = (
         "Compare: F5..F10 cancel one pane, Esc cancels all (or goes back), Ctrl+A / Ctrl+D add or "
-        "remove a pane. The panes decode in one batch. Each is a faithful sample at its temperature "
+        "remove a pane. Ctrl+L gives the pane with the cursor its own model (panes on one model share "
+        "its batch; two models decode side by side), Ctrl+G cycles its presets (greedy, precise, "
+        "creative). Ctrl+B: blind mode (panes become A, B, C in a shuffled order until you vote with "
+        "Ctrl+V; `mullama-tui arena` shows the standings). Two files of one model (two quantizations): "
+        "the line under the panes says how often the second agrees with the first's tokens.",
+        "The panes decode in one batch. The panes decode in one batch. Each is a faithful sample at its temperature "
         "and seed; it is also the exact text of `mullama-tui run` with that temperature and seed only "
         "where this machine decodes batches bit-identically to single runs "
         "(`mullama-tui show --system` tells; on GPUs and some CPUs a pane can part ways after a "
@@ -69,6 +89,10 @@ class CompareScreen(WorkerScreen[None]):
         Binding("ctrl+a", "add_pane", "Add", priority=True),
         Binding("ctrl+d", "remove_pane", "Remove", priority=True),
         Binding("ctrl+t", "toggle_tokens", "Tokens", priority=True),
+        Binding("ctrl+l", "pick_model", "Model", priority=True),
+        Binding("ctrl+g", "preset", "Preset", show=False, priority=True),
+        Binding("ctrl+b", "toggle_blind", "Blind", show=False, priority=True),
+        Binding("ctrl+v", "vote", "Vote", show=False, priority=True),
         Binding("ctrl+y", "copy_panes", "Copy", show=False, priority=True),
         *[Binding(k, f"cancel_pane({i})", f"Cancel pane {i + 1}", show=False, priority=True)
           for i, k in enumerate(PANE_KEYS)],
@@ -101,6 +125,11 @@ class CompareScreen(WorkerScreen[None]):
         self._t_run = 0.0
         self._frames = 0
         self.diverge: int | None = None  # the first token at which the panes differ
+        self.blind = False  # Ctrl+B: panes lettered in a shuffled order until the vote
+        self.blind_order: list[str] = []  # the letters of the last blind run, by pane
+        self.voted: str | None = None
+        self.saved_id: int | None = None  # the history row of the last run (its vote goes there)
+        self.agreement: str | None = None
 
     @property
     def mullama(self) -> MullamaApp:
@@ -192,6 +221,13 @@ class CompareScreen(WorkerScreen[None]):
         except ValueError:
             self.notify("every pane needs a number for temperature and seed", severity="error")
             return
+        if self.blind:
+            self._shuffle_blind()
+            knobs = [(p.temperature, p.seed) for p in self.panes()]
+        else:
+            for p in self.panes():
+                p.set_blind(None)
+        self.voted, self.saved_id, self.agreement = None, None, None
         try:
             base = app.settings.sampler()
             requests = [app.request(prompt=prompt, params=replace(base, temperature=t, seed=seed))
@@ -219,9 +255,17 @@ class CompareScreen(WorkerScreen[None]):
     def _generate(self, requests: list[Request]) -> None:
         """Stream every pane's generation, one frame for all panes at a time (`stream.pump`)."""
         gens: list[Generation] = []
+        models = [p.model for p in self.panes()]
+        self.mullama.release_pane_engines(keep={m for m in models if m})  # a model no pane uses goes
         try:
-            for r in requests:
-                gen = self.mullama.submit(r, cancelled=lambda: not self.running)
+            # every pane's model loaded first (once for all its panes), then all submitted at
+            # once: panes on one model start together and share its batch from the first step
+            engines = {m: self.mullama.pane_engine(m) for m in models if m}
+            for r, model in zip(requests, models):
+                if model:
+                    gen: Generation | None = engines[model].submit(r)
+                else:
+                    gen = self.mullama.submit(r, cancelled=lambda: not self.running)
                 if gen is None:
                     break
                 gens.append(gen)
@@ -276,6 +320,9 @@ class CompareScreen(WorkerScreen[None]):
             self.mullama.generation_ended()
             self._show_total()
             self._save()
+            if self.blind:
+                self.notify("which was best? Ctrl+V to vote (the panes say who they are after it)", timeout=8)
+            self._check_agreement()
 
     def _mark_divergence(self) -> None:
         """The first token at which the panes part ways (they share the prompt, so they
@@ -305,25 +352,40 @@ class CompareScreen(WorkerScreen[None]):
             state = "done" if self._rates else "ready"
         parted = ("" if self.diverge is None else " · differ from the start" if self.diverge == 0
                   else f" · agree for {self.diverge} tokens")
-        self.query_one("#total", OneLine).show(
-            Text(f"batch {total:.1f} tok/s · {tokens} tok · {len(panes)} panes · {state}{parted}"))
+        line = f"batch {total:.1f} tok/s · {tokens} tok · {len(panes)} panes · {state}{parted}"
+        if self.agreement and not (self.blind and self.voted is None):
+            line = self.agreement  # after a run of two models, what matters most is where they differ
+        self.query_one("#total", OneLine).show(Text(line))
         self.query_one("#total-spark", Sparkline).data = [0.0, *self._rates[-120:]] if self._rates else FLAT
 
     def _save(self) -> None:
         panes: list[dict[str, Any]] = [
             {"temperature": p.temperature, "seed": p.seed, "text": p.text,
-             "stats": p.stats.to_dict() if p.stats else None,
+             "stats": p.stats.to_dict() if p.stats else None, "model": p.model_label or None, "path": p.model,
+             "label": p.blind_label,
              "tokens": [i.to_dict() for i in p.items if i.insight is not None]} for p in self.panes()]
         out = transcript([(d["temperature"], d["seed"], d["text"]) for d in panes])
         app = self.mullama
         try:
-            app.history.add(RunRecord(
+            self.saved_id = app.history.add(RunRecord(
                 model=app.model_label or app.model_name, mode=app.settings.mode, prompt=self._prompt,
-                output=out, kind="compare", params={"panes": [{"temperature": d["temperature"],
-                                                              "seed": d["seed"]} for d in panes]},
+                output=out, kind="compare", params=self._params(panes),
                 stats={"panes": panes}, finish_reason="compare"))
         except Exception as e:
             self.notify(f"could not save history: {e}", severity="warning")
+
+    def _params(self, panes: list[dict[str, Any]]) -> dict[str, Any]:
+        """What a comparison was: each pane's model and settings (and its letter in blind
+        mode), and the vote once there is one (the arena's standings are made of these)."""
+        app_model = self.mullama.model_label or self.mullama.model_name
+        params: dict[str, Any] = {"panes": [{"temperature": d["temperature"], "seed": d["seed"],
+                                             "model": d["model"] or app_model, "label": d["label"]}
+                                            for d in panes]}
+        if self.blind:
+            params["blind"] = True
+        if self.voted is not None:
+            params["vote"] = self.voted
+        return params
 
     async def _show_record(self, rec: RunRecord) -> None:
         saved = rec.stats.get("panes", [])
@@ -336,6 +398,8 @@ class CompareScreen(WorkerScreen[None]):
         self.query_one(PromptInput).load_text(rec.prompt)
         self.query_one("#compare-prompt", Static).update(Text(rec.prompt))
         for pane, d in zip(self.panes(), saved):
+            if d.get("path"):
+                pane.set_model(d["path"], d.get("model") or Path(d["path"]).stem)
             pane.query_one(".temp", Input).value = str(d["temperature"])
             pane.query_one(".seed", Input).value = str(d["seed"])
             await pane.show_text(d["text"], [TokenItem.from_dict(t) for t in d.get("tokens", [])])
@@ -345,6 +409,132 @@ class CompareScreen(WorkerScreen[None]):
                 pane.show_line(summary_line(d["stats"], len(d["text"]), pane.content_region.width))
 
     # -- actions ------------------------------------------------------------------------------
+    def on_unmount(self) -> None:
+        self.mullama.release_pane_engines()  # the other models go with the screen
+
+    def focused_pane(self) -> ComparePane:
+        """The pane whose knob has the cursor (the first one otherwise)."""
+        focused = self.focused
+        panes = self.panes()
+        return next((p for p in panes if focused is not None and focused in p.walk_children()), panes[0])
+
+    def action_pick_model(self) -> None:
+        """Ctrl+L: the pane with the cursor gets a model of its own (from the local models)."""
+        if self.running:
+            self.notify("a comparison is running: Esc cancels it", severity="warning")
+            return
+        from ...models.naming import display_name
+        from .models import ModelsScreen
+
+        pane = self.focused_pane()
+
+        def chosen(choice: Any) -> None:
+            if choice is not None:
+                pane.set_model(str(choice.path), display_name(choice.path, asked_as=choice.name))
+                self.notify(f"pane {pane.index + 1}: {pane.model_label}")
+
+        self.app.push_screen(ModelsScreen(Path(pane.model) if pane.model else None,
+                                          self.mullama.settings.default_model), chosen)
+
+    def action_preset(self) -> None:
+        """Ctrl+G: the pane with the cursor to the next preset (greedy, precise, creative)."""
+        pane = self.focused_pane()
+        try:
+            now = pane.temperature
+        except ValueError:
+            now = -1.0
+        i = next((k for k, (_, t) in enumerate(PRESETS) if t == now), -1)
+        name, t = PRESETS[(i + 1) % len(PRESETS)]
+        pane.query_one(".temp", Input).value = str(t)
+        self.notify(f"pane {pane.index + 1}: {name} (temperature {t})")
+
+    def action_toggle_blind(self) -> None:
+        """Ctrl+B: blind mode on or off (from the next run on)."""
+        if self.running:
+            return
+        self.blind = not self.blind
+        self.notify("blind: the next run's panes are A, B, C in a shuffled order until you vote (Ctrl+V)"
+                    if self.blind else "blind mode off")
+
+    def _shuffle_blind(self) -> None:
+        """Deal the panes' models and settings out in a random order, and letter the panes."""
+        panes = self.panes()
+        configs = [(p.model, p.model_label, p.query_one(".temp", Input).value, p.query_one(".seed", Input).value)
+                   for p in panes]
+        random.shuffle(configs)
+        for p, (model, label, temp, seed), letter in zip(panes, configs, LETTERS):
+            p.set_model(model, label)
+            p.query_one(".temp", Input).value = temp
+            p.query_one(".seed", Input).value = seed
+            p.set_blind(letter)
+        self.blind_order = [p.blind_label or "" for p in panes]
+
+    def action_vote(self) -> None:
+        """Ctrl+V: after a blind run, the best pane (or a tie); then who each one was."""
+        if self.running or not self.blind or not self.blind_order or self.voted is not None:
+            self.notify("a vote follows a blind run (Ctrl+B, then run a prompt)", severity="warning")
+            return
+        from .vote import VoteScreen
+
+        def voted(vote: str | None) -> None:
+            if vote is None:
+                return
+            self.voted = vote
+            panes = self.panes()
+            names = [f"{p.blind_label} was {p.model_label or self.mullama.model_label} at t {p.temperature:g}"
+                     for p in panes]
+            for p in panes:
+                p.set_blind(None)
+            if self.saved_id is not None:
+                rec_panes = [{"temperature": p.temperature, "seed": p.seed, "model": p.model_label or None,
+                              "label": letter} for p, letter in zip(panes, self.blind_order)]
+                try:
+                    self.mullama.history.set_params(self.saved_id, self._params(rec_panes))
+                except HistoryError as e:
+                    self.notify(str(e), severity="error")
+            self.notify(f"vote: {vote}. " + "; ".join(names), timeout=12)
+            self._show_total()
+
+        self.app.push_screen(VoteScreen(self.blind_order), voted)
+
+    def _check_agreement(self) -> None:
+        """Two files of one model side by side: how often the second agrees with the first
+        pane's tokens, measured in a worker once the run has ended."""
+        panes = self.panes()
+        first = panes[0]
+        other = next((p for p in panes[1:] if (p.model or "") != (first.model or "")), None)
+        if other is None or not first.items:
+            return
+        self._agree(first.model, other.model, self._prompt, [i.token_id for i in first.items],
+                    first.model_label or self.mullama.model_label, other.model_label or self.mullama.model_label)
+
+    @work(thread=True, group="agreement", exit_on_error=False, description="the agreement pass")
+    def _agree(self, a: str | None, b: str | None, prompt: str, tokens: list[int], name_a: str, name_b: str) -> None:
+        from ...engine.agreement import agreement
+        from ...engine.llama import LlamaModel
+
+        app = self.mullama
+        try:
+            ea = app.pane_engine(a) if a else app.engine
+            eb = app.pane_engine(b) if b else app.engine
+            if ea is None or eb is None or not isinstance(ea.model, LlamaModel) or not isinstance(eb.model, LlamaModel):
+                return  # a remote model gives no logits to compare
+            prompt_tokens = ea.prompt_tokens(app.request(prompt=prompt))  # type: ignore[attr-defined]
+            with app.models_in_use:  # no engine closes under the pass
+                if ea.model.ptr is None or eb.model.ptr is None:
+                    return  # closed before it began (the screen went)
+                found = agreement(ea.model, eb.model, prompt_tokens, tokens)
+        except MullamaError as e:
+            self.post_message(AgreementFound(None, str(e)))
+            return
+        self.post_message(AgreementFound(found.summary(name_a, name_b)))
+
+    def on_agreement_found(self, msg: AgreementFound) -> None:
+        if msg.summary is None:
+            return  # two different models (no shared vocabulary): nothing per token to say
+        self.agreement = msg.summary
+        self._show_total()
+
     def action_cancel_all(self) -> None:
         if self.running:
             for g in self.gens:

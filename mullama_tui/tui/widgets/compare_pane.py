@@ -85,6 +85,21 @@ class ComparePane(Vertical):
         self.done = True
         self.state = "ready"
         self.items: list[TokenItem] = []
+        self.model: str | None = None  # this pane's own model file (None: the app's model)
+        self.model_label = ""  # its name as a person knows it (shown when the panes' models differ)
+        self.blind_label: str | None = None  # blind mode: "A", "B"...; who it is stays hidden until the vote
+
+    def set_model(self, path: str | None, label: str) -> None:
+        self.model, self.model_label = path, label
+        self._title()
+
+    def set_blind(self, label: str | None) -> None:
+        """Hide (a letter) or show again (None) which model and settings this pane is: its
+        knobs, speed and summary would give it away."""
+        self.blind_label = label
+        for part in self.query(".knobs, .pane-stats"):
+            part.display = label is None
+        self._title()
 
     def _new_body(self) -> RawOutput | TokenView:
         """The text, or (in the token view) the tokens."""
@@ -128,12 +143,17 @@ class ComparePane(Vertical):
     def _title(self) -> None:
         """Pane, temperature and seed on the top border; on the bottom one its key to
         stop it while it runs, else why it stopped."""
+        running = self.has_class("running")
+        if self.blind_label is not None:
+            self.border_title = self.blind_label
+            self.border_subtitle = f"{PANE_KEYS[self.index]} stops it" if running else ""
+            return
         try:
             knobs = f"t {self.temperature:g} · seed {self.seed}"
         except ValueError:
             knobs = "?"
-        self.border_title = f"{self.index + 1} · {knobs}"
-        running = self.has_class("running")
+        who = f"{self.model_label} · " if self.model_label else ""
+        self.border_title = f"{self.index + 1} · {who}{knobs}"
         self.border_subtitle = f"{PANE_KEYS[self.index]} stops it" if running else (self.state if self.done else "")
 
     @on(Input.Changed)
