@@ -233,19 +233,25 @@ def contender(pane: dict[str, Any]) -> str:
 
 
 def standings(voted: list[RunRecord]) -> list[Standing]:
-    """Head-to-head: in each voted comparison the chosen pane beats every other pane (a
-    tie: each pair half a win); best win rate first."""
+    """Head-to-head: in each voted comparison the chosen pane beats every other pane (two
+    panes that both lost played no game; a tie: each pair half a win); best win rate first."""
     table: dict[str, Standing] = {}
     for r in voted:
         panes = r.params.get("panes") or []
         names = [contender(p) for p in panes]
         vote = r.params.get("vote")
         winner = next((i for i, p in enumerate(panes) if p.get("label") == vote), None)
-        for i, name in enumerate(names):
-            row = table.setdefault(name, Standing(name))
-            for j in range(len(names)):
-                if j == i or names[j] == name:
-                    continue
-                row.games += 1
-                row.wins += 1.0 if winner == i else 0.5 if winner is None else 0.0
+        for name in names:
+            table.setdefault(name, Standing(name))
+        pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names)) if names[i] != names[j]]
+        for i, j in pairs:
+            if winner is None:  # a tie: every pair half a win each
+                table[names[i]].wins += 0.5
+                table[names[j]].wins += 0.5
+            elif winner not in (i, j):
+                continue  # two panes that both lost: the vote says nothing between them
+            else:
+                table[names[winner]].wins += 1.0
+            table[names[i]].games += 1
+            table[names[j]].games += 1
     return sorted(table.values(), key=lambda s: (-s.rate, -s.games, s.name))

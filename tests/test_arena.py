@@ -111,7 +111,7 @@ async def test_two_models_stream_side_by_side_and_the_agreement_shows(home, seco
         screen = app.screen
         panes = screen.panes()
         panes[1].set_model(str(second), "Q8_0")  # pane 2 on the other quantization
-        assert "Q8_0" in panes[1].border_title
+        assert panes[1].border_title == "2 · Q8_0"
         before = app.engine.scheduler.times.steps
         await screen.run_prompt("The history of the lighthouse")
         await until(pilot, lambda: not screen.running, 60, "the comparison")
@@ -153,6 +153,13 @@ async def test_blind_mode_hides_who_is_who_until_the_vote_and_the_standings_coun
         await pilot.press(letter.lower())
         await until(pilot, lambda: screen.voted == letter, 5, "the vote taken")
         assert "Q8_0" in q8.border_title and q8.query_one(".knobs").display  # revealed after the vote
+        await pilot.press("escape")  # reopened from the history: side by side, with its vote
+        await pilot.press("f3")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "HistoryScreen", 5, "history")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen is not screen, 5, "reopened")
+        assert app.screen.sub_title == f"blind run, voted {letter} (Q8_0)"
+        assert [p.model for p in app.screen.panes()] == [p.model for p in panes]
     rec = History().list()[0]
     assert rec.params["blind"] and rec.params["vote"] == letter
     assert {p["label"] for p in rec.params["panes"]} == {"A", "B", "C"}

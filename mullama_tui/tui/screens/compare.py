@@ -397,6 +397,10 @@ class CompareScreen(WorkerScreen[None]):
         self._prompt = rec.prompt
         self.query_one(PromptInput).load_text(rec.prompt)
         self.query_one("#compare-prompt", Static).update(Text(rec.prompt))
+        vote = rec.params.get("vote")
+        if vote is not None:  # a blind run: who each letter was, and which one won
+            letters = {p.get("label"): p.get("model") for p in rec.params.get("panes", [])}
+            self.sub_title = f"blind run, voted {vote}" + (f" ({letters.get(vote)})" if vote in letters else "")
         for pane, d in zip(self.panes(), saved):
             if d.get("path"):
                 pane.set_model(d["path"], d.get("model") or Path(d["path"]).stem)
@@ -434,7 +438,7 @@ class CompareScreen(WorkerScreen[None]):
                 self.notify(f"pane {pane.index + 1}: {pane.model_label}")
 
         self.app.push_screen(ModelsScreen(Path(pane.model) if pane.model else None,
-                                          self.mullama.settings.default_model), chosen)
+                                          self.mullama.settings.default_model, for_pane=pane.index + 1), chosen)
 
     def action_preset(self) -> None:
         """Ctrl+G: the pane with the cursor to the next preset (greedy, precise, creative)."""

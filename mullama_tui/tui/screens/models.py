@@ -32,8 +32,10 @@ class ModelsScreen(WorkerScreen[ModelChoice | None]):
         Binding("r", "refresh", "Refresh"),
     ]
 
-    def __init__(self, current: Path | None, default_model: str | None) -> None:
+    def __init__(self, current: Path | None, default_model: str | None, for_pane: int | None = None) -> None:
+        """`for_pane`: chosen for one compare pane (its number), not loaded as the app's model."""
         super().__init__()
+        self.for_pane = for_pane
         self.current = current.resolve() if current else None
         self.default_model = default_model
         self.rows: list[LocalModel] = []
@@ -75,7 +77,9 @@ class ModelsScreen(WorkerScreen[ModelChoice | None]):
                           ", ".join(marks), key=str(r.path))
         note = (f"{len(rows)} local model{'s' if len(rows) != 1 else ''} · Enter loads (the current one "
                 f"keeps working until the new one is ready) · D loads and saves it as the default · "
-                f"`mullama-tui pull NAME` adds more")
+                f"`mullama-tui pull NAME` adds more") if self.for_pane is None else (
+            f"{len(rows)} local model{'s' if len(rows) != 1 else ''} · Enter: the model of compare pane "
+            f"{self.for_pane} (the other panes keep theirs) · `mullama-tui pull NAME` adds more")
         self.query_one("#models-note", Static).update(note if rows else
                                                        "no local models: run `mullama-tui pull llama3.2:1b`")
         self._detail()

@@ -152,8 +152,8 @@ class ComparePane(Vertical):
             knobs = f"t {self.temperature:g} · seed {self.seed}"
         except ValueError:
             knobs = "?"
-        who = f"{self.model_label} · " if self.model_label else ""
-        self.border_title = f"{self.index + 1} · {who}{knobs}"
+        # a pane with its own model is titled by it (its temperature and seed are on the knobs line)
+        self.border_title = f"{self.index + 1} · {self.model_label or knobs}"
         self.border_subtitle = f"{PANE_KEYS[self.index]} stops it" if running else (self.state if self.done else "")
 
     @on(Input.Changed)
