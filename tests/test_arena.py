@@ -100,15 +100,26 @@ def test_a_remote_pane_beside_a_local_one(home, model_path, server):
     assert all(p["stats"]["generated_tokens"] >= 1 and p["text"] for p in panes)
 
 
-async def test_two_models_stream_side_by_side_and_the_agreement_shows(home, second):
+def compare_app(temps: list[float], max_tokens: int):
+    """The app opened on its compare screen with these panes, raw mode, a fixed token count."""
     from mullama_tui.tui.app import MullamaApp
+
+    configure(max_tokens=max_tokens, mode="raw")
+    return MullamaApp(compare=(temps, None), ignore_eos=True)
+
+
+async def compare_screen(pilot):
     from mullama_tui.tui.screens.compare import CompareScreen
 
-    configure(max_tokens=16, mode="raw")
-    app = MullamaApp(compare=([0.3, 0.3, 0.9], None), ignore_eos=True)
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.state == "ready", 30, "the model")
+    return app.screen
+
+
+async def test_two_models_stream_side_by_side_and_the_agreement_shows(home, second):
+    app = compare_app([0.3, 0.3, 0.9], 16)
     async with app.run_test(size=(160, 40)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.state == "ready", 30, "the model")
-        screen = app.screen
+        screen = await compare_screen(pilot)
         panes = screen.panes()
         panes[1].set_model(str(second), "Q8_0")  # pane 2 on the other quantization
         assert panes[1].border_title == "2 · Q8_0"
@@ -129,14 +140,11 @@ async def test_two_models_stream_side_by_side_and_the_agreement_shows(home, seco
 
 
 async def test_blind_mode_hides_who_is_who_until_the_vote_and_the_standings_count_it(home, second):
-    from mullama_tui.tui.app import MullamaApp
     from mullama_tui.tui.screens.compare import CompareScreen
 
-    configure(max_tokens=8, mode="raw")
-    app = MullamaApp(compare=([0.2, 0.7, 1.2], None), ignore_eos=True)
+    app = compare_app([0.2, 0.7, 1.2], 8)
     async with app.run_test(size=(160, 40)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.state == "ready", 30, "the model")
-        screen = app.screen
+        screen = await compare_screen(pilot)
         screen.panes()[2].set_model(str(second), "Q8_0")
         await pilot.press("ctrl+b")
         await screen.run_prompt("Name a colour.")
