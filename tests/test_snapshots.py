@@ -190,3 +190,46 @@ def test_a_notification_covers_nothing_being_typed_at_80x24(snap_compare):
         await pilot.pause()
 
     assert snap_compare(MullamaApp(), terminal_size=(80, 24), run_before=before)
+
+
+def test_compare_after_a_run_with_one_pane_cancelled(snap_compare):
+    """Three finished panes, the second cancelled: borders, summary rows, the line under
+    them. A scripted engine feeds fixed text and figures (a real model's tok/s change from
+    run to run, and a snapshot needs them still): a pure layout test."""
+    from mullama_tui.engine.types import FinishReason, Stats, TokenEvent
+
+    from helpers import ScriptedEngine, fed_generation
+
+    gens = []
+
+    def submit(request):
+        gens.append(fed_generation(request, []))
+        return gens[-1]
+
+    configure(seed=0, cursor_blink=False, max_tokens=24, mode="raw")
+    app = MullamaApp(engine=ScriptedEngine(submit), compare=([0.1, 0.7, 1.2], None))
+    texts = ["The sea is calm and blue under a clear sky.", "Waves crash on",
+             "Storm-grey water heaves, and gulls wheel over the foam."]
+
+    async def before(pilot):
+        from mullama_tui.tui.screens.compare import CompareScreen
+
+        await until(pilot, lambda: isinstance(pilot.app.screen, CompareScreen) and pilot.app.state == "ready", 10,
+                    "the compare screen")
+        screen = pilot.app.screen
+        await screen.run_prompt("Describe the sea.")
+        await until(pilot, lambda: len(gens) == 3, 10, "the three requests")
+        for i, (gen, text) in enumerate(zip(gens, texts)):
+            words = text.split(" ")
+            for k, w in enumerate(words):
+                gen.push(TokenEvent(w if k == 0 else " " + w, 100 + k, k))
+            reason = FinishReason.CANCELLED if i == 1 else (FinishReason.LENGTH if i == 2 else FinishReason.EOS)
+            stats = Stats(finish_reason=reason, prompt_tokens=5, generated_tokens=len(words),
+                          gen_time=len(words) / 40.0, ttft=0.12, seed=42)
+            gen.push(TokenEvent("", -1, len(words), reason, stats))
+        await until(pilot, lambda: not screen.running, 10, "the run to end")
+        screen.query_one("#total-spark").display = False  # its bars are the live rates, which vary
+        pilot.app.set_focus(None)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=before)

@@ -637,6 +637,11 @@ async def test_enter_in_a_reply_goes_back_to_the_prompt_and_nothing_typed_is_los
         app.chat.query_one("#output", VerticalScroll).focus()
         await pilot.press("y")
         assert app.focused is prompt and prompt.text == "xy"
+        prompt.load_text("And again")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.chat.ended == 2 and app.state == "ready", 60, "the second reply")
+        views = list(app.chat.query(TokenView))
+        assert len(views) == 2 and [v.can_focus for v in views] == [False, True]  # one Tab stop, the last reply
 
 
 async def test_the_gauge_says_everything_in_80_columns(home):

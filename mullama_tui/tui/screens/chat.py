@@ -337,7 +337,16 @@ class ChatScreen(WorkerScreen[None]):
             elif app.settings.mode == "chat":
                 self._set_reply_message(self.reply_text)
         self._save_run(stats, reason)
+        self._last_view_takes_tab()
         self.ended += 1
+
+    def _last_view_takes_tab(self) -> None:
+        """Only the last reply's token view is a Tab stop (the one a branch is made from):
+        a long conversation is not a long chain of Tab stops. Clicks still select tokens
+        in the earlier ones."""
+        views = list(self.query(TokenView))
+        for view in views:
+            view.can_focus = view is views[-1]
 
     def _set_reply_message(self, text: str) -> None:
         """The last assistant message of the conversation is this reply (a new one, or the
@@ -467,6 +476,7 @@ class ChatScreen(WorkerScreen[None]):
             for turn in self.query(AssistantTurn):
                 await turn.set_tokens(s.token_view)
         if s.token_view:
+            self._last_view_takes_tab()
             views = list(self.query(TokenView))
             if views:
                 views[-1].focus()

@@ -12,9 +12,11 @@ from textual.widgets import Static
 
 PROMPT_KEYS = [("enter", "Send the prompt"), ("ctrl+j", "Insert a newline in the prompt"),
                ("up / down", "Earlier prompts (on the first / last line)"),
+               ("pageup / pagedown", "Scroll the conversation (from the prompt too)"),
+               ("tab / shift+tab", "The next / previous part of the screen (typing goes back to the prompt)"),
                ("← / → / click", "Token view: move the cursor to a token"),
                ("↑ / ↓, b", "Token view: pick an alternative, branch from it (Enter: back to the prompt)"),
-               ("mouse drag, ctrl+c", "Select text in the replies; Ctrl+C copies it (while nothing generates)")]
+               ("mouse drag / ctrl+c", "Select text in the replies; Ctrl+C copies it (while nothing generates)")]
 
 
 class HelpScreen(ModalScreen[None]):
@@ -36,8 +38,10 @@ class HelpScreen(ModalScreen[None]):
         table = Table(title="mullama-tui keys", expand=True)
         table.add_column("key", style="bold")
         table.add_column("action")
-        for key, what in PROMPT_KEYS:
-            table.add_row(key, what)
+        for key, what in PROMPT_KEYS:  # written the way the footer writes keys: one notation
+            shown = " / ".join(self.app.get_key_display(Binding(k.strip(), "")) if k.strip().isascii() else k.strip()
+                               for k in key.split("/"))
+            table.add_row(shown, what)
         seen = set()
         screen_bindings = list(getattr(self.below, "BINDINGS", [])) if self.below is not None else []
         for binding in [*screen_bindings, *self.app.BINDINGS]:
