@@ -187,3 +187,18 @@ def test_standings_count_ties_as_half_and_give_wilson_intervals(home):
     assert [(s.name, s.wins, s.games) for s in table] == [("big · t 0.7", 2.5, 4), ("small · t 0.7", 1.5, 4)]
     low, high = table[0].interval()
     assert (round(low, 3), round(high, 3)) == (0.219, 0.908)  # Wilson 95% for 2.5 wins of 4
+
+
+async def test_f5_is_models_in_the_compare_screen_too(home):
+    """One key map: F5 opens the models everywhere; on the compare screen it chooses the
+    model of the pane with the cursor (it no longer stops pane 1)."""
+    app = compare_app([0.2, 0.9], 8)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await compare_screen(pilot)
+        screen.panes()[1].query_one(".temp").focus()
+        await pilot.press("f5")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "ModelsScreen", 5, "the model picker")
+        assert app.screen.for_pane == 2
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen, 5, "back")
+        assert screen.panes()[1].model is None  # nothing chosen, nothing changed

@@ -109,7 +109,7 @@ async def test_compare_screen_streams_all_panes_and_esc_cancels_all(home):
     assert runs and runs[0].kind == "compare" and len(runs[0].stats["panes"]) == 3
 
 
-async def test_per_pane_key_cancels_one_and_summary_rows_show(home):
+async def test_ctrl_x_stops_the_pane_with_the_cursor_and_summary_rows_show(home):
     configure(max_tokens=300)
     app = MullamaApp(compare=([0.3, 0.9], None), ignore_eos=True)
     async with app.run_test(size=(130, 40)) as pilot:
@@ -118,14 +118,18 @@ async def test_per_pane_key_cancels_one_and_summary_rows_show(home):
         await screen.run_prompt("Describe the sea.")
         first, second = screen.query(ComparePane)
         await until(pilot, lambda: second.tokens > 3, what="streaming")
-        await pilot.press("f6")
+        await pilot.press("ctrl+x")  # with the cursor in the prompt: it says how, and stops nothing
+        assert any("Tab to a pane" in n.message for n in app._notifications) and screen.running
+        second.query_one(".temp").focus()
+        await pilot.press("ctrl+x")  # the pane with the cursor
+        assert second.border_subtitle in ("running · ^x stops it", "cancelled")
         await until(pilot, lambda: not screen.running, 60, "the comparison to end")
         assert second.stats.finish_reason is FinishReason.CANCELLED
         assert first.stats.finish_reason is FinishReason.LENGTH
         assert first.stats.generated_tokens == 300 > second.stats.generated_tokens
         summary = str(first.query_one(".pane-stats").render())
         assert "tok/s" in summary and "first" in summary and "chars" in summary
-        assert second.border_subtitle == "cancelled" and first.border_subtitle == "length"  # no "f6 stops it"
+        assert second.border_subtitle == "cancelled" and first.border_subtitle == "length"  # why, not how to stop it
         # a pane added after the run leaves the others' text on screen
         await pilot.press("ctrl+a")
         await until(pilot, lambda: len(screen.panes()) == 3, 5, "the third pane")

@@ -460,7 +460,7 @@ class MullamaApp(App[None]):
 
     # -- actions -------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """On the compare screen F4 and F5 mean nothing (F5 cancels its first pane): hidden."""
+        """On the compare screen F4 means nothing, and F5 is the screen's own (a pane's model)."""
         if action in ("compare", "models") and self.screen.id == "compare":
             return False
         return True

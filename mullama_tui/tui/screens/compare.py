@@ -34,7 +34,7 @@ from ...engine.types import MullamaError, Request
 from ...history import HistoryError, RunRecord
 from ..messages import TokenBatch
 from ..stream import INSIGHT_TOP, News, TokenItem, pump
-from ..widgets.compare_pane import PANE_KEYS, ComparePane, summary_line
+from ..widgets.compare_pane import ComparePane, summary_line
 from ..widgets.gauge import FLAT, OneLine
 from ..widgets.prompt import PromptInput, with_blink
 from ..widgets.tokens import TokenView
@@ -54,6 +54,7 @@ LIVE_EVERY = 3  # frames between updates of the live figures (the panes' title l
 
 PRESETS = [("greedy", 0.0), ("precise", 0.3), ("creative", 1.1)]  # Ctrl+G cycles a pane through them
 LETTERS = "ABCDEF"
+MAX_PANES = len(LETTERS)  # as many as the app's engines decode in one batch (app.MAX_PANES)
 
 
 @dataclass
@@ -71,13 +72,14 @@ def transcript(panes: list[tuple[float, int, str]]) -> str:
 
 class CompareScreen(WorkerScreen[None]):
     HELP_NOTES = (
-        "Compare: F5..F10 cancel one pane, Esc cancels all (or goes back), Ctrl+A / Ctrl+D add or "
-        "remove a pane. Ctrl+L gives the pane with the cursor its own model (panes on one model share "
-        "its batch; two models decode side by side), Ctrl+G cycles its presets (greedy, precise, "
-        "creative). Ctrl+B: blind mode (panes become A, B, C in a shuffled order until you vote with "
-        "Ctrl+V; `mullama-tui arena` shows the standings). Two files of one model (two quantizations): "
-        "the line under the panes says how often the second agrees with the first's tokens.",
-        "The panes decode in one batch. The panes decode in one batch. Each is a faithful sample at its temperature "
+        "Compare: Esc stops all (or goes back), Ctrl+X the pane with the cursor (Tab to it), "
+        "Ctrl+A / Ctrl+D add or remove a pane. F5 (or Ctrl+L) gives the pane with the cursor its "
+        "own model (panes on one model share its batch; two models decode side by side), Ctrl+G "
+        "cycles its presets (greedy, precise, creative). Ctrl+B: blind mode (panes become A, B, C "
+        "in a shuffled order until you vote with Ctrl+V; `mullama-tui arena` shows the standings). "
+        "Two files of one model (two quantizations): the line under the panes says how often the "
+        "second agrees with the first's tokens.",
+        "The panes decode in one batch. Each is a faithful sample at its temperature "
         "and seed; it is also the exact text of `mullama-tui run` with that temperature and seed only "
         "where this machine decodes batches bit-identically to single runs "
         "(`mullama-tui show --system` tells; on GPUs and some CPUs a pane can part ways after a "
@@ -94,8 +96,10 @@ class CompareScreen(WorkerScreen[None]):
         Binding("ctrl+b", "toggle_blind", "Blind", show=False, priority=True),
         Binding("ctrl+v", "vote", "Vote", show=False, priority=True),
         Binding("ctrl+y", "copy_panes", "Copy", show=False, priority=True),
-        *[Binding(k, f"cancel_pane({i})", f"Cancel pane {i + 1}", show=False, priority=True)
-          for i, k in enumerate(PANE_KEYS)],
+        # one key map: F5 is Models everywhere (here: the model of the pane with the cursor),
+        # and a pane is stopped from its own knobs (Tab to it), not by a per-pane F-key
+        Binding("f5", "pick_model", "Models", show=False, priority=True),
+        Binding("ctrl+x", "cancel_focused", "Stop pane", show=False, priority=True),
     ]
     DEFAULT_CSS = """
     CompareScreen #compare-prompt { height: auto; max-height: 3; padding: 0 1; color: $text-muted;
@@ -583,9 +587,19 @@ class CompareScreen(WorkerScreen[None]):
         if self.running and index < len(self.gens):
             self.gens[index].cancel()
 
+    def action_cancel_focused(self) -> None:
+        """Ctrl+X: stop the pane with the cursor (Tab moves it from the prompt to the panes);
+        the others go on. Esc stops them all."""
+        focused = self.focused
+        pane = next((p for p in self.panes() if focused is not None and focused in p.walk_children()), None)
+        if pane is None:
+            self.notify("Tab to a pane's knobs, then Ctrl+X stops that pane (Esc stops all)", severity="warning")
+            return
+        self.action_cancel_pane(pane.index)
+
     async def action_add_pane(self) -> None:
         panes = self.panes()
-        if self.running or len(panes) >= len(PANE_KEYS):
+        if self.running or len(panes) >= MAX_PANES:
             return
         t = round(min(2.0, (panes[-1].temperature if panes else 0.7) + 0.4), 2)
         await self.query_one("#panes", Grid).mount(self._pane(len(panes), t, panes[0].seed if panes else 42))

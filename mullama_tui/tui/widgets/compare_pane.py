@@ -25,8 +25,6 @@ from .prompt import with_blink
 from .reply import FollowingScroll
 from .tokens import TokenView, percent
 
-PANE_KEYS = ["f5", "f6", "f7", "f8", "f9", "f10"]
-
 
 def pane_output(text: str = "") -> RawOutput:
     """A pane's text: as tall as the pane from the start, then, while it streams, its
@@ -141,12 +139,12 @@ class ComparePane(Vertical):
         self._title()
 
     def _title(self) -> None:
-        """Pane, temperature and seed on the top border; on the bottom one its key to
-        stop it while it runs, else why it stopped."""
+        """Pane, temperature and seed on the top border; on the bottom one how to stop it
+        while it runs (Ctrl+X with the cursor in it), else why it stopped."""
         running = self.has_class("running")
         if self.blind_label is not None:
             self.border_title = self.blind_label
-            self.border_subtitle = f"{PANE_KEYS[self.index]} stops it" if running else ""
+            self.border_subtitle = "running" if running else ""
             return
         try:
             knobs = f"t {self.temperature:g} · seed {self.seed}"
@@ -154,7 +152,7 @@ class ComparePane(Vertical):
             knobs = "?"
         # a pane with its own model is titled by it (its temperature and seed are on the knobs line)
         self.border_title = f"{self.index + 1} · {self.model_label or knobs}"
-        self.border_subtitle = f"{PANE_KEYS[self.index]} stops it" if running else (self.state if self.done else "")
+        self.border_subtitle = "running · ^x stops it" if running else (self.state if self.done else "")
 
     @on(Input.Changed)
     def _knob_changed(self) -> None:
