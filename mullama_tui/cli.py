@@ -279,10 +279,8 @@ def run(
     chat = settings.mode != "raw" if chat is None else chat
     system = _text(system, "--system") if system is not None else (settings.system or None if chat else None)
     stop = [_text(x, "--stop") for x in stop] if stop else list(settings.stop)
-    max_tokens = settings.max_tokens if max_tokens is None else max_tokens
-    n_ctx = settings.n_ctx if n_ctx is None else n_ctx
-    think = settings.think if think is None else think
-    thinking_budget = settings.thinking_budget if thinking_budget is None else thinking_budget
+    max_tokens, n_ctx = _or(max_tokens, settings.max_tokens), _or(n_ctx, settings.n_ctx)
+    think, thinking_budget = _or(think, settings.think), _or(thinking_budget, settings.thinking_budget)
     params = SamplerParams(temperature=_or(temperature, settings.temperature), top_k=_or(top_k, settings.top_k),
                            top_p=_or(top_p, settings.top_p), min_p=_or(min_p, settings.min_p),
                            penalty_repeat=_or(repeat_penalty, settings.repeat_penalty),
@@ -416,9 +414,8 @@ def bench(
     load: bool = typer.Option(False, "--load", help="Speed with 0, 1 .. cores busy processes beside it: every "
                                                     "fixed thread count and auto, the TUI and Esc at load 1."),
     soak: bool = typer.Option(False, "--soak", help="`serve` under a mixed crowd of clients for --seconds."),
-    arena: bool = typer.Option(False, "--arena", help="Two models side by side (the model and a Q8_0 of it): "
-                                                      "taking turns on the cores vs one after another; the "
-                                                      "agreement pass's cost."),
+    arena: bool = typer.Option(False, "--arena", help="Two models side by side (the model and a Q8_0 of it) "
+                                                      "vs one after another; the agreement pass's cost."),
     resume: bool = typer.Option(False, "--resume", help="A follow-up to a ~4000-token conversation: its KV "
                                                         "restored from disk vs re-processed; save size and time."),
     startup: bool = typer.Option(False, "--startup", help="How fast --help, models, show and the TUI's first "
@@ -607,9 +604,9 @@ def _compare_models(models: list[str], request: Request, temps: list[float], as_
                     settings: Settings, choice: BackendChoice, threads: Optional[int], gpu_layers: Optional[int],
                     want_agreement: bool) -> int:
     """`compare --model A --model B ... --no-tui`: a pane per model and temperature, every
-    model loaded once and its panes in one batch; the models' decode steps take turns on
-    the cores (engine/turns.py). `want_agreement`: the second model reads the first pane's
-    tokens (engine/agreement.py)."""
+    model loaded once and its panes in one batch, the models decoding side by side (their
+    thread tuners share the cores out). `want_agreement`: the second model reads the first
+    pane's tokens (engine/agreement.py)."""
     from .backends import BackendChoice, open_engine, open_remote
     from .console import compare_requests, print_compare
     from .models.naming import display_name

@@ -25,6 +25,7 @@ from typing import Any
 
 from .discover import hf_cache_dir
 from .resolve import hf_endpoint
+from .store import delete_files
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -167,25 +168,18 @@ def owns(path: Path) -> bool:
 def remove(pointer: Path) -> int:
     """Delete a snapshot entry, and its blob when no other snapshot links to it (what
     `hf cache delete` does for one file); bytes freed."""
-    freed = 0
     blob = pointer.resolve() if pointer.is_symlink() else None
-    try:
-        if blob is None:
-            freed += pointer.stat().st_size
+    if blob is None:  # a copy, not a link (where links cannot be made)
+        freed = delete_files(pointer)
+    else:
         pointer.unlink()
-    except FileNotFoundError:
-        pass
+        freed = 0
     if blob is not None and blob.parent.name == "blobs":
         storage = blob.parent.parent
         still_used = any(p.is_symlink() and p.resolve() == blob
                          for p in (storage / "snapshots").rglob("*"))
         if not still_used:
-            for p in (blob, blob.with_name(blob.name + ".incomplete")):
-                try:
-                    freed += p.stat().st_size
-                    p.unlink()
-                except FileNotFoundError:
-                    pass
+            freed += delete_files(blob, blob.with_name(blob.name + ".incomplete"))
     try:
         pointer.parent.rmdir()  # an emptied snapshot folder goes too
     except OSError:

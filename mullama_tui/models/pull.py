@@ -239,12 +239,11 @@ def _xet_download(remote: hf_cache.RemoteFile, where: hf_cache.CachePaths, sha25
     except Exception as e:  # noqa: BLE001 - any failure falls back to the path that resumes
         note(f"the Xet download failed ({type(e).__name__}: {str(e)[:120]}); downloading over HTTP instead")
         return False
-    actual = _sha256_of(got)
-    if sha256 and actual != sha256:
+    def drop() -> None:
         for p in (where.pointer, where.blob):
             p.unlink(missing_ok=True)
-        raise PullError(f"checksum mismatch for {remote.file}: expected sha256 {sha256}, got {actual}; "
-                        f"deleted it, pull again to download it afresh")
+
+    _checked(got, sha256, remote.file, drop)
     return True
 
 
@@ -253,14 +252,6 @@ def _record(store: ModelStore, name: str, repo: str, file: str, path: Path, sha2
                         sha256=sha256, repo=repo)
     store.add(entry)
     return entry
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(CHUNK * 4), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _expected(responses: list[httpx.Response]) -> tuple[int | None, str | None]:
@@ -372,20 +363,28 @@ def _verify_and_place(part: Path, dest: Path, size: int | None, sha256: str | No
     if size is not None and got != size:
         raise PullError(f"incomplete download: {got} of {size} bytes; run the same pull again to resume")
     note("verifying")
+    actual = _checked(part, sha256, dest.name, part.unlink)
+    os.replace(part, dest)
+    return got, actual
+
+
+def _checked(path: Path, sha256: str | None, name: str, drop: Callable[[], None]) -> str:
+    """The sha256 of a downloaded file, which must match the expected one (when known) and
+    start as a GGUF does; otherwise `drop()` deletes what was written (resuming it could
+    never succeed) and PullError says why."""
     digest = hashlib.sha256()
-    with part.open("rb") as f:
+    with path.open("rb") as f:
         magic = f.read(4)
         f.seek(0)
         for block in iter(lambda: f.read(CHUNK * 4), b""):
             digest.update(block)
     actual = digest.hexdigest()
     if sha256 and actual != sha256.lower():
-        part.unlink()
-        raise PullError(f"checksum mismatch for {dest.name}: expected sha256 {sha256}, got {actual}; "
+        drop()
+        raise PullError(f"checksum mismatch for {name}: expected sha256 {sha256}, got {actual}; "
                         f"the partial file was deleted, pull again to download it afresh")
     if magic != b"GGUF":
-        part.unlink()
+        drop()
         raise PullError(f"the download is not a GGUF model (it starts with {magic!r}, not b'GGUF'); "
                         f"deleted it. Is the URL right?")
-    os.replace(part, dest)
-    return got, actual
+    return actual

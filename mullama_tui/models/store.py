@@ -92,19 +92,25 @@ class ModelStore:
     def remove(self, entry: StoredModel) -> int:
         """Delete the file (and any partial download) and its index entry; bytes freed."""
         path = self.path_of(entry)
-        freed = 0
-        for p in (path, path.with_name(path.name + ".part")):
-            try:
-                freed += p.stat().st_size
-                p.unlink()
-            except FileNotFoundError:
-                pass
+        freed = delete_files(path, path.with_name(path.name + ".part"))
         self.forget(entry)
         try:
             path.parent.rmdir()  # only if now empty
         except OSError:
             pass
         return freed
+
+
+def delete_files(*paths: Path) -> int:
+    """Delete the files that exist of `paths`; the bytes freed."""
+    freed = 0
+    for p in paths:
+        try:
+            freed += p.stat().st_size
+            p.unlink()
+        except FileNotFoundError:
+            pass
+    return freed
 
 
 def _safe(part: str) -> str:

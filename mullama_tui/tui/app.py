@@ -152,7 +152,8 @@ class MullamaApp(App[None]):
         # held while a worker reads models outside their engines (the agreement pass):
         # no engine closes under it (llama.cpp would read freed memory)
         self.models_in_use = threading.Lock()
-        self.model_label = ""
+        # the model's name as a person knows it (titles, history rows) and what the status line adds
+        self.model_label, self.model_detail = "loading...", ""
         self._theme_arg = theme_name
         try:
             self.settings = Settings.load()
@@ -167,7 +168,6 @@ class MullamaApp(App[None]):
         # saved conversations' KV caches (None: kv_cache_max_mb = 0), shared by every engine
         # this app opens; written by the store's own thread
         self.sessions = session_store(self.settings)
-        self.model_name = "loading..."
         self.switching: str | None = None  # the model the picker is loading, if any
         self.switch_progress = 0.0
         self._retiring: list[Engine] = []  # engines replaced mid-generation, closed when it ends
@@ -342,15 +342,19 @@ class MullamaApp(App[None]):
         self._chat.cancel_running()
         old = self.engine
         self._set_engine(None)
-        self.model_name = "loading..."
+        self.model_label, self.model_detail = "loading...", ""
         self.state = "loading"
         if old is not None:
             old.close()
         self._load_model()
 
+    @property
+    def model_name(self) -> str:
+        """The status line's: the name and where it runs ("SmolLM2-135M-Instruct Q4_1 (98 MB, ..., CPU)")."""
+        return f"{self.model_label} ({self.model_detail})" if self.model_detail else self.model_label
+
     def on_model_loaded(self, msg: ModelLoaded) -> None:
-        self.model_name = f"{msg.name} ({msg.detail})"
-        self.model_label = msg.name  # the short name: history rows, saved conversations
+        self.model_label, self.model_detail = msg.name, msg.detail
         self.title = f"mullama-tui · {msg.name}"
         if self.state == "loading":
             self.state = "ready"
@@ -358,7 +362,7 @@ class MullamaApp(App[None]):
         calm_garbage_collector()
 
     def on_model_failed(self, msg: ModelFailed) -> None:
-        self.model_name = "no model"
+        self.model_label, self.model_detail = "no model", ""
         self.state = "error"
         self.notify(msg.error, title="Model failed to load", severity="error", timeout=15)
 

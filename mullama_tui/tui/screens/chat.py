@@ -207,7 +207,7 @@ class ChatScreen(WorkerScreen[None]):
             self.messages.append({"role": "user", "content": prompt})
             request.session = self.conversation
             request.session_meta = {"title": self.messages[0]["content"][:80],
-                                    "model": app.model_label or app.model_name}
+                                    "model": app.model_label}
         request.logprobs = INSIGHT_TOP if self.token_view else 0  # off: no cost at all
         out = self.query_one("#output", VerticalScroll)
         await self._clear_hint()
@@ -374,7 +374,7 @@ class ChatScreen(WorkerScreen[None]):
             params[branch.origin] = {"of": turn.branches[0].run_id}
         try:
             branch.run_id = self.mullama.history.add(RunRecord(
-                model=self.mullama.model_label or self.mullama.model_name, mode=req.mode, prompt=req.prompt or "",
+                model=self.mullama.model_label, mode=req.mode, prompt=req.prompt or "",
                 messages=list(req.messages or []), params=params, output=branch.text, stats=stats.to_dict(),
                 finish_reason=reason, tokens=[i.to_dict() for i in branch.items], thinking=branch.thinking))
         except Exception as e:  # history must never break generation

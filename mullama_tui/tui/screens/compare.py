@@ -15,6 +15,7 @@ costs what the main screen costs and no more:
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from dataclasses import dataclass, replace
@@ -43,6 +44,8 @@ from .base import WorkerScreen
 if TYPE_CHECKING:
     from ..app import MullamaApp
 
+log = logging.getLogger("mullama_tui.compare")
+
 MIN_PANE_WIDTH = 38
 MIN_PANE_HEIGHT = 10  # below this a pane is unreadable: stack the panes and scroll instead
 STACKED_PANE_HEIGHT = 14
@@ -59,10 +62,9 @@ MAX_PANES = len(LETTERS)  # as many as the app's engines decode in one batch (ap
 
 @dataclass
 class AgreementFound(Message):
-    """The agreement pass after a run of two models (None and a reason if there is none)."""
+    """What the agreement pass after a run of two models found."""
 
-    summary: str | None
-    error: str | None = None
+    summary: str
 
 
 def transcript(panes: list[tuple[float, int, str]]) -> str:
@@ -130,7 +132,7 @@ class CompareScreen(WorkerScreen[None]):
         self._frames = 0
         self.diverge: int | None = None  # the first token at which the panes differ
         self.blind = False  # Ctrl+B: panes lettered in a shuffled order until the vote
-        self.blind_order: list[str] = []  # the letters of the last blind run, by pane
+        self.saved_panes: list[dict[str, Any]] = []  # the last run's panes as saved (a vote updates them)
         self.voted: str | None = None
         self.saved_id: int | None = None  # the history row of the last run (its vote goes there)
         self.agreement: str | None = None
@@ -368,11 +370,12 @@ class CompareScreen(WorkerScreen[None]):
              "stats": p.stats.to_dict() if p.stats else None, "model": p.model_label or None, "path": p.model,
              "label": p.blind_label,
              "tokens": [i.to_dict() for i in p.items if i.insight is not None]} for p in self.panes()]
+        self.saved_panes = panes
         out = transcript([(d["temperature"], d["seed"], d["text"]) for d in panes])
         app = self.mullama
         try:
             self.saved_id = app.history.add(RunRecord(
-                model=app.model_label or app.model_name, mode=app.settings.mode, prompt=self._prompt,
+                model=app.model_label, mode=app.settings.mode, prompt=self._prompt,
                 output=out, kind="compare", params=self._params(panes),
                 stats={"panes": panes}, finish_reason="compare"))
         except Exception as e:
@@ -381,11 +384,11 @@ class CompareScreen(WorkerScreen[None]):
     def _params(self, panes: list[dict[str, Any]]) -> dict[str, Any]:
         """What a comparison was: each pane's model and settings (and its letter in blind
         mode), and the vote once there is one (the arena's standings are made of these)."""
-        app_model = self.mullama.model_label or self.mullama.model_name
+        app_model = self.mullama.model_label
         params: dict[str, Any] = {"panes": [{"temperature": d["temperature"], "seed": d["seed"],
                                              "model": d["model"] or app_model, "label": d["label"]}
                                             for d in panes]}
-        if self.blind:
+        if any(d["label"] for d in panes):  # lettered: a blind run
             params["blind"] = True
         if self.voted is not None:
             params["vote"] = self.voted
@@ -420,11 +423,18 @@ class CompareScreen(WorkerScreen[None]):
     def on_unmount(self) -> None:
         self.mullama.release_pane_engines()  # the other models go with the screen
 
-    def focused_pane(self) -> ComparePane:
-        """The pane whose knob has the cursor (the first one otherwise)."""
+    def pane_with_cursor(self) -> ComparePane | None:
+        """The pane whose knob has the cursor, if one has it."""
         focused = self.focused
-        panes = self.panes()
-        return next((p for p in panes if focused is not None and focused in p.walk_children()), panes[0])
+        return next((p for p in self.panes() if focused is not None and focused in p.walk_children()), None)
+
+    def focused_pane(self) -> ComparePane:
+        """The pane with the cursor, else the first one."""
+        return self.pane_with_cursor() or self.panes()[0]
+
+    def label_of(self, pane: ComparePane) -> str:
+        """A pane's model as a person knows it (the app's own model for a pane without one)."""
+        return pane.model_label or self.mullama.model_label
 
     def action_pick_model(self) -> None:
         """Ctrl+L: the pane with the cursor gets a model of its own (from the local models)."""
@@ -475,11 +485,11 @@ class CompareScreen(WorkerScreen[None]):
             p.query_one(".temp", Input).value = temp
             p.query_one(".seed", Input).value = seed
             p.set_blind(letter)
-        self.blind_order = [p.blind_label or "" for p in panes]
 
     def action_vote(self) -> None:
         """Ctrl+V: after a blind run, the best pane (or a tie); then who each one was."""
-        if self.running or not self.blind or not self.blind_order or self.voted is not None:
+        letters = [d["label"] for d in self.saved_panes if d["label"]]
+        if self.running or not letters or self.voted is not None:
             self.notify("a vote follows a blind run (Ctrl+B, then run a prompt)", severity="warning")
             return
         from .vote import VoteScreen
@@ -489,21 +499,18 @@ class CompareScreen(WorkerScreen[None]):
                 return
             self.voted = vote
             panes = self.panes()
-            names = [f"{p.blind_label} was {p.model_label or self.mullama.model_label} at t {p.temperature:g}"
-                     for p in panes]
+            names = [f"{p.blind_label} was {self.label_of(p)} at t {p.temperature:g}" for p in panes]
             for p in panes:
                 p.set_blind(None)
             if self.saved_id is not None:
-                rec_panes = [{"temperature": p.temperature, "seed": p.seed, "model": p.model_label or None,
-                              "label": letter} for p, letter in zip(panes, self.blind_order)]
                 try:
-                    self.mullama.history.set_params(self.saved_id, self._params(rec_panes))
+                    self.mullama.history.set_params(self.saved_id, self._params(self.saved_panes))
                 except HistoryError as e:
                     self.notify(str(e), severity="error")
             self.notify(f"vote: {vote}. " + "; ".join(names), timeout=12)
             self._show_total()
 
-        self.app.push_screen(VoteScreen(self.blind_order), voted)
+        self.app.push_screen(VoteScreen(letters), voted)
 
     def _check_agreement(self) -> None:
         """Two files of one model side by side: how often the second agrees with the first
@@ -514,7 +521,7 @@ class CompareScreen(WorkerScreen[None]):
         if other is None or not first.items:
             return
         self._agree(first.model, other.model, self._prompt, [i.token_id for i in first.items],
-                    first.model_label or self.mullama.model_label, other.model_label or self.mullama.model_label)
+                    self.label_of(first), self.label_of(other))
 
     @work(thread=True, group="agreement", exit_on_error=False, description="the agreement pass")
     def _agree(self, a: str | None, b: str | None, prompt: str, tokens: list[int], name_a: str, name_b: str) -> None:
@@ -532,14 +539,12 @@ class CompareScreen(WorkerScreen[None]):
                 if ea.model.ptr is None or eb.model.ptr is None:
                     return  # closed before it began (the screen went)
                 found = agreement(ea.model, eb.model, prompt_tokens, tokens)
-        except MullamaError as e:
-            self.post_message(AgreementFound(None, str(e)))
+        except MullamaError as e:  # two different models (no shared vocabulary): nothing per token to say
+            log.info("no agreement pass: %s", e)
             return
         self.post_message(AgreementFound(found.summary(name_a, name_b)))
 
     def on_agreement_found(self, msg: AgreementFound) -> None:
-        if msg.summary is None:
-            return  # two different models (no shared vocabulary): nothing per token to say
         self.agreement = msg.summary
         self._show_total()
 
@@ -570,8 +575,8 @@ class CompareScreen(WorkerScreen[None]):
     def action_copy_panes(self) -> None:
         """Ctrl+Y: the text of the pane whose knob has the focus, or else of every pane
         (each under its temperature and seed), to the clipboard."""
-        focused = self.focused
-        panes = [p for p in self.panes() if focused is not None and focused in p.walk_children()] or self.panes()
+        with_cursor = self.pane_with_cursor()
+        panes = [with_cursor] if with_cursor is not None else self.panes()
         if not any(p.text for p in panes):
             self.notify("nothing to copy yet", severity="warning")
             return
@@ -590,8 +595,7 @@ class CompareScreen(WorkerScreen[None]):
     def action_cancel_focused(self) -> None:
         """Ctrl+X: stop the pane with the cursor (Tab moves it from the prompt to the panes);
         the others go on. Esc stops them all."""
-        focused = self.focused
-        pane = next((p for p in self.panes() if focused is not None and focused in p.walk_children()), None)
+        pane = self.pane_with_cursor()
         if pane is None:
             self.notify("Tab to a pane's knobs, then Ctrl+X stops that pane (Esc stops all)", severity="warning")
             return

@@ -115,11 +115,6 @@ class HistoryScreen(Screen[RunRecord | None]):
         self.rows: list[tuple[Conversation, RunRecord | None]] = []  # what each table row is
         self._search = ""
 
-    @property
-    def records(self) -> list[RunRecord]:
-        """Every run listed (the search applied), newest conversation first."""
-        return [r for c in self.conversations for r in reversed(c.runs)]
-
     def compose(self) -> ComposeResult:
         yield Header()
         yield with_blink(Input(placeholder="search prompts and outputs (or just type)", id="search",
@@ -170,8 +165,7 @@ class HistoryScreen(Screen[RunRecord | None]):
 
     def _fill(self, keep: tuple[Conversation, RunRecord | None] | None = None) -> None:
         table = self.query_one(DataTable)
-        if keep is None and self.rows and 0 <= table.cursor_row < len(self.rows):
-            keep = self.rows[table.cursor_row]
+        keep = keep or self._selected_row()
         table.clear()
         self.rows = []
         width = self._title_width()

@@ -27,8 +27,13 @@ FIELDS = [  # (settings field, label, type)
 ]
 
 
-def optional_int(raw: str) -> int | None:
-    return int(raw) if raw.strip() else None
+def whole_or_empty(screen: ModalScreen[Any], field: str) -> int | None:
+    """The whole number in field `field`, or None when it is empty; FieldError otherwise."""
+    raw = screen.query_one(f"#{field}", Input).value.strip()
+    try:
+        return int(raw) if raw else None
+    except ValueError:
+        raise FieldError(field, f"{raw!r} is not a whole number") from None
 
 
 class FieldError(InvalidParamsError):
@@ -125,18 +130,10 @@ class ParamsScreen(ModalScreen[Settings | None]):
                     values[name] = typ(raw)
                 except ValueError:
                     raise FieldError(name, f"{raw!r} is not {'a whole number' if typ is int else 'a number'}") from None
-            raw_layers = self.query_one("#gpu_layers", Input).value.strip()
-            try:
-                gpu_layers = optional_int(raw_layers)
-            except ValueError:
-                raise FieldError("gpu_layers", f"{raw_layers!r} is not a whole number") from None
+            gpu_layers = whole_or_empty(self, "gpu_layers")
             if gpu_layers is not None and gpu_layers < -1:
                 raise FieldError("gpu_layers", "-1 (all), 0 (none) or a number of layers")
-            raw_budget = self.query_one("#thinking_budget", Input).value.strip()
-            try:
-                budget = optional_int(raw_budget)
-            except ValueError:
-                raise FieldError("thinking_budget", f"{raw_budget!r} is not a whole number") from None
+            budget = whole_or_empty(self, "thinking_budget")
             if budget is not None and budget < 0:
                 raise FieldError("thinking_budget", "a number of tokens, 0 or more")
             raw_threads = self.query_one("#threads", Input).value.strip() or "auto"

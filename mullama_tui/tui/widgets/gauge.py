@@ -294,46 +294,34 @@ class Gauge(Widget):
         first = stats.ttft if stats is not None and stats.ttft is not None else self.ttft
         ttft = "-" if first is None else f"{first * 1000:.0f} ms"
         elapsed = (stats.total_time if stats else (now - self.t_start if self.t_start else 0.0))
-        prompt = f"prompt {self.prompt_tokens} tok"
+        # each figure in full and in fewer letters (80 columns): the longest line that fits wins
         if self.restored_tokens:
-            prompt += f": {self.restored_tokens} restored from disk"
+            prompt = (f"prompt {self.prompt_tokens} tok: {self.restored_tokens} restored from disk",
+                      f"prompt {self.prompt_tokens} ({self.restored_tokens} restored)")
         elif self.cached_tokens:
-            prompt += f" ({self.cached_tokens} of {self.prompt_tokens} reused)"
-        parts = [f"tokens {self.tokens}/{self.max_tokens}", f"first token {ttft}",
-                 f"elapsed {elapsed:.1f}s", prompt]
+            prompt = (f"prompt {self.prompt_tokens} tok ({self.cached_tokens} of {self.prompt_tokens} reused)",
+                      f"prompt {self.prompt_tokens} ({self.cached_tokens} reused)")
+        else:
+            prompt = (f"prompt {self.prompt_tokens} tok", f"prompt {self.prompt_tokens}")
+        parts = [(f"tokens {self.tokens}/{self.max_tokens}", f"{self.tokens}/{self.max_tokens} tok"),
+                 (f"first token {ttft}", f"1st {ttft.replace(' ', '')}"),
+                 (f"elapsed {elapsed:.1f}s", f"{elapsed:.1f}s"), prompt]
         if self.thinking_tokens:  # a thinking model: the two parts, and the first word of the answer
             first_word = "-" if self.first_answer is None else f"{self.first_answer:.1f}s"
-            parts[1:2] = [f"thinking {self.thinking_tokens} · answer {self.tokens - self.thinking_tokens}",
-                          f"first word {first_word}"]
+            answer = self.tokens - self.thinking_tokens
+            parts[1:2] = [(f"thinking {self.thinking_tokens} · answer {answer}",
+                           f"think {self.thinking_tokens}/ans {answer}"),
+                          (f"first word {first_word}", f"1st word {first_word}")]
         if self.n_ctx:
-            parts.append(f"context {self.prompt_tokens + self.tokens}/{self.n_ctx}")
+            used = self.prompt_tokens + self.tokens
+            parts.append((f"context {used}/{self.n_ctx}", f"ctx {used}/{self.n_ctx}"))
         if self.threads and (self.running or self.finish):
-            parts.append(self.threads)
+            parts.append((self.threads, self.threads.replace("threads ", "thr ")))
         room = max(20, self.size.width - 2)
-        full = "  ·  ".join(parts)
-        if len(full) > room:
-            full = " · ".join(parts)
-        if len(full) > room:  # 80 columns: every figure, in fewer letters
-            full = "  ".join(self._short_parts(ttft, elapsed, first_word if self.thinking_tokens else ""))
-            if len(full) > room:
-                full = full.replace(" restored)", " disk)")
+        long, short = [p[0] for p in parts], [p[1] for p in parts]
+        lines = ["  ·  ".join(long), " · ".join(long), "  ".join(short),
+                 "  ".join(short).replace(" restored)", " disk)")]
+        full = next((line for line in lines if len(line) <= room), lines[-1])
         self.details_text = Text(full)
         self._strips = None
         self.refresh()
-
-    def _short_parts(self, ttft: str, elapsed: float, first_word: str) -> list[str]:
-        """The details line's figures in fewer letters, for 80 columns."""
-        prompt = f"prompt {self.prompt_tokens}"
-        if self.restored_tokens:
-            prompt += f" ({self.restored_tokens} restored)"
-        elif self.cached_tokens:
-            prompt += f" ({self.cached_tokens} reused)"
-        parts = [f"{self.tokens}/{self.max_tokens} tok", f"1st {ttft.replace(' ', '')}", f"{elapsed:.1f}s", prompt]
-        if self.thinking_tokens:
-            parts[1:2] = [f"think {self.thinking_tokens}/ans {self.tokens - self.thinking_tokens}",
-                          f"1st word {first_word}"]
-        if self.n_ctx:
-            parts.append(f"ctx {self.prompt_tokens + self.tokens}/{self.n_ctx}")
-        if self.threads and (self.running or self.finish):
-            parts.append(self.threads.replace("threads ", "thr "))
-        return parts
