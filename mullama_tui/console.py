@@ -164,10 +164,11 @@ def print_compare(gens: list[Generation], temps: list[float], as_json: bool, sho
         return EXIT_CANCELLED
     if tokens is not None:
         tokens[:] = ids
-    cancelled = False
+    cancelled = failed = False
     for i, (gen, temp) in enumerate(zip(gens, temps)):
         final = finals[i]
         cancelled |= final.finish_reason is FinishReason.CANCELLED
+        failed |= final.stats is not None and bool(final.stats.error)  # a pane that failed fails the run
         model = models[i] if models else None
         if as_json:
             row = {**final.to_dict(), "pane": i, "temperature": temp, "seed": gen.seed, "text": texts[i]}
@@ -184,4 +185,4 @@ def print_compare(gens: list[Generation], temps: list[float], as_json: bool, sho
         out.flush()
     if cancelled and not as_json:
         print("[Generation cancelled]", file=err)
-    return EXIT_CANCELLED if cancelled else 0
+    return EXIT_CANCELLED if cancelled else 1 if failed else 0

@@ -98,6 +98,9 @@ def test_a_remote_pane_beside_a_local_one(home, model_path, server):
     panes = [json.loads(line) for line in r.stdout.splitlines()]
     assert [p["model"] for p in panes] == ["SmolLM2-135M-Instruct Q4_1", f"openai:{server.url}/v1"]
     assert all(p["stats"]["generated_tokens"] >= 1 and p["text"] for p in panes)
+    r = run_cli("compare", "--no-tui", "-m", str(model_path), "-m", "openai:http://127.0.0.1:9/v1", "-n", "3",
+                "--raw", "Hi")  # nothing listens there: that pane fails, and so does the run
+    assert r.returncode == 1 and "cannot connect" in r.stderr and "Traceback" not in r.stderr
 
 
 def compare_app(temps: list[float], max_tokens: int):

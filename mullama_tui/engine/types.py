@@ -335,7 +335,8 @@ class Stats:
         lines = [
             f"prompt tokens:   {self.prompt_tokens}" + self._reuse_note(),
             f"prompt eval:     {self.prompt_time * 1000:.0f} ms ({self.prompt_tps:.1f} tok/s)" if self.prompt_processed
-            else "prompt eval:     none (the whole prompt was reused: cached, or shared with a sequence beside it)",
+            else "prompt eval:     none (the whole prompt was reused: cached, or shared with a sequence beside it)"
+            if self.prompt_tokens else "prompt eval:     none",
             f"first token:     {ttft}",
             f"generated:       {self.generated_tokens} tokens",
             f"generation rate: {self.gen_tps:.1f} tok/s",
