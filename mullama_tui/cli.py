@@ -576,8 +576,6 @@ def compare(
     settings.mode = ("chat" if chat else "raw") if chat is not None else settings.mode
     if models and model_arg:
         raise _fail("give the models with --model (not also as the first argument)", 2)
-    if models and not no_tui:
-        raise _fail("several models side by side are in the console for now: add --no-tui", 2)
     if no_tui:
         if not prompt:
             raise _fail("--no-tui needs a PROMPT", 2)
@@ -593,8 +591,17 @@ def compare(
                               stats, settings, choice, _gpu_layers(gpu_layers, settings)))
     from .tui.app import MullamaApp
 
+    pane_models = None
+    if models:  # each found before the screen opens: a name that is not here is one line, not a failed pane
+        from .models.resolve import resolve_model
+
+        try:
+            pane_models = [m if m.startswith("openai:") else str(resolve_model(m)) for m in models]
+        except MullamaError as e:
+            raise _fail(str(e)) from None
     app_ = MullamaApp(model=model_arg, compare=(temp_list, prompt), backend=choice,
-                      gpu_layers=_gpu_layers(gpu_layers, settings), threads=_threads(threads, settings))
+                      gpu_layers=_gpu_layers(gpu_layers, settings), threads=_threads(threads, settings),
+                      compare_models=pane_models)
     app_.settings.seed, app_.settings.max_tokens = settings.seed, settings.max_tokens  # this run's, not saved
     app_.settings.mode = settings.mode
     app_.run()
@@ -662,6 +669,12 @@ def _print_agreement(a: Any, b: Any, request: Request, tokens: list[int], name_a
     else:
         worst = a.model.token_text(tokens[found.worst]) if found.n else ""
         typer.echo(f"agreement: {found.summary(name_a, name_b)}" + (f" ({worst!r})" if worst else ""), err=True)
+        parted = [i for i, same in enumerate(found.agree) if not same]
+        if parted:  # where: the first few tokens on which b would have gone another way
+            shown = ", ".join(f"{i} {a.model.token_text(tokens[i])!r} -> {b.model.token_text(found.b_top[i])!r}"
+                              for i in parted[:8])
+            typer.echo(f"where {name_b} would pick another token: {shown}"
+                       + (f" (and {len(parted) - 8} more)" if len(parted) > 8 else ""), err=True)
     return 0
 
 
@@ -772,11 +785,21 @@ def pull(names: List[str] = typer.Argument(..., metavar="NAME...",
 
 
 @app.command()
-def arena(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+def arena(as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+          no_tui: bool = typer.Option(False, "--no-tui", help="Print the table (as on a pipe) instead of the "
+                                      "screen.")) -> None:
     """Standings of the blind comparisons you voted on (compare screen: Ctrl+B, then Ctrl+V):
-    each model and setting's win rate head to head, with its votes and a 95% interval."""
+    each model and setting's win rate head to head, with its votes and a 95% interval. On a
+    terminal, the arena screen (Enter on a vote reopens it side by side); else a table."""
+    import sys
+
     from .history import History, HistoryError, standings
 
+    if not as_json and not no_tui and sys.stdin.isatty() and sys.stdout.isatty():
+        from .tui.app import MullamaApp
+
+        MullamaApp(arena=True).run()
+        return
     try:
         history = History()
         table = standings(history.votes())

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import data_dir
+from .panes import contender
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -225,11 +226,6 @@ class Standing:
         low, high = self.interval()
         return {"name": self.name, "wins": self.wins, "games": self.games, "win_rate": round(self.rate, 4),
                 "ci95": [round(low, 4), round(high, 4)]}
-
-
-def contender(pane: dict[str, Any]) -> str:
-    """What a vote is for: the model and the settings that differed ("SmolLM2 Q4_1 · t 0.8")."""
-    return f"{pane.get('model') or 'model'} · t {pane.get('temperature')}"
 
 
 def standings(voted: list[RunRecord]) -> list[Standing]:

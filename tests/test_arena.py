@@ -205,3 +205,206 @@ async def test_f5_is_models_in_the_compare_screen_too(home):
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is screen, 5, "back")
         assert screen.panes()[1].model is None  # nothing chosen, nothing changed
+
+
+def test_a_pane_is_named_by_its_model_and_the_settings_that_set_it_apart():
+    """What a vote is for, and a pane's title: the preset's name where one matches, else the
+    knobs that differ (older votes, with only a temperature, keep their old names)."""
+    from mullama_tui.panes import PaneSetup, contender
+
+    base = PaneSetup()
+    assert PaneSetup().with_preset("precise").preset() == "precise"
+    assert PaneSetup(top_k=7, system="be brief").differences(base) == ["top-k 7", "sys"]
+    assert PaneSetup(temperature=0.5, min_p=0.2).knobs(base) == "t 0.5 · min-p 0.2"
+    assert contender({"model": "Q8_0", "temperature": 0.7}) == "Q8_0 · t 0.7"  # saved before there were more knobs
+    assert contender({**PaneSetup().with_preset("creative").to_dict(), "model": "Q8_0"}) == "Q8_0 · creative"
+    assert contender({**PaneSetup(top_p=0.5).to_dict(), "model": "Q8_0"}) == "Q8_0 · t 0.8 · top-p 0.5"
+    saved = {**PaneSetup(top_k=3, system="s").to_dict(), "model": "Q8_0", "path": "/m/q8.gguf"}
+    back = PaneSetup.from_dict(saved)
+    assert (back.top_k, back.system, back.model, back.model_label) == (3, "s", "/m/q8.gguf", "Q8_0")
+    assert PaneSetup.from_dict({"temperature": 0.3}, default=PaneSetup(top_k=9)).top_k == 9
+
+
+async def _edit_pane(pilot, screen, index: int, values: dict[str, str], save: bool = True):
+    """F6 with the cursor in pane `index`: type `values` into the editor's fields."""
+    from textual.widgets import Input, TextArea
+
+    app = pilot.app
+    screen.panes()[index].query_one(".temp").focus()
+    await pilot.press("f6")
+    await until(pilot, lambda: app.screen.__class__.__name__ == "PaneScreen", 5, "the pane editor")
+    for name, value in values.items():
+        widget = app.screen.query_one(f"#{name}")
+        if isinstance(widget, TextArea):
+            widget.load_text(value)
+        else:
+            assert isinstance(widget, Input)
+            widget.value = value
+    if save:
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    return app.screen
+
+
+async def test_each_pane_has_its_own_sampler_settings_system_prompt_and_presets(home):
+    """F6 edits a pane's knobs; they reach the engine: top-k 1 leaves the sampler one
+    candidate (each token's sampled probability is 1), a system prompt lengthens that
+    pane's prompt; Ctrl+G cycles the presets; a bad value is said under its field."""
+    from mullama_tui.tui.screens.compare import CompareScreen
+
+    configure(max_tokens=8, mode="chat", token_view=True)
+    from mullama_tui.tui.app import MullamaApp
+
+    app = MullamaApp(compare=([0.9, 0.9], None), ignore_eos=True)
+    async with app.run_test(size=(160, 44)) as pilot:
+        screen = await compare_screen(pilot)
+        editor = await _edit_pane(pilot, screen, 1, {"top_p": "lots"})
+        assert editor is app.screen and "not a number" in str(editor.query_one("#top_p-error").render())
+        assert app.screen.focused.id == "top_p"  # the field with the error has the cursor
+        await _edit_pane_fields(pilot, {"top_p": "0.9", "top_k": "1", "system": "You answer in one word."})
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the editor closed")
+        panes = screen.panes()
+        setup = panes[1].setup
+        assert (setup.top_k, setup.top_p, setup.system) == (1, 0.9, "You answer in one word.")
+        assert panes[1].border_title == "2 · top-k 1 · top-p 0.9 · sys"
+        assert panes[0].border_title == "1 · t 0.9 · seed 5"
+        await screen.run_prompt("Name a fruit.")
+        await until(pilot, lambda: not screen.running, 60, "the comparison")
+        assert all(i.insight.sampled_prob == pytest.approx(1.0) for i in panes[1].items)  # top-k 1: one candidate
+        assert any(i.insight.sampled_prob < 0.999 for i in panes[0].items)  # t 0.9, top-k 40: a real draw
+        # its own system prompt went into its prompt (the other pane's: the template's default)
+        ask = app.request(prompt="Name a fruit.")
+        plain = len(app.engine.prompt_tokens(ask))
+        ask.system = "You answer in one word."
+        assert panes[1].stats.prompt_tokens == len(app.engine.prompt_tokens(ask)) != plain
+        assert panes[0].stats.prompt_tokens == plain
+        panes[0].query_one(".temp").focus()
+        for name in ("greedy", "precise", "creative", "greedy"):
+            await pilot.press("ctrl+g")
+            assert panes[0].setup.preset() == name
+        assert panes[0].setup.top_k == 1 and panes[0].border_title == "1 · greedy"
+    rec = History().list()[0]
+    saved = rec.params["panes"]
+    assert saved[1]["top_k"] == 1 and saved[1]["system"] == "You answer in one word." and saved[0]["top_k"] == 40
+    assert "top-k 1" in rec.output  # the transcript's headings name each pane's settings
+
+
+async def _edit_pane_fields(pilot, values: dict[str, str]) -> None:
+    from textual.widgets import TextArea
+
+    for name, value in values.items():
+        widget = pilot.app.screen.query_one(f"#{name}")
+        if isinstance(widget, TextArea):
+            widget.load_text(value)
+        else:
+            widget.value = value
+
+
+async def test_the_pane_editor_takes_a_model_by_name_path_or_server_and_refuses_what_is_not_one(home, model_path,
+                                                                                                second, server):
+    """A pane's model from its editor: a GGUF path, `openai:URL` (a loopback server: that
+    pane streams from it beside the local one), nothing that is not a model."""
+    from mullama_tui.tui.screens.compare import CompareScreen
+
+    app = compare_app([0.5, 0.5], 6)
+    async with app.run_test(size=(160, 44)) as pilot:
+        screen = await compare_screen(pilot)
+        (home / "notes.txt").write_text("not a model")
+        for typed, said in ((str(home / "notes.txt"), "not a GGUF"), ("no-such-model-here", "no-such-model-here"),
+                            ("openai:ftp://x", "openai:http")):
+            editor = await _edit_pane(pilot, screen, 1, {"model": typed})
+            assert editor is app.screen and said in str(editor.query_one("#model-error").render())
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the editor closed")
+        assert screen.panes()[1].model is None  # nothing refused was kept
+        await _edit_pane(pilot, screen, 1, {"model": str(second)})
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the editor closed")
+        assert screen.panes()[1].model == str(second) and "Q8_0" in screen.panes()[1].border_title
+        await _edit_pane(pilot, screen, 1, {"model": f"openai:{server.url}/v1"})
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the editor closed")
+        await screen.run_prompt("Once upon a time")
+        await until(pilot, lambda: not screen.running, 60, "the comparison")
+        panes = screen.panes()
+        assert all(p.stats is not None and p.stats.generated_tokens >= 1 and p.text for p in panes)
+        assert panes[1].model == f"openai:{server.url}/v1" and list(app._pane_engines) == [panes[1].model]
+        assert screen.agreement is None  # a server gives no logits: no agreement pass
+    rec = History().list()[0]
+    assert rec.params["panes"][1]["model"] == f"openai:{server.url}/v1"
+
+
+async def test_where_two_quantizations_disagree_is_struck_in_the_token_view_and_kept_in_history(home, second):
+    from mullama_tui.tui.screens.compare import CompareScreen
+    from mullama_tui.tui.widgets.tokens import TokenView
+
+    configure(max_tokens=24, mode="raw", token_view=True)
+    from mullama_tui.tui.app import MullamaApp
+
+    app = MullamaApp(compare=([1.3, 1.3], None), ignore_eos=True)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await compare_screen(pilot)
+        screen.panes()[1].set_model(str(second), "Q8_0")
+        await screen.run_prompt("Write a strange list of words:")
+        await until(pilot, lambda: not screen.running and screen.found is not None, 90, "the agreement pass")
+        found, first = screen.found, screen.panes()[0]
+        parted = {i for i, same in enumerate(found.agree) if not same}
+        assert found.n == len(first.items) and set(first.disputed) == parted
+        assert all("Q8_0 would pick" in note for note in first.disputed.values())
+        assert first.query_one(TokenView).disputed == frozenset(parted)
+        assert screen.query_one("#total-spark").data == [0.0, *found.kl]  # the strip under the panes
+    rec = History().list()[0]
+    assert rec.params["agreement"]["kl"] == [round(k, 5) for k in found.kl]
+    app = MullamaApp()
+    async with app.run_test(size=(160, 40)) as pilot:  # reopened: the line, the strip and the marks again
+        app.push_screen(CompareScreen(record=rec))
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.panes()
+                    and app.screen.panes()[0].text, 10, "reopened")
+        assert app.screen.agreement == rec.params["agreement"]["summary"]
+        assert set(app.screen.panes()[0].disputed) == parted
+
+
+async def test_the_arena_screen_ranks_the_votes_and_reopens_one_side_by_side(home):
+    from mullama_tui.tui.app import MullamaApp
+    from mullama_tui.tui.screens.compare import CompareScreen
+
+    h = History()
+    for vote, prompt in (("A", "first"), ("B", "second"), ("A", "third")):
+        h.add(RunRecord(model="m", mode="raw", prompt=prompt, output="o", kind="compare", params={
+            "blind": True, "vote": vote, "panes": [{"model": "big", "temperature": 0.7, "label": "A"},
+                                                   {"model": "small", "temperature": 0.7, "label": "B"}]},
+            stats={"panes": [{"temperature": 0.7, "seed": 1, "text": "a", "label": "A"},
+                             {"temperature": 0.7, "seed": 1, "text": "b", "label": "B"}]}))
+    app = MullamaApp(arena=True)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: app.screen.__class__.__name__ == "ArenaScreen"
+                    and app.screen.query_one("#votes").row_count == 3, 10, "the arena")
+        table = app.screen.query_one("#standings")
+        assert table.row_count == 2 and str(table.get_row_at(0)[0]) == "big · t 0.7"
+        assert str(table.get_row_at(0)[1]) == "67%" and str(table.get_row_at(1)[1]) == "33%"
+        assert str(app.screen.query_one("#votes").get_row_at(0)[4]) == "third"  # newest first
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen), 10, "the comparison")
+        assert app.screen.query_one("#compare-prompt").render().plain == "third"
+        assert app.screen.sub_title.startswith("blind run, voted A (big)")
+
+
+def test_arena_prints_its_table_off_a_terminal(home):
+    r = run_cli("arena")
+    assert r.returncode == 0 and "no votes yet" in r.stdout
+
+
+async def test_compare_with_models_opens_a_pane_per_model_and_temperature(home, model_path, second):
+    """`compare --model A --model B --temps ...` in the TUI: what the console prints, side by side."""
+    from mullama_tui.tui.app import MullamaApp
+
+    configure(max_tokens=4, mode="raw")
+    app = MullamaApp(compare=([0.2, 0.9], "Hello"), compare_models=[str(model_path), str(second)], ignore_eos=True)
+    async with app.run_test(size=(160, 44)) as pilot:
+        screen = await compare_screen(pilot)
+        await until(pilot, lambda: screen.running, 10, "the run")
+        await until(pilot, lambda: not screen.running, 60, "the comparison")
+        panes = screen.panes()
+        assert [(p.model, p.setup.temperature) for p in panes] == [
+            (str(model_path), 0.2), (str(model_path), 0.9), (str(second), 0.2), (str(second), 0.9)]
+        assert [p.border_title for p in panes][2:] == [f"{n} · SmolLM2-135M-Instruct Q8_0" for n in (3, 4)]
+        assert all(p.stats.generated_tokens == 4 for p in panes)

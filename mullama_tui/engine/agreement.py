@@ -14,39 +14,17 @@ it is prompt processing, compute-bound, and the comparison has ended when it run
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .llama import LlamaContext, LlamaModel
 from .threads import cpu_cores
-from .types import InvalidParamsError
+from .types import Agreement, InvalidParamsError
+
+__all__ = ["Agreement", "agreement", "log_probs"]
 
 CHUNK = 512
-
-
-@dataclass
-class Agreement:
-    """Model b against model a over `n` tokens a generated."""
-
-    n: int
-    top1: float  # share of positions where both put the same token first
-    mean_kl: float  # nats
-    kl: list[float] = field(default_factory=list)  # per generated token
-    agree: list[bool] = field(default_factory=list)
-    worst: int = -1  # the token with the largest KL
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"tokens": self.n, "top1_agreement": round(self.top1, 4), "mean_kl": round(self.mean_kl, 5),
-                "max_kl_at": self.worst, "kl": [round(k, 5) for k in self.kl], "agree": self.agree}
-
-    def summary(self, a: str, b: str) -> str:
-        """'Q4_0 agrees with Q8_0 on 94% of tokens; mean KL 0.031; most disagreement at token 57'."""
-        if not self.n:
-            return f"{b} and {a}: no tokens to compare"
-        return (f"{b} agrees with {a} on {self.top1:.0%} of {self.n} tokens; mean KL {self.mean_kl:.3f}; "
-                f"most disagreement at token {self.worst}")
 
 
 def log_probs(model: LlamaModel, prompt: list[int], generated: list[int], n_threads: int | None = None) -> Any:
@@ -90,6 +68,7 @@ def agreement(a: LlamaModel, b: LlamaModel, prompt: list[int], generated: list[i
     pb = log_probs(b, prompt, generated, n_threads)
     kl = (np.exp(pa) * (pa - pb)).sum(axis=1)
     kl = np.maximum(kl, 0.0)  # rounding can leave -1e-12 where the two are equal
-    agree = pa.argmax(axis=1) == pb.argmax(axis=1)
+    b_top = pb.argmax(axis=1)
+    agree = pa.argmax(axis=1) == b_top
     return Agreement(len(generated), float(agree.mean()), float(kl.mean()), [float(k) for k in kl],
-                     [bool(x) for x in agree], int(kl.argmax()))
+                     [bool(x) for x in agree], int(kl.argmax()), [int(t) for t in b_top])

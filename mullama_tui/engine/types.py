@@ -496,3 +496,34 @@ class ModelInfo:
     n_ctx_train: int
     n_vocab: int
     has_chat_template: bool
+
+
+@dataclass
+class Agreement:
+    """Model b against model a over `n` tokens a generated."""
+
+    n: int
+    top1: float  # share of positions where both put the same token first
+    mean_kl: float  # nats
+    kl: list[float] = field(default_factory=list)  # per generated token
+    agree: list[bool] = field(default_factory=list)
+    worst: int = -1  # the token with the largest KL
+    b_top: list[int] = field(default_factory=list)  # b's most likely token at each position (where it would go)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tokens": self.n, "top1_agreement": round(self.top1, 4), "mean_kl": round(self.mean_kl, 5),
+                "max_kl_at": self.worst, "kl": [round(k, 5) for k in self.kl], "agree": self.agree,
+                "b_top": self.b_top}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Agreement:
+        """As `to_dict` wrote it (a comparison reopened from the history)."""
+        return cls(int(d["tokens"]), float(d["top1_agreement"]), float(d["mean_kl"]), list(d.get("kl", [])),
+                   list(d.get("agree", [])), int(d.get("max_kl_at", -1)), list(d.get("b_top", [])))
+
+    def summary(self, a: str, b: str) -> str:
+        """'Q4_0 agrees with Q8_0 on 94% of tokens; mean KL 0.031; most disagreement at token 57'."""
+        if not self.n:
+            return f"{b} and {a}: no tokens to compare"
+        return (f"{b} agrees with {a} on {self.top1:.0%} of {self.n} tokens; mean KL {self.mean_kl:.3f}; "
+                f"most disagreement at token {self.worst}")

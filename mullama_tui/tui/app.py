@@ -26,7 +26,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
 
-from ..backends import BackendChoice, open_engine
+from ..backends import BackendChoice, open_engine, open_remote
 from ..config import Settings, session_store
 from ..engine.api import Engine
 from ..engine.generation import Generation
@@ -88,6 +88,7 @@ class AppCommands(Provider):
         ("Parameters", "params", "Edit temperature, max tokens, stop strings, system prompt"),
         ("History", "history", "Browse, search, reopen and delete past runs"),
         ("Compare temperatures", "compare", "One prompt, several temperatures side by side"),
+        ("Arena standings", "arena", "Win rates of the models and settings you voted on blind"),
         ("Models", "models", "Pick a local model to load, or make one the default"),
         ("New conversation", "screen.new_conversation", "Clear the conversation and the KV cache"),
         ("Toggle chat / raw mode", "screen.toggle_mode", "Chat template or raw prompt"),
@@ -134,12 +135,16 @@ class MullamaApp(App[None]):
     def __init__(self, model: str | None = None, theme_name: str | None = None,
                  ignore_eos: bool = False, compare: tuple[list[float], str | None] | None = None,
                  backend: BackendChoice | None = None, engine: Engine | None = None,
-                 gpu_layers: int | None = None, threads: int | None = None) -> None:
-        """`compare=(temps, prompt)` opens the compare screen at start (and runs the prompt).
+                 gpu_layers: int | None = None, threads: int | None = None,
+                 compare_models: list[str] | None = None, arena: bool = False) -> None:
+        """`compare=(temps, prompt)` opens the compare screen at start (and runs the prompt),
+        with a pane per model of `compare_models` and temperature; `arena`: the standings.
         `engine`: use this backend instead of opening one. `ignore_eos` is for benchmarks
         only: every run generates exactly max_tokens."""
         super().__init__()
         self._start_compare = compare
+        self._compare_models = compare_models
+        self._start_arena = arena
         self._backend = backend
         self._ignore_eos = ignore_eos
         self._given_engine = engine
@@ -210,7 +215,9 @@ class MullamaApp(App[None]):
             self._load_model()
         if self._start_compare is not None:
             temps, prompt = self._start_compare
-            self.push_screen(self._compare_screen(temps, prompt))
+            self.push_screen(self._compare_screen(temps, prompt, models=self._compare_models))
+        elif self._start_arena:
+            self.action_arena()
 
     def watch_theme(self, theme: str) -> None:
         if theme and getattr(self, "settings", None) is not None and theme != self.settings.theme:
@@ -257,16 +264,20 @@ class MullamaApp(App[None]):
         return engine.submit(request)
 
     def pane_engine(self, path: str) -> Engine:
-        """From a worker thread: the engine of a compare pane's own model (loaded once
-        however many panes use it; `release_pane_engines` unloads the unused). The app's
-        own model is the app's engine."""
+        """From a worker thread: the engine of a compare pane's own model, a GGUF or
+        `openai:URL` (loaded once however many panes use it; `release_pane_engines`
+        unloads the unused). The app's own model is the app's engine."""
         engine = self.engine
-        if engine is not None and engine.model.placement is not None and \
+        if engine is not None and engine.model.placement is not None and not path.startswith("openai:") and \
                 Path(engine.model.info.path).resolve() == Path(path).resolve():
             return engine
         with self._pane_lock:
             found = self._pane_engines.get(path)
-            if found is None:
+            if found is None and path.startswith("openai:"):  # a server: its own model, with the app's timeout
+                found = open_remote(BackendChoice("openai", base_url=path.removeprefix("openai:"),
+                                                  timeout=self.settings.timeout))
+                self._pane_engines[path] = found
+            elif found is None:
                 found = open_engine(BackendChoice("local"), path, n_ctx=self.settings.n_ctx, n_parallel=MAX_PANES,
                                     n_threads=self.n_threads, n_gpu_layers=self.gpu_layers)
                 self._pane_engines[path] = found
@@ -515,6 +526,16 @@ class MullamaApp(App[None]):
         from .screens.history import HistoryScreen
 
         self.push_screen(HistoryScreen(self.history, self.sessions), done)
+
+    def action_arena(self) -> None:
+        """The standings of the blind votes; Enter on a vote reopens its comparison."""
+        from .screens.arena import ArenaScreen
+
+        def done(rec: RunRecord | None) -> None:
+            if rec is not None:
+                self.push_screen(self._compare_screen(record=rec))
+
+        self.push_screen(ArenaScreen(self.history), done)
 
     def action_compare(self) -> None:
         """F4: the prompt typed on the chat screen comes along."""

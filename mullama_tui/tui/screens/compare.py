@@ -1,5 +1,8 @@
-"""One prompt, 2-6 panes side by side, each at its own temperature (and seed), streaming at
-the same time from one batch in the engine: an instrument for what temperature does.
+"""One prompt, 2-6 panes side by side, each with its own settings (temperature, seed, top-k,
+top-p, min-p, repeat penalty, system prompt) and, if it likes, its own model (a local GGUF
+or an OpenAI-compatible server), streaming at the same time: an instrument for what
+temperature does, and an arena for models, quantizations and settings (blind if you like).
+Panes on one local model share its batch.
 
 Why it is shaped this way: on a 2-core machine every millisecond of UI work is taken from
 llama.cpp's two compute threads (and stalls the other one at its barrier), so the screen
@@ -31,8 +34,9 @@ from textual.message import Message
 from textual.widgets import Footer, Header, Input, Sparkline, Static
 
 from ...engine.generation import Generation
-from ...engine.types import MullamaError, Request
+from ...engine.types import Agreement, InvalidParamsError, MullamaError, Request
 from ...history import HistoryError, RunRecord
+from ...panes import PRESETS, PaneSetup
 from ..messages import TokenBatch
 from ..stream import INSIGHT_TOP, News, TokenItem, pump
 from ..widgets.compare_pane import ComparePane, summary_line
@@ -55,30 +59,48 @@ FRAME = 0.33  # seconds between screen updates while streaming: 3 a second (3 pa
 LIVE_EVERY = 3  # frames between updates of the live figures (the panes' title lines, the batch line)
 
 
-PRESETS = [("greedy", 0.0), ("precise", 0.3), ("creative", 1.1)]  # Ctrl+G cycles a pane through them
 LETTERS = "ABCDEF"
 MAX_PANES = len(LETTERS)  # as many as the app's engines decode in one batch (app.MAX_PANES)
 
 
 @dataclass
 class AgreementFound(Message):
-    """What the agreement pass after a run of two models found."""
+    """What the agreement pass after a run of two models found: its one-line summary, its
+    figures, and per disputed token of the reference pane what the other model would pick."""
 
     summary: str
+    found: Agreement
+    notes: dict[int, str]
 
 
-def transcript(panes: list[tuple[float, int, str]]) -> str:
-    """Every pane's text under its temperature and seed, as Markdown (history, Ctrl+Y)."""
-    return "\n\n".join(f"## temperature {t} · seed {seed}\n\n{text}" for t, seed, text in panes)
+def transcript(panes: list[tuple[str, str]]) -> str:
+    """Every pane's text under its heading (its model and settings), as Markdown (history, Ctrl+Y)."""
+    return "\n\n".join(f"## {heading}\n\n{text}" for heading, text in panes)
+
+
+def model_label(model: str) -> str:
+    """A pane model's name as a person knows it: a server's URL as given, a file by its name."""
+    if model.startswith("openai:"):
+        return model
+    from ...models.naming import display_name
+
+    return display_name(model)
+
+
+def heading(setup: PaneSetup, base: PaneSetup | None = None) -> str:
+    """A pane's heading in a transcript: its model (if its own), settings and seed."""
+    return " · ".join(w for w in (setup.model_label, setup.knobs(base), f"seed {setup.seed}") if w)
 
 
 class CompareScreen(WorkerScreen[None]):
     HELP_NOTES = (
         "Compare: Esc stops all (or goes back), Ctrl+X the pane with the cursor (Tab to it), "
-        "Ctrl+A / Ctrl+D add or remove a pane. F5 (or Ctrl+L) gives the pane with the cursor its "
-        "own model (panes on one model share its batch; two models decode side by side), Ctrl+G "
-        "cycles its presets (greedy, precise, creative). Ctrl+B: blind mode (panes become A, B, C "
-        "in a shuffled order until you vote with Ctrl+V; `mullama-tui arena` shows the standings). "
+        "Ctrl+A / Ctrl+D add or remove a pane. F6 edits the pane with the cursor: its temperature, "
+        "seed, top-k, top-p, min-p, repeat penalty, system prompt and model (a GGUF, a pulled name "
+        "or openai:URL for a server). F5 (or Ctrl+L) picks its model from the local ones (panes on "
+        "one model share its batch; two models decode side by side), Ctrl+G cycles its presets "
+        "(greedy, precise, creative). Ctrl+B: blind mode (panes become A, B, C in a shuffled order "
+        "until you vote with Ctrl+V); Ctrl+R (or `mullama-tui arena`) shows the standings. "
         "Two files of one model (two quantizations): the line under the panes says how often the "
         "second agrees with the first's tokens.",
         "The panes decode in one batch. Each is a faithful sample at its temperature "
@@ -95,6 +117,8 @@ class CompareScreen(WorkerScreen[None]):
         Binding("ctrl+t", "toggle_tokens", "Tokens", priority=True),
         Binding("ctrl+l", "pick_model", "Model", priority=True),
         Binding("ctrl+g", "preset", "Preset", show=False, priority=True),
+        Binding("f6", "edit_pane", "Edit pane", priority=True),
+        Binding("ctrl+r", "standings", "Standings", show=False, priority=True),
         Binding("ctrl+b", "toggle_blind", "Blind", show=False, priority=True),
         Binding("ctrl+v", "vote", "Vote", show=False, priority=True),
         Binding("ctrl+y", "copy_panes", "Copy", show=False, priority=True),
@@ -116,11 +140,13 @@ class CompareScreen(WorkerScreen[None]):
     """
 
     def __init__(self, temps: tuple[float, ...] | list[float] = DEFAULT_TEMPS, prompt: str | None = None,
-                 record: RunRecord | None = None, carry: bool = False) -> None:
+                 record: RunRecord | None = None, carry: bool = False, models: list[str] | None = None) -> None:
         """`prompt` runs at once, or with `carry` only fills the prompt box (F4 from the
-        chat screen brings what was typed there); `record` shows a saved comparison."""
+        chat screen brings what was typed there); `record` shows a saved comparison;
+        `models` (`compare --model A --model B`): a pane per model and temperature."""
         super().__init__(id="compare")
         self.temps = list(temps)
+        self.models = list(models or [])
         self.initial_prompt = prompt
         self.carry = carry
         self.record = record
@@ -136,6 +162,7 @@ class CompareScreen(WorkerScreen[None]):
         self.voted: str | None = None
         self.saved_id: int | None = None  # the history row of the last run (its vote goes there)
         self.agreement: str | None = None
+        self.found: Agreement | None = None  # the agreement pass's figures (its strip under the panes)
 
     @property
     def mullama(self) -> MullamaApp:
@@ -144,11 +171,13 @@ class CompareScreen(WorkerScreen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(Text("no prompt yet: type one below and press Enter"), id="compare-prompt", markup=False)
-        seed = self.mullama.settings.seed or 42
+        base = self.base_setup()
+        models: list[str | None] = [*self.models] or [None]
         with VerticalScroll(id="scroller"):
             with Grid(id="panes"):
-                for i, t in enumerate(self.temps):
-                    yield self._pane(i, t, seed)
+                for i, (model, t) in enumerate((m, t) for m in models for t in self.temps):
+                    yield self._pane(i, replace(base, temperature=t, model=model,
+                                                model_label=model_label(model) if model else ""))
         # below the panes, where their newest lines are: Textual repaints the box around
         # everything that changed in a frame, so what changes together is kept together
         with Horizontal(id="aggregate"):
@@ -204,9 +233,17 @@ class CompareScreen(WorkerScreen[None]):
         grid.styles.grid_rows = str(STACKED_PANE_HEIGHT) if stacked else "1fr"
         grid.set_class(stacked, "stacked")
 
-    def _pane(self, index: int, temperature: float, seed: int) -> ComparePane:
+    def base_setup(self) -> PaneSetup:
+        """A pane as the app's settings make it (a new pane starts from this; a pane's title
+        names only what differs from it). The seed: the configured one, else 42, so the
+        panes differ only by what the user changes."""
         s = self.mullama.settings
-        return ComparePane(index, temperature, seed, token_view=s.token_view, blink=s.cursor_blink)
+        return PaneSetup(temperature=s.temperature, seed=s.seed or 42, top_k=s.top_k, top_p=s.top_p,
+                         min_p=s.min_p, repeat_penalty=s.repeat_penalty, system=s.system)
+
+    def _pane(self, index: int, setup: PaneSetup) -> ComparePane:
+        s = self.mullama.settings
+        return ComparePane(index, setup, base=self.base_setup(), token_view=s.token_view, blink=s.cursor_blink)
 
     def panes(self) -> list[ComparePane]:
         return list(self.query(ComparePane))
@@ -223,28 +260,32 @@ class CompareScreen(WorkerScreen[None]):
             return
         app = self.mullama
         try:
-            knobs = [(p.temperature, p.seed) for p in self.panes()]
+            setups = [p.setup for p in self.panes()]
         except ValueError:
             self.notify("every pane needs a number for temperature and seed", severity="error")
             return
-        if self.blind:
-            self._shuffle_blind()
-            knobs = [(p.temperature, p.seed) for p in self.panes()]
-        else:
-            for p in self.panes():
-                p.set_blind(None)
-        self.voted, self.saved_id, self.agreement = None, None, None
+        self.voted, self.saved_id, self.agreement, self.found = None, None, None, None
         try:
             base = app.settings.sampler()
-            requests = [app.request(prompt=prompt, params=replace(base, temperature=t, seed=seed))
-                        for t, seed in knobs]
-            for r in requests:
+            requests = [app.request(prompt=prompt, params=setup.sampler(base)) for setup in setups]
+            for r, setup in zip(requests, setups):
                 r.logprobs = INSIGHT_TOP if app.settings.token_view else 0
-            for r in requests:
-                r.validate()
+                if r.mode == "chat":
+                    r.system = setup.system or None
+            for i, r in enumerate(requests):
+                try:
+                    r.validate()
+                except MullamaError as e:
+                    raise InvalidParamsError(f"pane {i + 1}: {e}") from None
         except MullamaError as e:
             self.notify(str(e), severity="error")
             return
+        if self.blind:  # dealt out after the checks: what fails is said of the pane as the user set it
+            order = self._shuffle_blind()
+            requests = [requests[i] for i in order]
+        else:
+            for p in self.panes():
+                p.set_blind(None)
         self._prompt = prompt
         with self.app.batch_update():
             self.query_one("#compare-prompt", Static).update(Text(prompt))
@@ -359,19 +400,29 @@ class CompareScreen(WorkerScreen[None]):
         parted = ("" if self.diverge is None else " · differ from the start" if self.diverge == 0
                   else f" · agree for {self.diverge} tokens")
         line = f"batch {total:.1f} tok/s · {tokens} tok · {len(panes)} panes · {state}{parted}"
+        spark = [0.0, *self._rates[-120:]] if self._rates else FLAT
         if self.agreement and not (self.blind and self.voted is None):
             line = self.agreement  # after a run of two models, what matters most is where they differ
+            if self.found is not None and self.found.kl:
+                spark = [0.0, *self.found.kl]  # the strip: the KL token by token, its peaks where they part
         self.query_one("#total", OneLine).show(Text(line))
-        self.query_one("#total-spark", Sparkline).data = [0.0, *self._rates[-120:]] if self._rates else FLAT
+        spark_widget = self.query_one("#total-spark", Sparkline)
+        spark_widget.data = spark
+        spark_widget.tooltip = ("KL divergence token by token (peaks: where the two models part ways)"
+                                if spark is not FLAT and self.found is not None else "tok/s of the batch")
 
     def _save(self) -> None:
-        panes: list[dict[str, Any]] = [
-            {"temperature": p.temperature, "seed": p.seed, "text": p.text,
-             "stats": p.stats.to_dict() if p.stats else None, "model": p.model_label or None, "path": p.model,
-             "label": p.blind_label,
-             "tokens": [i.to_dict() for i in p.items if i.insight is not None]} for p in self.panes()]
+        panes: list[dict[str, Any]] = []
+        for p in self.panes():
+            setup = p.setup
+            panes.append({**setup.to_dict(), "text": p.text, "stats": p.stats.to_dict() if p.stats else None,
+                          "model": p.model_label or None, "path": p.model, "label": p.blind_label,
+                          "heading": heading(setup, p.base),
+                          "tokens": [i.to_dict() for i in p.items if i.insight is not None]})
+        for d in panes:
+            del d["model_label"]  # saved as "model", with the file (or server) as "path"
         self.saved_panes = panes
-        out = transcript([(d["temperature"], d["seed"], d["text"]) for d in panes])
+        out = transcript([(d["heading"], d["text"]) for d in panes])
         app = self.mullama
         try:
             self.saved_id = app.history.add(RunRecord(
@@ -385,13 +436,16 @@ class CompareScreen(WorkerScreen[None]):
         """What a comparison was: each pane's model and settings (and its letter in blind
         mode), and the vote once there is one (the arena's standings are made of these)."""
         app_model = self.mullama.model_label
-        params: dict[str, Any] = {"panes": [{"temperature": d["temperature"], "seed": d["seed"],
-                                             "model": d["model"] or app_model, "label": d["label"]}
-                                            for d in panes]}
+        knobs = [f for f in PaneSetup.__dataclass_fields__ if f not in ("model", "model_label")]
+        params: dict[str, Any] = {"panes": [{**{k: d[k] for k in knobs}, "model": d["model"] or app_model,
+                                             "label": d["label"]} for d in panes]}
         if any(d["label"] for d in panes):  # lettered: a blind run
             params["blind"] = True
         if self.voted is not None:
             params["vote"] = self.voted
+        if self.found is not None and self.agreement:
+            params["agreement"] = {"summary": self.agreement, **self.found.to_dict(),
+                                   "notes": {str(i): n for i, n in self.panes()[0].disputed.items()}}
         return params
 
     async def _show_record(self, rec: RunRecord) -> None:
@@ -401,6 +455,7 @@ class CompareScreen(WorkerScreen[None]):
         while len(self.panes()) > max(2, len(saved)):  # as many panes as it had
             await self.action_remove_pane()
         self.temps = [d["temperature"] for d in saved]
+        base = self.base_setup()
         self._prompt = rec.prompt
         self.query_one(PromptInput).load_text(rec.prompt)
         self.query_one("#compare-prompt", Static).update(Text(rec.prompt))
@@ -408,11 +463,17 @@ class CompareScreen(WorkerScreen[None]):
         if vote is not None:  # a blind run: who each letter was, and which one won
             letters = {p.get("label"): p.get("model") for p in rec.params.get("panes", [])}
             self.sub_title = f"blind run, voted {vote}" + (f" ({letters.get(vote)})" if vote in letters else "")
+        agreed = rec.params.get("agreement")
+        if agreed:  # the agreement pass's line, strip and struck tokens, as they were
+            self.agreement, self.found = agreed["summary"], Agreement.from_dict(agreed)
+            self._show_total()
         for pane, d in zip(self.panes(), saved):
-            if d.get("path"):
-                pane.set_model(d["path"], d.get("model") or Path(d["path"]).stem)
-            pane.query_one(".temp", Input).value = str(d["temperature"])
-            pane.query_one(".seed", Input).value = str(d["seed"])
+            setup = PaneSetup.from_dict(d, default=base)
+            if setup.model and not setup.model_label:
+                setup = replace(setup, model_label=Path(setup.model).stem)
+            pane.set_setup(setup)
+            if agreed and pane is self.panes()[0]:
+                pane.disputed = {int(i): n for i, n in agreed.get("notes", {}).items()}
             await pane.show_text(d["text"], [TokenItem.from_dict(t) for t in d.get("tokens", [])])
             if d.get("stats"):
                 pane.state, pane.done = str(d["stats"].get("finish_reason") or ""), True
@@ -455,16 +516,41 @@ class CompareScreen(WorkerScreen[None]):
                                           self.mullama.settings.default_model, for_pane=pane.index + 1), chosen)
 
     def action_preset(self) -> None:
-        """Ctrl+G: the pane with the cursor to the next preset (greedy, precise, creative)."""
+        """Ctrl+G: the pane with the cursor to the next preset (greedy, precise, creative):
+        its temperature, top-k, top-p, min-p and repeat penalty together."""
+        if self.running:
+            return
         pane = self.focused_pane()
-        try:
-            now = pane.temperature
-        except ValueError:
-            now = -1.0
-        i = next((k for k, (_, t) in enumerate(PRESETS) if t == now), -1)
-        name, t = PRESETS[(i + 1) % len(PRESETS)]
-        pane.query_one(".temp", Input).value = str(t)
-        self.notify(f"pane {pane.index + 1}: {name} (temperature {t})")
+        setup = pane.setup_as_typed
+        names = list(PRESETS)
+        now = setup.preset()
+        name = names[(names.index(now) + 1) % len(names)] if now in names else names[0]
+        pane.set_setup(setup.with_preset(name))
+        self.notify(f"pane {pane.index + 1}: {name} ({pane.setup.spelled()})")
+
+    def action_edit_pane(self) -> None:
+        """F6: the pane with the cursor's settings and model, in a form."""
+        if self.running:
+            self.notify("a comparison is running: Esc cancels it", severity="warning")
+            return
+        from .pane import PaneScreen
+
+        pane = self.focused_pane()
+        setup = pane.setup_as_typed
+
+        def edited(new: PaneSetup | None) -> None:
+            if new is not None:
+                pane.set_setup(new)
+                self.notify(f"pane {pane.index + 1}: {heading(new, pane.base)}")
+
+        self.app.push_screen(PaneScreen(pane.index + 1, setup, self.mullama.model_label,
+                                        self.mullama.settings.cursor_blink), edited)
+
+    def action_standings(self) -> None:
+        """Ctrl+R: the arena's standings (the blind votes so far)."""
+        from .arena import ArenaScreen
+
+        self.app.push_screen(ArenaScreen())
 
     def action_toggle_blind(self) -> None:
         """Ctrl+B: blind mode on or off (from the next run on)."""
@@ -474,17 +560,17 @@ class CompareScreen(WorkerScreen[None]):
         self.notify("blind: the next run's panes are A, B, C in a shuffled order until you vote (Ctrl+V)"
                     if self.blind else "blind mode off")
 
-    def _shuffle_blind(self) -> None:
-        """Deal the panes' models and settings out in a random order, and letter the panes."""
+    def _shuffle_blind(self) -> list[int]:
+        """Deal the panes' models and settings out in a random order, and letter the panes;
+        returns the order (pane i now has what pane order[i] had)."""
         panes = self.panes()
-        configs = [(p.model, p.model_label, p.query_one(".temp", Input).value, p.query_one(".seed", Input).value)
-                   for p in panes]
-        random.shuffle(configs)
-        for p, (model, label, temp, seed), letter in zip(panes, configs, LETTERS):
-            p.set_model(model, label)
-            p.query_one(".temp", Input).value = temp
-            p.query_one(".seed", Input).value = seed
+        setups = [p.setup for p in panes]
+        order = list(range(len(panes)))
+        random.shuffle(order)
+        for p, i, letter in zip(panes, order, LETTERS):
+            p.set_setup(setups[i])
             p.set_blind(letter)
+        return order
 
     def action_vote(self) -> None:
         """Ctrl+V: after a blind run, the best pane (or a tie); then who each one was."""
@@ -499,7 +585,7 @@ class CompareScreen(WorkerScreen[None]):
                 return
             self.voted = vote
             panes = self.panes()
-            names = [f"{p.blind_label} was {self.label_of(p)} at t {p.temperature:g}" for p in panes]
+            names = [f"{p.blind_label} was {self.label_of(p)} ({p.setup.knobs(p.base)})" for p in panes]
             for p in panes:
                 p.set_blind(None)
             if self.saved_id is not None:
@@ -539,14 +625,24 @@ class CompareScreen(WorkerScreen[None]):
                 if ea.model.ptr is None or eb.model.ptr is None:
                     return  # closed before it began (the screen went)
                 found = agreement(ea.model, eb.model, prompt_tokens, tokens)
+                notes = {i: f"{name_b} would pick {eb.model.token_text(found.b_top[i])!r} · KL {found.kl[i]:.3f}"
+                         for i, same in enumerate(found.agree) if not same}
         except MullamaError as e:  # two different models (no shared vocabulary): nothing per token to say
             log.info("no agreement pass: %s", e)
             return
-        self.post_message(AgreementFound(found.summary(name_a, name_b)))
+        self.post_message(AgreementFound(found.summary(name_a, name_b), found, notes))
 
     def on_agreement_found(self, msg: AgreementFound) -> None:
-        self.agreement = msg.summary
+        """The line under the panes says it, its strip draws the KL token by token, and the
+        reference pane's token view strikes the tokens the other model would not pick."""
+        self.agreement, self.found = msg.summary, msg.found
+        self.panes()[0].dispute(msg.notes)
         self._show_total()
+        if self.saved_id is not None and self.saved_panes:  # kept with the comparison in the history
+            try:
+                self.mullama.history.set_params(self.saved_id, self._params(self.saved_panes))
+            except HistoryError as e:
+                self.notify(str(e), severity="warning")
 
     def action_cancel_all(self) -> None:
         if self.running:
@@ -581,7 +677,8 @@ class CompareScreen(WorkerScreen[None]):
             self.notify("nothing to copy yet", severity="warning")
             return
         try:
-            text = panes[0].text if len(panes) == 1 else transcript([(p.temperature, p.seed, p.text) for p in panes])
+            text = panes[0].text if len(panes) == 1 else transcript([(heading(p.setup, p.base), p.text)
+                                                                       for p in panes])
         except ValueError:  # a knob that is not a number
             text = "\n\n".join(p.text for p in panes)
         self.app.copy_to_clipboard(text)
@@ -605,8 +702,16 @@ class CompareScreen(WorkerScreen[None]):
         panes = self.panes()
         if self.running or len(panes) >= MAX_PANES:
             return
-        t = round(min(2.0, (panes[-1].temperature if panes else 0.7) + 0.4), 2)
-        await self.query_one("#panes", Grid).mount(self._pane(len(panes), t, panes[0].seed if panes else 42))
+        base = self.base_setup()
+        try:
+            last = panes[-1].setup if panes else base
+        except ValueError:  # a knob that is not a number: the new pane starts from the app's settings
+            last = base
+        # the next temperature up, on the same model, with the first pane's seed
+        setup = replace(last, temperature=round(min(2.0, last.temperature + 0.4), 2),
+                        seed=panes[0].seed if panes and panes[0].query_one(".seed", Input).value.isdigit()
+                        else base.seed)
+        await self.query_one("#panes", Grid).mount(self._pane(len(panes), setup))
         self._relayout()
 
     async def action_remove_pane(self) -> None:

@@ -1,5 +1,6 @@
-"""One compare pane: title line (pane, temperature, seed; live tokens, tok/s and state on
-the right), a line of knobs, the streaming text (or its tokens) and a one-line summary.
+"""One compare pane: title line (pane, its model and the settings that set it apart; how
+it stopped on the bottom border), a line of knobs (temperature, seed; live tokens and
+tok/s on the right), the streaming text (or its tokens) and a one-line summary.
 
 The pane's live figures are fixed-size lines (`OneLine`), which repaint without a layout
 pass; its text streams into a `RawOutput` that fills the pane from the start and, while
@@ -9,6 +10,7 @@ it streams, shows its newest lines in the pane's height (see widgets/plain.py).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from rich.text import Text
@@ -18,6 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label
 
 from ...engine.types import Stats
+from ...panes import PaneSetup
 from ..stream import TokenItem
 from .gauge import OneLine
 from .plain import RawOutput
@@ -66,13 +69,16 @@ class ComparePane(Vertical):
     ComparePane .pane-stats { color: $text-muted; }
     """
 
-    def __init__(self, index: int, temperature: float, seed: int, *, token_view: bool = False,
+    def __init__(self, index: int, setup: PaneSetup, *, base: PaneSetup | None = None, token_view: bool = False,
                  blink: bool = True) -> None:
-        """`token_view`: show tokens (coloured by probability) instead of text; the screen
+        """`setup`: the pane's model and settings (temperature and seed are on its knobs line;
+        the pane editor has the rest); `base`: the app's settings, which the title leaves out.
+        `token_view`: show tokens (coloured by probability) instead of text; the screen
         switches it with `set_tokens`. `blink`: the knobs' cursors blink."""
         super().__init__(id=f"pane-{index}")
         self.index = index
-        self._temperature, self._seed = temperature, seed
+        self._setup = setup
+        self.base = base or PaneSetup()
         self.token_view = token_view
         self._blink = blink
         self.tokens = 0
@@ -83,12 +89,51 @@ class ComparePane(Vertical):
         self.done = True
         self.state = "ready"
         self.items: list[TokenItem] = []
-        self.model: str | None = None  # this pane's own model file (None: the app's model)
-        self.model_label = ""  # its name as a person knows it (shown when the panes' models differ)
         self.blind_label: str | None = None  # blind mode: "A", "B"...; who it is stays hidden until the vote
+        # the agreement pass: the tokens another model would not have picked, with what it
+        # would have picked (struck through in the token view; said when the cursor is on one)
+        self.disputed: dict[int, str] = {}
+
+    @property
+    def model(self) -> str | None:
+        """This pane's own model (a GGUF path or `openai:URL`; None: the app's model)."""
+        return self._setup.model
+
+    @property
+    def model_label(self) -> str:
+        """Its model's name as a person knows it ("" for the app's model)."""
+        return self._setup.model_label
+
+    @property
+    def setup(self) -> PaneSetup:
+        """The pane's model and settings, with the knobs line as typed (ValueError if a knob
+        is not a number)."""
+        return replace(self._setup, temperature=self.temperature, seed=self.seed)
+
+    @property
+    def setup_as_typed(self) -> PaneSetup:
+        """`setup`, keeping the last good temperature or seed where a knob is not a number."""
+        setup = self._setup
+        try:
+            setup = replace(setup, temperature=float(self.query_one(".temp", Input).value))
+        except ValueError:
+            pass
+        try:
+            setup = replace(setup, seed=int(self.query_one(".seed", Input).value))
+        except ValueError:
+            pass
+        return setup
+
+    def set_setup(self, setup: PaneSetup) -> None:
+        """New settings (the pane editor, a preset, blind mode's shuffle): knobs and title."""
+        self._setup = setup
+        if self.is_mounted:
+            self.query_one(".temp", Input).value = f"{setup.temperature:g}"
+            self.query_one(".seed", Input).value = str(setup.seed)
+        self._title()
 
     def set_model(self, path: str | None, label: str) -> None:
-        self.model, self.model_label = path, label
+        self._setup = replace(self._setup, model=path, model_label=label if path else "")
         self._title()
 
     def set_blind(self, label: str | None) -> None:
@@ -102,7 +147,9 @@ class ComparePane(Vertical):
     def _new_body(self) -> RawOutput | TokenView:
         """The text, or (in the token view) the tokens."""
         if self.token_view:
-            return TokenView(list(self.items), id="pane-body")
+            view = TokenView(list(self.items), id="pane-body")
+            view.disputed = frozenset(self.disputed)
+            return view
         return pane_output(self.text)
 
     @property
@@ -125,10 +172,11 @@ class ComparePane(Vertical):
         blink = self._blink
         with Horizontal(classes="knobs"):
             yield Label("temp")
-            yield with_blink(Input(str(self._temperature), id=f"temp-{self.index}", classes="temp", compact=True),
-                             blink)
+            yield with_blink(Input(f"{self._setup.temperature:g}", id=f"temp-{self.index}", classes="temp",
+                                   compact=True), blink)
             yield Label("seed")
-            yield with_blink(Input(str(self._seed), id=f"seed-{self.index}", classes="seed", compact=True), blink)
+            yield with_blink(Input(str(self._setup.seed), id=f"seed-{self.index}", classes="seed", compact=True),
+                             blink)
             yield OneLine("", classes="live")
         with FollowingScroll():
             yield self._new_body()
@@ -139,19 +187,24 @@ class ComparePane(Vertical):
         self._title()
 
     def _title(self) -> None:
-        """Pane, temperature and seed on the top border; on the bottom one how to stop it
-        while it runs (Ctrl+X with the cursor in it), else why it stopped."""
+        """Pane, its own model and what sets its settings apart (a preset's name, the knobs
+        that differ from the app's, "sys") on the top border, else its temperature and
+        seed; on the bottom one how to stop it while it runs (Ctrl+X with the cursor in
+        it), else why it stopped."""
+        if not self.is_mounted:
+            return
         running = self.has_class("running")
         if self.blind_label is not None:
             self.border_title = self.blind_label
             self.border_subtitle = "running" if running else ""
             return
         try:
-            knobs = f"t {self.temperature:g} · seed {self.seed}"
+            setup = self.setup
+            words = [w for w in [self.model_label, *setup.differences(self.base)] if w]
+            title = " · ".join(words) or f"t {setup.temperature:g} · seed {setup.seed}"
         except ValueError:
-            knobs = "?"
-        # a pane with its own model is titled by it (its temperature and seed are on the knobs line)
-        self.border_title = f"{self.index + 1} · {self.model_label or knobs}"
+            title = self.model_label or "?"
+        self.border_title = f"{self.index + 1} · {title}"
         self.border_subtitle = "running · ^x stops it" if running else (self.state if self.done else "")
 
     @on(Input.Changed)
@@ -184,7 +237,7 @@ class ComparePane(Vertical):
             self.items, self.text = [], ""
             await self._replace_body()
         self.query_one(FollowingScroll).scroll_home(animate=False)
-        self.items = []
+        self.items, self.disputed = [], {}
         self.tokens, self.text, self.stats, self.done = 0, "", None, False
         self.t_start, self.t_first = time.perf_counter(), None
         self.remove_class("cancelled", "failed")
@@ -238,6 +291,13 @@ class ComparePane(Vertical):
             return
         self.show_line(summary_line(stats.to_dict(), len(self.text), self.content_region.width))
 
+    def dispute(self, notes: dict[int, str]) -> None:
+        """Mark the tokens another model would not have picked (`notes`: what it would have)."""
+        self.disputed = notes
+        for view in self.query(TokenView):
+            view.disputed = frozenset(notes)
+            view.refresh()
+
     def show_line(self, line: str) -> None:
         self.query_one(".pane-stats", OneLine).show(Text(line))
 
@@ -258,6 +318,10 @@ class ComparePane(Vertical):
         msg.stop()
         item = msg.view.items[msg.index]
         i = item.insight
+        other = self.disputed.get(msg.index)
+        if other is not None:  # the agreement pass said something about this token: that first
+            self.show_line(f"token {msg.index} {item.text!r} · {other}")
+            return
         if i is None:
             self.show_line(f"token {msg.index} {item.text!r}: no insight recorded")
             return

@@ -91,6 +91,8 @@ class TokenView(Widget, can_focus=True):
         self.cursor = -1  # no token selected
         self.pick = 0  # the highlighted alternative of the selected token
         self.diverge: int | None = None  # a token to mark (where compare panes part ways)
+        # tokens another model would not have picked (the agreement pass of two quantizations)
+        self.disputed: frozenset[int] = frozenset()
         self._lines: list[list[tuple[int, str]]] = []  # per line: (item index, text fragment)
         self._line_of: list[int] = []  # per item: the line it starts on
         self._width = 0
@@ -210,6 +212,7 @@ class TokenView(Widget, can_focus=True):
             self._odd_style = Style(bgcolor=panel)
             self._cursor_style = Style(reverse=True, bold=True)
             self._mark_style = Style(underline=True, bold=True, color=theme.accent)
+            self._disputed_style = Style(strike=True, color=theme.error or "red")
         return self._styles_by_bucket
 
     def style_of(self, index: int) -> Style:
@@ -218,6 +221,8 @@ class TokenView(Widget, can_focus=True):
         style: Style = palette[bucket(item.insight.prob)] if item.insight else palette[0]
         if index % 2:
             style += self._odd_style
+        if index in self.disputed:
+            style += self._disputed_style
         if index == self.diverge:
             style += self._mark_style
         if index == self.cursor:

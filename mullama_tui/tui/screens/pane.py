@@ -1,0 +1,190 @@
+"""One compare pane's settings in a form (F6 on the compare screen): its model (the app's, a
+GGUF, a pulled name, or `openai:URL` for an OpenAI-compatible server), its sampler knobs,
+seed and system prompt, and the presets a button away. Returns the new `PaneSetup` or None.
+
+A bad value is said under its own field, which gets the focus, as in the settings form
+(F2); nothing is changed until every field is good."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, Input, Label, Static, TextArea
+
+from ...engine.types import InvalidParamsError, MullamaError, SamplerParams
+from ...panes import PRESETS, PaneSetup
+from ..widgets.prompt import with_blink
+from .params import FieldError
+
+FIELDS = [  # (PaneSetup field, label, type)
+    ("temperature", "Temperature", float), ("seed", "Seed (0 = random)", int), ("top_k", "Top-k (0 = off)", int),
+    ("top_p", "Top-p", float), ("min_p", "Min-p", float), ("repeat_penalty", "Repeat penalty", float),
+]
+SERVER = "openai:"
+
+
+def pane_model(typed: str) -> tuple[str | None, str]:
+    """The model a pane's field names: (path or `openai:URL`, its display name); (None, "")
+    for the app's own model. FieldError when there is no such model."""
+    typed = typed.strip()
+    if not typed:
+        return None, ""
+    if typed.startswith(SERVER):
+        url = typed[len(SERVER):]
+        if not url.startswith(("http://", "https://")):
+            raise FieldError("model", "a server is openai: and its URL, e.g. openai:http://127.0.0.1:8080/v1")
+        return typed, typed
+    from ...models.naming import display_name
+    from ...models.resolve import resolve_model
+
+    try:
+        path = resolve_model(typed)
+    except MullamaError as e:
+        raise FieldError("model", str(e)) from None
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise FieldError("model", f"{path}: {e.strerror or e}") from None
+    if magic != b"GGUF":
+        raise FieldError("model", f"{path} is not a GGUF model file")
+    return str(path), display_name(path, asked_as=typed)
+
+
+class PaneScreen(ModalScreen[PaneSetup | None]):
+    BINDINGS = [Binding("escape", "dismiss(None)", "Close"),
+                Binding("ctrl+s", "save", "Save", priority=True),  # priority: the system prompt is a TextArea
+                Binding("ctrl+g", "next_preset", "Next preset", priority=True)]
+    DEFAULT_CSS = """
+    PaneScreen { align: center middle; }
+    PaneScreen > Vertical { width: 76; height: auto; max-height: 100%; border: thick $primary;
+                            background: $surface; padding: 0 1; }
+    PaneScreen #fields { height: auto; max-height: 1fr; }
+    PaneScreen Grid { grid-size: 2; grid-columns: 20 1fr; grid-rows: auto; height: auto; padding: 0 1 0 0; }
+    PaneScreen Grid > Label { padding: 1 0 0 0; }
+    PaneScreen .field { height: auto; }
+    PaneScreen .field-error { color: $error; height: auto; display: none; }
+    PaneScreen .field-error.-shown { display: block; }
+    PaneScreen #system { height: 4; }
+    PaneScreen #presets { height: 3; }
+    PaneScreen #presets Button { margin: 0 1 0 0; min-width: 10; }
+    PaneScreen #buttons { height: 3; align-horizontal: right; dock: bottom; }
+    PaneScreen #error { color: $error; height: auto; }
+    """
+
+    def __init__(self, number: int, setup: PaneSetup, app_model: str, blink: bool = True) -> None:
+        """`number`: the pane's, as its title says; `app_model`: what an empty model field runs."""
+        super().__init__()
+        self.number, self.setup, self.app_model, self.blink = number, setup, app_model, blink
+
+    def compose(self) -> ComposeResult:
+        s = self.setup
+
+        def field(value: str, **kwargs: Any) -> Input:
+            return with_blink(Input(value, **kwargs), self.blink)
+
+        with Vertical():
+            yield Label(f"Pane {self.number}: its model and settings (this comparison only)")
+            with Horizontal(id="presets"):
+                for name in PRESETS:
+                    yield Button(name, id=f"preset-{name}")
+            with VerticalScroll(id="fields"), Grid():
+                yield from self._row("Model", field(s.model or "", id="model", placeholder=(
+                    f"empty: {self.app_model}; a .gguf, a pulled name, or openai:http://host:8080/v1")))
+                for name, label, _ in FIELDS:
+                    yield from self._row(label, field(f"{getattr(s, name):g}" if isinstance(getattr(s, name), float)
+                                                      else str(getattr(s, name)), id=name))
+                yield from self._row("System prompt (chat)", with_blink(TextArea(s.system, id="system",
+                                                                                 soft_wrap=True), self.blink))
+            yield Label("", id="error")
+            with Horizontal(id="buttons"):
+                yield Button("Cancel (Esc)", id="cancel")
+                yield Button("Save (Ctrl+S)", variant="primary", id="save")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#temperature", Input).focus()
+
+    @staticmethod
+    def _row(label: str, widget: Any) -> ComposeResult:
+        yield Label(label)
+        with Vertical(classes="field"):
+            yield widget
+            yield Static("", classes="field-error", id=f"{widget.id}-error", markup=False)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        ident = event.button.id or ""
+        if ident == "save":
+            self.action_save()
+        elif ident.startswith("preset-"):
+            self.apply_preset(ident.removeprefix("preset-"))
+        else:
+            self.dismiss(None)
+
+    def apply_preset(self, name: str) -> None:
+        """A preset's knobs into the fields (the model, seed and system prompt stay)."""
+        p = PaneSetup.of(PRESETS[name])
+        for field_name, _, _ in FIELDS:
+            if field_name != "seed":
+                value = getattr(p, field_name)
+                self.query_one(f"#{field_name}", Input).value = f"{value:g}" if isinstance(value, float) else str(value)
+        self.query_one("#error", Label).update(f"preset: {name} (Ctrl+S saves)")
+
+    def action_next_preset(self) -> None:
+        try:
+            now = self._read().preset()
+        except InvalidParamsError:
+            now = None
+        names = list(PRESETS)
+        self.apply_preset(names[(names.index(now) + 1) % len(names)] if now in names else names[0])
+
+    def _read(self) -> PaneSetup:
+        values: dict[str, Any] = {}
+        for name, _label, typ in FIELDS:
+            raw = self.query_one(f"#{name}", Input).value.strip()
+            try:
+                values[name] = typ(raw)
+            except ValueError:
+                raise FieldError(name, f"{raw!r} is not {'a whole number' if typ is int else 'a number'}") from None
+        return replace(self.setup, system=self.query_one("#system", TextArea).text.strip(), **values)
+
+    def action_save(self) -> None:
+        try:
+            new = self._read()
+            try:
+                new.sampler(SamplerParams()).validate()
+            except InvalidParamsError as e:  # the field the message names
+                named = next((n for n, _, _ in FIELDS if n in str(e) or (n == "repeat_penalty"
+                                                                         and "penalty_repeat" in str(e))), None)
+                raise FieldError(named, str(e)) if named else e from None
+            typed = self.query_one("#model", Input).value.strip()
+            if typed != (self.setup.model or ""):
+                model, label = pane_model(typed)
+                new = replace(new, model=model, model_label=label)
+        except FieldError as e:
+            self._show_error(e.field, str(e))
+            return
+        except InvalidParamsError as e:
+            self._show_error(None, str(e))
+            return
+        self.dismiss(new)
+
+    def _show_error(self, field: str | None, message: str) -> None:
+        for shown in self.query(".field-error.-shown"):
+            shown.remove_class("-shown")
+        label = dict((n, lbl) for n, lbl, _ in FIELDS).get(field or "", (field or "").replace("_", " "))
+        self.query_one("#error", Label).update(f"{label}: {message}" if field else message)
+        if field is None:
+            return
+        note = self.query_one(f"#{field}-error", Static)
+        note.update(message)
+        note.add_class("-shown")
+        widget = self.query_one(f"#{field}")
+        widget.focus()
+        widget.scroll_visible(animate=False)
+
