@@ -149,3 +149,15 @@ def test_the_resume_benchmark_restores_faster_than_it_reprocesses(model_path):
     assert r["median_restored_s"] < r["median_reprocessed_s"] and r["mb_per_1000_tokens"] > 0
     assert 0 < r["edit"]["decoded"] == r["edit"]["expected"] < 15  # only the edited tail
     assert "restored is" in format_resume_report(r)
+
+
+def test_the_arena_benchmark_runs_two_models_side_by_side_headless_and_in_the_tui(home, model_path):
+    from mullama_tui.bench.arena import bench_arena, format_arena_report
+
+    r = bench_arena(model_path, n_tokens=8, reps=1, loads=(0,))
+    (idle,) = r["loads"]
+    assert len(idle["seconds"]["together"]) == 1 and idle["ratio"] > 0
+    assert idle["tui"]["tokens"] == 16 and 0.0 < idle["tui"]["ui_share"] < 1.0  # both panes, 8 tokens each
+    assert r["agreement"]["of_decode"] > 0 and "agrees with" in r["agreement"]["summary"]
+    text = format_arena_report(r)
+    assert "the compare screen, a pane on each model" in text and "UI thread" in text

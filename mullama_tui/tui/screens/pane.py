@@ -66,12 +66,14 @@ class PaneScreen(ModalScreen[PaneSetup | None]):
                             background: $surface; padding: 0 1; }
     PaneScreen #fields { height: auto; max-height: 1fr; }
     PaneScreen Grid { grid-size: 2; grid-columns: 20 1fr; grid-rows: auto; height: auto; padding: 0 1 0 0; }
-    PaneScreen Grid > Label { padding: 1 0 0 0; }
+    PaneScreen Grid > Label { padding: 0; }
+    PaneScreen Grid { grid-gutter: 0; }
     PaneScreen .field { height: auto; }
     PaneScreen .field-error { color: $error; height: auto; display: none; }
     PaneScreen .field-error.-shown { display: block; }
     PaneScreen #system { height: 4; }
-    PaneScreen #presets { height: 3; }
+    PaneScreen #presets { height: 1; margin: 1 0; }
+    PaneScreen #presets Label { color: $text-muted; padding: 0 1 0 0; }
     PaneScreen #presets Button { margin: 0 1 0 0; min-width: 10; }
     PaneScreen #buttons { height: 3; align-horizontal: right; dock: bottom; }
     PaneScreen #error { color: $error; height: auto; }
@@ -86,16 +88,17 @@ class PaneScreen(ModalScreen[PaneSetup | None]):
         s = self.setup
 
         def field(value: str, **kwargs: Any) -> Input:
-            return with_blink(Input(value, **kwargs), self.blink)
+            return with_blink(Input(value, compact=True, **kwargs), self.blink)  # a line each: all on 80x24
 
         with Vertical():
             yield Label(f"Pane {self.number}: its model and settings (this comparison only)")
             with Horizontal(id="presets"):
+                yield Label("presets (Ctrl+G)")
                 for name in PRESETS:
-                    yield Button(name, id=f"preset-{name}")
+                    yield Button(name, id=f"preset-{name}", compact=True)
             with VerticalScroll(id="fields"), Grid():
                 yield from self._row("Model", field(s.model or "", id="model", placeholder=(
-                    f"empty: {self.app_model}; a .gguf, a pulled name, or openai:http://host:8080/v1")))
+                    f"empty: {self.app_model}; a .gguf, a name, openai:URL")))
                 for name, label, _ in FIELDS:
                     yield from self._row(label, field(f"{getattr(s, name):g}" if isinstance(getattr(s, name), float)
                                                       else str(getattr(s, name)), id=name))
