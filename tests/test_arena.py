@@ -164,6 +164,7 @@ async def test_blind_mode_hides_who_is_who_until_the_vote_and_the_standings_coun
         await pilot.press(letter.lower())
         await until(pilot, lambda: screen.voted == letter, 5, "the vote taken")
         assert "Q8_0" in q8.border_title and q8.query_one(".knobs").display  # revealed after the vote
+        assert f"{letter} ★ = Q8_0" in q8.border_title  # the letter it had, and the winner's star
         await pilot.press("escape")  # reopened from the history: side by side, with its vote
         await pilot.press("f3")
         await until(pilot, lambda: app.screen.__class__.__name__ == "HistoryScreen", 5, "history")
@@ -171,6 +172,7 @@ async def test_blind_mode_hides_who_is_who_until_the_vote_and_the_standings_coun
         await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen is not screen, 5, "reopened")
         assert app.screen.sub_title == f"blind run, voted {letter} (Q8_0)"
         assert [p.model for p in app.screen.panes()] == [p.model for p in panes]
+        assert [p.border_title for p in app.screen.panes()] == [p.border_title for p in panes]
     rec = History().list()[0]
     assert rec.params["blind"] and rec.params["vote"] == letter
     assert {p["label"] for p in rec.params["panes"]} == {"A", "B", "C"}

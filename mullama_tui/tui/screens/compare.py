@@ -471,6 +471,8 @@ class CompareScreen(WorkerScreen[None]):
             setup = PaneSetup.from_dict(d, default=base)
             if setup.model and not setup.model_label:
                 setup = replace(setup, model_label=Path(setup.model).stem)
+            if d.get("label"):  # a blind run: the letter each pane had, and the winner's star
+                pane.revealed = f"{d['label']}{' ★' if d['label'] == vote else ''}"
             pane.set_setup(setup)
             if agreed and pane is self.panes()[0]:
                 pane.disputed = {int(i): n for i, n in agreed.get("notes", {}).items()}
@@ -587,6 +589,7 @@ class CompareScreen(WorkerScreen[None]):
             panes = self.panes()
             names = [f"{p.blind_label} was {self.label_of(p)} ({p.setup.knobs(p.base)})" for p in panes]
             for p in panes:
+                p.revealed = f"{p.blind_label}{' ★' if p.blind_label == vote else ''}"
                 p.set_blind(None)
             if self.saved_id is not None:
                 try:

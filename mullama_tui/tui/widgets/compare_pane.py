@@ -90,6 +90,7 @@ class ComparePane(Vertical):
         self.state = "ready"
         self.items: list[TokenItem] = []
         self.blind_label: str | None = None  # blind mode: "A", "B"...; who it is stays hidden until the vote
+        self.revealed = ""  # after the vote: the letter it had, and a star if it won ("B ★")
         # the agreement pass: the tokens another model would not have picked, with what it
         # would have picked (struck through in the token view; said when the cursor is on one)
         self.disputed: dict[int, str] = {}
@@ -204,7 +205,7 @@ class ComparePane(Vertical):
             title = " · ".join(words) or f"t {setup.temperature:g} · seed {setup.seed}"
         except ValueError:
             title = self.model_label or "?"
-        self.border_title = f"{self.index + 1} · {title}"
+        self.border_title = f"{self.index + 1} · {self.revealed + ' = ' if self.revealed else ''}{title}"
         self.border_subtitle = "running · ^x stops it" if running else (self.state if self.done else "")
 
     @on(Input.Changed)
@@ -241,6 +242,7 @@ class ComparePane(Vertical):
         self.tokens, self.text, self.stats, self.done = 0, "", None, False
         self.t_start, self.t_first = time.perf_counter(), None
         self.remove_class("cancelled", "failed")
+        self.revealed = ""
         self.add_class("running")
         self.state = "waiting"
         self.show_live()
