@@ -123,6 +123,31 @@ def test_sigterm_and_sighup_restore_the_terminal_and_save_the_run(home, sig):
         assert LONG_PROMPT in conn.execute("SELECT messages FROM runs").fetchone()[0]
 
 
+@pytest.mark.parametrize("signals", [(signal.SIGHUP, signal.SIGCONT), ()], ids=["hangup", "no-signal"])
+def test_a_terminal_that_goes_away_ends_the_tui_and_saves_the_run(home, signals):
+    """The window closed mid-reply: the kernel hangs the tty up and sends SIGHUP and SIGCONT
+    (or, over some links, nothing at all and writes just fail). Textual's own driver hung
+    for good in its shutdown (its writer thread died on EIO with a full queue); the app
+    must end on its own and save the run as cancelled."""
+    configure(max_tokens=3000, cursor_blink=False)
+    db = home / "data" / "history.sqlite3"
+    tui = Terminal(home)
+    try:
+        tui.read_until(b"ready")
+        tui.type(LONG_PROMPT)
+        tui.read_until(b"generating")
+        os.close(tui.master)  # the terminal is gone: every read and write of it fails from now on
+        for sig in signals:
+            tui.proc.send_signal(sig)
+        assert tui.proc.wait(30) == 0
+    finally:
+        if tui.proc.poll() is None:
+            tui.proc.kill()
+            tui.proc.wait(10)
+    wait_rows(db, 1, timeout=5)
+    assert [reason for _, reason in rows(db)] == ["cancelled"]
+
+
 async def test_enter_while_generating_keeps_the_typed_text(home):
     from mullama_tui.tui.app import MullamaApp
     from mullama_tui.tui.widgets.prompt import PromptInput

@@ -12,6 +12,7 @@ way (finished with an error) and says so loudly.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import threading
@@ -37,6 +38,8 @@ from .screens.chat import ChatScreen
 from .themes import load_themes
 
 if TYPE_CHECKING:  # the other screens load when first opened: the first frame does not wait for them
+    from textual.driver import Driver
+
     from .screens.compare import CompareScreen
 
 log = logging.getLogger("mullama_tui.tui")
@@ -177,6 +180,8 @@ class MullamaApp(App[None]):
         self.switch_progress = 0.0
         self._retiring: list[Engine] = []  # engines replaced mid-generation, closed when it ends
         self._chat = ChatScreen()
+        self._signal_loop: asyncio.AbstractEventLoop | None = None  # where signals hand their work
+        self._ending = False
 
     # -- screens -----------------------------------------------------------------------
     def get_default_screen(self) -> ChatScreen:
@@ -546,16 +551,33 @@ class MullamaApp(App[None]):
         self._chat.cancel_running()
         self.exit()
 
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's terminal driver, made safe for a terminal that goes away (tui/terminal.py)."""
+        from textual.drivers.linux_driver import LinuxDriver
+
+        chosen = super().get_driver_class()
+        if chosen is LinuxDriver:
+            from .terminal import TerminalDriver
+
+            return TerminalDriver
+        return chosen
+
+    def terminal_gone(self) -> None:
+        """From any thread: the terminal went away (its window closed, ssh dropped). End as
+        on SIGHUP, writing nothing more to it."""
+        loop = self._signal_loop
+        if loop is not None:
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._signalled()))
+
     def _install_signal_handlers(self) -> None:
         """SIGTERM (kill, a closing session manager) and SIGHUP (the terminal window
         closed) end the app as Ctrl+Q does: the running generation is cancelled and saved
         as cancelled, and Textual restores the terminal (alternate screen, mouse
         tracking). Python's default for both is to die on the spot, leaving the terminal
         unusable."""
-        import asyncio
         import signal
 
-        loop = asyncio.get_running_loop()
+        loop = self._signal_loop = asyncio.get_running_loop()
 
         def handler(_sig: int, _frame: object) -> None:
             # runs in the main thread between two bytecodes: hand the work to the event loop
@@ -568,6 +590,9 @@ class MullamaApp(App[None]):
                 pass
 
     async def _signalled(self) -> None:
+        if self._ending:  # SIGHUP and a failed write to the gone terminal both say it
+            return
+        self._ending = True
         chat = self._chat
         ended = chat.ended
         running = chat.current is not None or self.state in ("generating", "waiting for model", "cancelling")
