@@ -2,30 +2,29 @@
 
 The tutorial-compatible API: `from mullama_tui import Model, Context, SamplerParams`.
 
-The package's face is lazy: `Model` and `Context` (which load llama.cpp and numpy) are
-imported on first use, so `import mullama_tui.anything` costs only what that module
-needs (`mullama-tui --help` never loads llama.cpp; see tests/test_imports.py).
+The package's face is lazy: `Model` and `Context` (which load llama.cpp and numpy), and
+the engine's vocabulary, are imported on first use, so `import mullama_tui.anything`
+costs only what that module needs (`mullama-tui --help` never loads llama.cpp; see tests/test_imports.py).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .engine.types import (
-    ContextOverflowError,
-    FinishReason,
-    InvalidParamsError,
-    ModelLoadError,
-    ModelNotFoundError,
-    MullamaError,
-    Request,
-    SamplerParams,
-    Stats,
-    TokenEvent,
-)
-
 if TYPE_CHECKING:
     from .engine.compat import Context, Model
+    from .engine.types import (
+        ContextOverflowError,
+        FinishReason,
+        InvalidParamsError,
+        ModelLoadError,
+        ModelNotFoundError,
+        MullamaError,
+        Request,
+        SamplerParams,
+        Stats,
+        TokenEvent,
+    )
 
 __all__ = [
     "Context", "ContextOverflowError", "FinishReason", "InvalidParamsError", "Model",
@@ -52,4 +51,8 @@ def __getattr__(name: str) -> Any:
         return getattr(compat, name)
     if name == "__version__":
         return version()
+    if name in __all__:  # the vocabulary: also loaded on first use (`import mullama_tui.cli` needs none of it)
+        from .engine import types
+
+        return getattr(types, name)
     raise AttributeError(f"module 'mullama_tui' has no attribute {name!r}")

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .engine.api import Engine
-from .engine.types import InvalidParamsError
+from .engine.errors import InvalidParamsError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `models` and `show` read a BackendChoice and load no engine's vocabulary
+    from .engine.api import Engine
     from .engine.remote import RemoteEngine
     from .engine.session import SessionStore
 

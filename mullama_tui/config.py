@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
-from .engine.types import Request, SamplerParams, is_whole
+from .engine.errors import is_whole
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # requests are built on first use: `show` and `models` read settings only
     from .engine.session import SessionStore
+    from .engine.types import Request, SamplerParams
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -202,6 +203,8 @@ class Settings:
         """The sampler settings as the engine takes them (with `json_output`, the grammar
         that holds the answer to JSON; a schema file that cannot be read raises
         InvalidParamsError)."""
+        from .engine.types import SamplerParams
+
         return SamplerParams(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
                              min_p=self.min_p, penalty_repeat=self.repeat_penalty, seed=self.seed,
                              stop=list(self.stop), grammar=json_output_grammar(self.json_output))
@@ -210,6 +213,8 @@ class Settings:
                 params: SamplerParams | None = None, ignore_eos: bool = False) -> Request:
         """What the TUI sends for one prompt (raw mode) or transcript (chat mode), with
         these settings; `params` overrides the sampler (a compare pane's temperature)."""
+        from .engine.types import Request
+
         params = params or self.sampler()
         if self.mode == "chat":
             return Request(prompt=prompt if messages is None else None, messages=messages, mode="chat",

@@ -59,3 +59,22 @@ def test_the_version_is_read_from_the_package_metadata():
     assert mullama_tui.__version__ == version("mullama-tui") != ""
     with pytest.raises(AttributeError):
         mullama_tui.no_such_name  # noqa: B018
+
+
+def _modules_after_cli(*args: str) -> set[str]:
+    """The modules loaded once `mullama-tui ARGS` has run (its output thrown away)."""
+    probe = (f"import sys, json\nfrom mullama_tui import cli\nsys.argv = ['mullama-tui', *{list(args)!r}]\n"
+             "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+             "print(json.dumps(sorted(sys.modules)), file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    return set(json.loads(out.stderr.strip().splitlines()[-1]))
+
+
+def test_help_and_show_answer_without_rich_or_the_engines_vocabulary(home, model_path):
+    """What keeps `--help` and `show` under 0.2 s (`bench --startup`): plain help, no table
+    drawn, and none of the engine's dataclasses built; only the command run is built."""
+    for args in (["--help"], ["show", str(model_path)], ["run", "--help"]):
+        loaded = _modules_after_cli(*args)
+        assert not {m for m in loaded if m == "rich" or m.startswith("rich.")}, (args, "rich")
+        assert "mullama_tui.engine.types" not in loaded and "llama_cpp" not in loaded, args
+    assert "rich.table" in _modules_after_cli("models")  # the one that draws a table

@@ -11,44 +11,16 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
-
-class MullamaError(Exception):
-    """Base class of every error the engine raises on purpose."""
-
-
-class ModelNotFoundError(MullamaError):
-    """No model file at the given path, or no model configured at all."""
-
-
-class ModelLoadError(MullamaError):
-    """The file exists but llama.cpp cannot load it (not a GGUF, truncated, ...)."""
-
-
-class ContextOverflowError(MullamaError):
-    """The prompt does not fit in the context window."""
-
-
-class InvalidParamsError(MullamaError, ValueError):
-    """A sampler or request parameter is out of range."""
-
-
-def is_whole(value: object, least: int | None = None) -> bool:
-    """A whole number (an int, and not a bool: `True` is no token count), at least `least`."""
-    return isinstance(value, int) and not isinstance(value, bool) and (least is None or value >= least)
-
-
-def require_whole(name: str, value: object, least: int) -> None:
-    """Raise InvalidParamsError unless `value` is a whole number >= `least`."""
-    if not is_whole(value, least):
-        raise InvalidParamsError(f"{name}={value!r}: must be a whole number >= {least}")
-
-
-class EngineClosedError(MullamaError):
-    """The engine was shut down; no more requests are accepted."""
-
-
-class QueueFullError(MullamaError):
-    """Too many requests are waiting already (the server turns this into a 503)."""
+# the vocabulary's errors live in errors.py (cheap for the command line); importable from here as always
+from .errors import ContextOverflowError as ContextOverflowError
+from .errors import EngineClosedError as EngineClosedError
+from .errors import InvalidParamsError as InvalidParamsError
+from .errors import ModelLoadError as ModelLoadError
+from .errors import ModelNotFoundError as ModelNotFoundError
+from .errors import MullamaError as MullamaError
+from .errors import QueueFullError as QueueFullError
+from .errors import is_whole as is_whole
+from .errors import require_whole as require_whole
 
 
 class FinishReason(str, enum.Enum):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import cache_dir
-from ..engine.types import MullamaError
+from ..engine.errors import MullamaError
 from .discover import SOURCES, discover
 from .gguf import GGUFInfo, HeaderCache, read_gguf
 from .resolve import BUNDLED_NAME, bundled_model, resolve_model

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine.types import ModelLoadError, ModelNotFoundError
+from ..engine.errors import ModelLoadError, ModelNotFoundError
 
 MAGIC = b"GGUF"
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from ..engine.types import MullamaError
+from ..engine.errors import MullamaError
 from . import hf_cache
 from .resolve import Source, hf_endpoint, hf_file_url, parse_name
 from .store import ModelStore, StoredModel

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from .catalog import FROM, LocalModel
 from .resolve import Alias
 from .store import ModelStore, StoredModel
+
+if TYPE_CHECKING:  # Rich loads only where a table or a bar is drawn: `show` prints plain lines
+    from rich.console import Console
+    from rich.table import Table
 
 
 def pull_with_progress(name: str, *, quiet: bool = False,
@@ -18,6 +20,7 @@ def pull_with_progress(name: str, *, quiet: bool = False,
     """`pull` with a Rich progress bar (bytes, speed, ETA) on stderr; its notes alone when
     stderr is not a terminal, nothing with `quiet`. (The downloader, and httpx with it, loads only here:
     `models` and `show` answer without it.)"""
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from .pull import pull
@@ -50,6 +53,8 @@ def _size(n: int | None) -> str:
 
 
 def models_table(rows: list[LocalModel]) -> Table:
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold", pad_edge=False)
     for col in ("NAME", "FROM", "SIZE", "QUANT", "PARAMS", "CONTEXT", ""):
         # long names (URLs) fold onto more lines; the figures never do
@@ -85,6 +90,8 @@ def show_lines(m: LocalModel) -> list[tuple[str, str]]:
 
 
 def aliases_table(table_: dict[str, Alias], store: ModelStore) -> Table:
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold", pad_edge=False)
     for col in ("ALIAS", "SIZE", "PULLED", "DESCRIPTION"):
         table.add_column(col, justify="right" if col == "SIZE" else "left")

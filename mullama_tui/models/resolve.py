@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlparse
 
 from ..config import config_dir
-from ..engine.types import ModelNotFoundError
+from ..engine.errors import ModelNotFoundError
 
 if sys.version_info >= (3, 11):
     import tomllib
