@@ -263,6 +263,10 @@ async def test_each_pane_has_its_own_sampler_settings_system_prompt_and_presets(
         editor = await _edit_pane(pilot, screen, 1, {"top_p": "lots"})
         assert editor is app.screen and "not a number" in str(editor.query_one("#top_p-error").render())
         assert app.screen.focused.id == "top_p"  # the field with the error has the cursor
+        await _edit_pane_fields(pilot, {"top_p": "0.9", "repeat_penalty": "-1"})  # the sampler's own check
+        await pilot.press("ctrl+s")
+        assert "penalty" in str(editor.query_one("#repeat_penalty-error").render())
+        await _edit_pane_fields(pilot, {"repeat_penalty": "1.1"})
         await _edit_pane_fields(pilot, {"top_p": "0.9", "top_k": "1", "system": "You answer in one word."})
         await pilot.press("ctrl+s")
         await until(pilot, lambda: isinstance(app.screen, CompareScreen), 5, "the editor closed")

@@ -100,15 +100,21 @@ async def test_a_read_only_history_says_it_cannot_delete(home):
         History(db, read_only=True).add(RunRecord(model="m", mode="raw", prompt="x", output="o"))
 
 
+def generating(home) -> Terminal:
+    """The TUI in a pseudo-terminal, in the middle of a long reply."""
+    configure(max_tokens=3000, cursor_blink=False)
+    tui = Terminal(home)
+    tui.read_until(b"ready")
+    tui.type(LONG_PROMPT)
+    tui.read_until(b"generating")
+    return tui
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_sigterm_and_sighup_restore_the_terminal_and_save_the_run(home, sig):
-    configure(max_tokens=3000, cursor_blink=False)
     db = home / "data" / "history.sqlite3"
-    tui = Terminal(home)
+    tui = generating(home)
     try:
-        tui.read_until(b"ready")
-        tui.type(LONG_PROMPT)
-        tui.read_until(b"generating")
         tui.seen = b""
         tui.proc.send_signal(sig)
         tui.read_until(b"\x1b[?1049l", timeout=15)  # the alternate screen was left (read on: a full
@@ -129,13 +135,9 @@ def test_a_terminal_that_goes_away_ends_the_tui_and_saves_the_run(home, signals)
     (or, over some links, nothing at all and writes just fail). Textual's own driver hung
     for good in its shutdown (its writer thread died on EIO with a full queue); the app
     must end on its own and save the run as cancelled."""
-    configure(max_tokens=3000, cursor_blink=False)
     db = home / "data" / "history.sqlite3"
-    tui = Terminal(home)
+    tui = generating(home)
     try:
-        tui.read_until(b"ready")
-        tui.type(LONG_PROMPT)
-        tui.read_until(b"generating")
         os.close(tui.master)  # the terminal is gone: every read and write of it fails from now on
         for sig in signals:
             tui.proc.send_signal(sig)

@@ -431,7 +431,7 @@ async def test_ctrl_y_copies_the_whole_reply_and_the_compare_panes(home):
         panes = list(screen.query(ComparePane))
         await pilot.press("ctrl+y")  # the focus is in the prompt box: every pane
         await pilot.pause()
-        assert all(f"## temperature {p.temperature} · seed {p.seed}\n\n{p.text}" in app.clipboard for p in panes)
+        assert all(f"## t {p.temperature:g} · seed {p.seed}\n\n{p.text}" in app.clipboard for p in panes)
         panes[1].query_one(".temp").focus()
         await pilot.press("ctrl+y")
         await pilot.pause()

@@ -14,12 +14,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, Static, TextArea
+from textual.widgets import Button, Footer, Input, Label, TextArea
 
 from ...engine.types import InvalidParamsError, MullamaError, SamplerParams
 from ...panes import PRESETS, PaneSetup
 from ..widgets.prompt import with_blink
-from .params import FieldError
+from .params import FieldError, field_error, form_foot, form_row, read_numbers, submit_form
 
 FIELDS = [  # (PaneSetup field, label, type)
     ("temperature", "Temperature", float), ("seed", "Seed (0 = random)", int), ("top_k", "Top-k (0 = off)", int),
@@ -104,21 +104,13 @@ class PaneScreen(ModalScreen[PaneSetup | None]):
                                                       else str(getattr(s, name)), id=name))
                 yield from self._row("System prompt (chat)", with_blink(TextArea(s.system, id="system",
                                                                                  soft_wrap=True), self.blink))
-            yield Label("", id="error")
-            with Horizontal(id="buttons"):
-                yield Button("Cancel (Esc)", id="cancel")
-                yield Button("Save (Ctrl+S)", variant="primary", id="save")
+            yield from form_foot()
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#temperature", Input).focus()
 
-    @staticmethod
-    def _row(label: str, widget: Any) -> ComposeResult:
-        yield Label(label)
-        with Vertical(classes="field"):
-            yield widget
-            yield Static("", classes="field-error", id=f"{widget.id}-error", markup=False)
+    _row = staticmethod(form_row)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         ident = event.button.id or ""
@@ -147,47 +139,20 @@ class PaneScreen(ModalScreen[PaneSetup | None]):
         self.apply_preset(names[(names.index(now) + 1) % len(names)] if now in names else names[0])
 
     def _read(self) -> PaneSetup:
-        values: dict[str, Any] = {}
-        for name, _label, typ in FIELDS:
-            raw = self.query_one(f"#{name}", Input).value.strip()
-            try:
-                values[name] = typ(raw)
-            except ValueError:
-                raise FieldError(name, f"{raw!r} is not {'a whole number' if typ is int else 'a number'}") from None
-        return replace(self.setup, system=self.query_one("#system", TextArea).text.strip(), **values)
+        return replace(self.setup, system=self.query_one("#system", TextArea).text.strip(),
+                       **read_numbers(self, FIELDS))
 
     def action_save(self) -> None:
+        submit_form(self, {n: lbl for n, lbl, _ in FIELDS}, self._build)
+
+    def _build(self) -> PaneSetup:
+        new = self._read()
         try:
-            new = self._read()
-            try:
-                new.sampler(SamplerParams()).validate()
-            except InvalidParamsError as e:  # the field the message names
-                named = next((n for n, _, _ in FIELDS if n in str(e) or (n == "repeat_penalty"
-                                                                         and "penalty_repeat" in str(e))), None)
-                raise FieldError(named, str(e)) if named else e from None
-            typed = self.query_one("#model", Input).value.strip()
-            if typed != (self.setup.model or ""):
-                model, label = pane_model(typed)
-                new = replace(new, model=model, model_label=label)
-        except FieldError as e:
-            self._show_error(e.field, str(e))
-            return
-        except InvalidParamsError as e:
-            self._show_error(None, str(e))
-            return
-        self.dismiss(new)
-
-    def _show_error(self, field: str | None, message: str) -> None:
-        for shown in self.query(".field-error.-shown"):
-            shown.remove_class("-shown")
-        label = dict((n, lbl) for n, lbl, _ in FIELDS).get(field or "", (field or "").replace("_", " "))
-        self.query_one("#error", Label).update(f"{label}: {message}" if field else message)
-        if field is None:
-            return
-        note = self.query_one(f"#{field}-error", Static)
-        note.update(message)
-        note.add_class("-shown")
-        widget = self.query_one(f"#{field}")
-        widget.focus()
-        widget.scroll_visible(animate=False)
-
+            new.sampler(SamplerParams()).validate()
+        except InvalidParamsError as e:  # the field the message names
+            raise field_error(e, FIELDS) from None
+        typed = self.query_one("#model", Input).value.strip()
+        if typed != (self.setup.model or ""):
+            model, label = pane_model(typed)
+            new = replace(new, model=model, model_label=label)
+        return new

@@ -6,6 +6,7 @@ between them), and Ctrl+S saves from anywhere in the form."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -34,6 +35,75 @@ def whole_or_empty(screen: ModalScreen[Any], field: str) -> int | None:
         return int(raw) if raw else None
     except ValueError:
         raise FieldError(field, f"{raw!r} is not a whole number") from None
+
+
+def form_foot() -> ComposeResult:
+    """Under a form's fields: the line that says what is wrong, and Cancel and Save."""
+    yield Label("", id="error")
+    with Horizontal(id="buttons"):
+        yield Button("Cancel (Esc)", id="cancel")
+        yield Button("Save (Ctrl+S)", variant="primary", id="save")
+
+
+def form_row(label: str, widget: Any) -> ComposeResult:
+    """A label, and the field with the line under it where its error shows (the forms' grid)."""
+    yield Label(label)
+    with Vertical(classes="field"):
+        yield widget
+        yield Static("", classes="field-error", id=f"{widget.id}-error", markup=False)
+
+
+def show_field_error(screen: ModalScreen[Any], labels: dict[str, str], field: str | None, message: str) -> None:
+    """A bad value said under its field, which gets the focus and is scrolled into view;
+    the foot of the form (`#error`) says which field it is (`labels`: field -> label)."""
+    for shown in screen.query(".field-error.-shown"):
+        shown.remove_class("-shown")
+    label = labels.get(field or "", (field or "").replace("_", " "))
+    screen.query_one("#error", Label).update(f"{label}: {message}" if field else message)
+    if field is None:
+        return
+    note = screen.query_one(f"#{field}-error", Static)
+    note.update(message)
+    note.add_class("-shown")
+    widget = screen.query_one(f"#{field}")
+    widget.focus()
+    widget.scroll_visible(animate=False)
+
+
+def read_numbers(screen: ModalScreen[Any], fields: list[tuple[str, str, type]]) -> dict[str, Any]:
+    """The typed values of the number fields (field, label, int or float); FieldError names
+    the first one that is not a number."""
+    values: dict[str, Any] = {}
+    for name, _label, typ in fields:
+        raw = screen.query_one(f"#{name}", Input).value.strip()
+        try:
+            values[name] = typ(raw)
+        except ValueError:
+            raise FieldError(name, f"{raw!r} is not {'a whole number' if typ is int else 'a number'}") from None
+    return values
+
+
+def field_error(e: InvalidParamsError, fields: list[tuple[str, str, type]],
+                fallback: str | None = None) -> InvalidParamsError:
+    """The sampler's complaint as the error of the field it names ("penalty_repeat=..." is
+    the repeat penalty's), else of `fallback`, else of the form."""
+    text = str(e).replace("penalty_repeat", "repeat_penalty")
+    named = next((n for n, _, _ in fields if n in text or n.replace("_", "-") in text), fallback)
+    return FieldError(named, str(e)) if named else e
+
+
+def submit_form(screen: ModalScreen[Any], labels: dict[str, str], build: Callable[[], Any]) -> None:
+    """Dismiss the form with what `build` makes of it; a bad value is said under its field
+    (nothing is changed)."""
+    try:
+        value = build()
+    except FieldError as e:
+        show_field_error(screen, labels, e.field, str(e))
+        return
+    except InvalidParamsError as e:
+        show_field_error(screen, labels, None, str(e))
+        return
+    screen.dismiss(value)
 
 
 class FieldError(InvalidParamsError):
@@ -98,22 +168,13 @@ class ParamsScreen(ModalScreen[Settings | None]):
                 yield from self._row("GPU layers (-1 all)", field(
                     "" if s.gpu_layers is None else str(s.gpu_layers),
                     placeholder="empty: all where the build can", id="gpu_layers"))
-            yield Label("", id="error")
-            with Horizontal(id="buttons"):
-                yield Button("Cancel (Esc)", id="cancel")
-                yield Button("Save (Ctrl+S)", variant="primary", id="save")
+            yield from form_foot()
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#temperature", Input).focus()  # typing goes to the first field at once
 
-    @staticmethod
-    def _row(label: str, widget: Any) -> ComposeResult:
-        """A label, and the field with the line under it where its error shows."""
-        yield Label(label)
-        with Vertical(classes="field"):
-            yield widget
-            yield Static("", classes="field-error", id=f"{widget.id}-error", markup=False)
+    _row = staticmethod(form_row)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "save":
@@ -122,72 +183,44 @@ class ParamsScreen(ModalScreen[Settings | None]):
             self.dismiss(None)
 
     def action_save(self) -> None:
-        try:
-            values = {}
-            for name, _label, typ in FIELDS:
-                raw = self.query_one(f"#{name}", Input).value.strip()
-                try:
-                    values[name] = typ(raw)
-                except ValueError:
-                    raise FieldError(name, f"{raw!r} is not {'a whole number' if typ is int else 'a number'}") from None
-            gpu_layers = whole_or_empty(self, "gpu_layers")
-            if gpu_layers is not None and gpu_layers < -1:
-                raise FieldError("gpu_layers", "-1 (all), 0 (none) or a number of layers")
-            budget = whole_or_empty(self, "thinking_budget")
-            if budget is not None and budget < 0:
-                raise FieldError("thinking_budget", "a number of tokens, 0 or more")
-            raw_threads = self.query_one("#threads", Input).value.strip() or "auto"
-            try:
-                fixed, _ = parse_threads(raw_threads)
-            except ValueError:
-                raise FieldError("threads", f"{raw_threads!r}: auto or a whole number >= 1") from None
-            threads: int | str = "auto" if fixed is None else int(raw_threads)
-            think_word = self.query_one("#think", Input).value.strip().lower()
-            if think_word not in ("on", "off", "auto", ""):
-                raise FieldError("think", f"{think_word!r}: on, off or auto")
-            think = {"on": True, "off": False}.get(think_word)
-            stop = [x for x in self.query_one("#stop", Input).value.split("|") if x]
-            backend = self.query_one("#backend", Input).value.strip() or "local"
-            base_url = self.query_one("#base_url", Input).value.strip()
-            if backend not in ("local", "openai"):
-                raise FieldError("backend", f"{backend!r}: use local or openai")
-            if backend == "openai" and not base_url.startswith(("http://", "https://")):
-                raise FieldError("base_url", "the openai backend needs a URL starting with http:// or https://")
-            new = replace(self.settings, stop=stop, system=self.query_one("#system", TextArea).text.strip(),
-                          mode="chat" if self.query_one("#chat", Switch).value else "raw",
-                          backend=backend, base_url=base_url,
-                          remote_model=self.query_one("#remote_model", Input).value.strip(),
-                          gpu_layers=gpu_layers, threads=threads, thinking_budget=budget,
-                          json_output=self.query_one("#json_output", Input).value.strip(), think=think,
-                          show_thinking=self.query_one("#show_thinking", Switch).value, **values)
-            if new.max_tokens < 1:
-                raise FieldError("max_tokens", "at least 1")
-            try:
-                new.sampler().validate()
-            except InvalidParamsError as e:  # which field: the one the message names
-                named = next((n for n, _, _ in FIELDS if n in str(e) or n.replace("_", "-") in str(e)),
-                             "json_output" if new.json_output else None)
-                raise FieldError(named, str(e)) if named else e from None
-        except FieldError as e:
-            self._show_error(e.field, str(e))
-            return
-        except InvalidParamsError as e:
-            self._show_error(None, str(e))
-            return
-        self.dismiss(new)
+        submit_form(self, {n: lbl for n, lbl, _ in FIELDS}, self._build)
 
-    def _show_error(self, field: str | None, message: str) -> None:
-        """Under the field, which gets the focus and is scrolled into view; the foot of the
-        form says which field it is."""
-        for shown in self.query(".field-error.-shown"):
-            shown.remove_class("-shown")
-        label = dict((n, lbl) for n, lbl, _ in FIELDS).get(field or "", (field or "").replace("_", " "))
-        self.query_one("#error", Label).update(f"{label}: {message}" if field else message)
-        if field is None:
-            return
-        note = self.query_one(f"#{field}-error", Static)
-        note.update(message)
-        note.add_class("-shown")
-        widget = self.query_one(f"#{field}")
-        widget.focus()
-        widget.scroll_visible(animate=False)
+    def _build(self) -> Settings:
+        values = read_numbers(self, FIELDS)
+        gpu_layers = whole_or_empty(self, "gpu_layers")
+        if gpu_layers is not None and gpu_layers < -1:
+            raise FieldError("gpu_layers", "-1 (all), 0 (none) or a number of layers")
+        budget = whole_or_empty(self, "thinking_budget")
+        if budget is not None and budget < 0:
+            raise FieldError("thinking_budget", "a number of tokens, 0 or more")
+        raw_threads = self.query_one("#threads", Input).value.strip() or "auto"
+        try:
+            fixed, _ = parse_threads(raw_threads)
+        except ValueError:
+            raise FieldError("threads", f"{raw_threads!r}: auto or a whole number >= 1") from None
+        threads: int | str = "auto" if fixed is None else int(raw_threads)
+        think_word = self.query_one("#think", Input).value.strip().lower()
+        if think_word not in ("on", "off", "auto", ""):
+            raise FieldError("think", f"{think_word!r}: on, off or auto")
+        think = {"on": True, "off": False}.get(think_word)
+        stop = [x for x in self.query_one("#stop", Input).value.split("|") if x]
+        backend = self.query_one("#backend", Input).value.strip() or "local"
+        base_url = self.query_one("#base_url", Input).value.strip()
+        if backend not in ("local", "openai"):
+            raise FieldError("backend", f"{backend!r}: use local or openai")
+        if backend == "openai" and not base_url.startswith(("http://", "https://")):
+            raise FieldError("base_url", "the openai backend needs a URL starting with http:// or https://")
+        new = replace(self.settings, stop=stop, system=self.query_one("#system", TextArea).text.strip(),
+                      mode="chat" if self.query_one("#chat", Switch).value else "raw",
+                      backend=backend, base_url=base_url,
+                      remote_model=self.query_one("#remote_model", Input).value.strip(),
+                      gpu_layers=gpu_layers, threads=threads, thinking_budget=budget,
+                      json_output=self.query_one("#json_output", Input).value.strip(), think=think,
+                      show_thinking=self.query_one("#show_thinking", Switch).value, **values)
+        if new.max_tokens < 1:
+            raise FieldError("max_tokens", "at least 1")
+        try:
+            new.sampler().validate()
+        except InvalidParamsError as e:  # which field: the one the message names
+            raise field_error(e, FIELDS, "json_output" if new.json_output else None) from None
+        return new
