@@ -62,6 +62,31 @@ async def capture(out: Path) -> list[Path]:
         await _wait(lambda: not screen.running and all(p.done for p in screen.query(ComparePane)))  # type: ignore[attr-defined]
         await pilot.pause(0.3)
         shot(app, "compare")
+        # the arena: pane 1 precise, pane 2 on a Q8_0 of the model, blind, voted; the standings
+        from .engine.llama import quantize
+        from .panes import PaneSetup
+
+        bundled = bundled_model()
+        assert bundled is not None
+        q8 = quantize(bundled, Path(tempfile.mkdtemp()) / "SmolLM2-135M-Instruct.Q8_0.gguf", "Q8_0")
+        panes = list(screen.query(ComparePane))
+        panes[0].set_setup(panes[0].setup.with_preset("precise"))
+        panes[1].set_setup(PaneSetup.from_dict({"model": "SmolLM2-135M-Instruct Q8_0", "path": str(q8)},
+                                               default=panes[1].setup))
+        screen.blind = True  # type: ignore[attr-defined]
+        await screen.run_prompt("Describe a sunrise over the sea in two sentences.")  # type: ignore[attr-defined]
+        await _wait(lambda: not screen.running and all(p.done for p in screen.query(ComparePane)))  # type: ignore[attr-defined]
+        await pilot.press("ctrl+v")
+        await _wait(lambda: app.screen.__class__.__name__ == "VoteScreen")
+        await pilot.press("a")
+        await _wait(lambda: screen.voted is not None and screen.found is not None)  # type: ignore[attr-defined]
+        await pilot.pause(0.3)
+        shot(app, "arena-compare")
+        await pilot.press("ctrl+r")
+        await _wait(lambda: app.screen.__class__.__name__ == "ArenaScreen" and app.screen.table)  # type: ignore[attr-defined]
+        await pilot.pause(0.3)
+        shot(app, "arena")
+        await pilot.press("escape")
         await pilot.press("escape")
         await pilot.press("f5")
         await _wait(lambda: bool(getattr(app.screen, "rows", None)))

@@ -387,7 +387,7 @@ async def test_the_arena_screen_ranks_the_votes_and_reopens_one_side_by_side(hom
         table = app.screen.query_one("#standings")
         assert table.row_count == 2 and str(table.get_row_at(0)[0]) == "big · t 0.7"
         assert str(table.get_row_at(0)[1]) == "67%" and str(table.get_row_at(1)[1]) == "33%"
-        assert str(app.screen.query_one("#votes").get_row_at(0)[4]) == "third"  # newest first
+        assert str(app.screen.query_one("#votes").get_row_at(0)[3]) == "third"  # newest first
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, CompareScreen), 10, "the comparison")
         assert app.screen.query_one("#compare-prompt").render().plain == "third"

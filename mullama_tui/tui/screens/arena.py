@@ -74,7 +74,7 @@ class ArenaScreen(WorkerScreen[RunRecord | None]):
         self.sub_title = "arena"
         self.query_one("#standings", DataTable).add_columns("model · settings", "win rate", "", "95% interval",
                                                             "wins", "games")
-        self.query_one("#votes", DataTable).add_columns("when", "vote", "winner", "against", "prompt")
+        self.query_one("#votes", DataTable).add_columns("when", "vote", "winner", "prompt", "against")
         self.query_one("#votes", DataTable).focus()
         self.action_refresh()
 
@@ -120,7 +120,7 @@ class ArenaScreen(WorkerScreen[RunRecord | None]):
             others = [contender(p) for p in panes if p is not winner]
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(rec.created)) if rec.created else ""
             votes.add_row(when, str(vote), Text(contender(winner) if winner else "tie"),
-                          Text(", ".join(others)), Text(rec.prompt.replace("\n", " ")[:60]))
+                          Text(rec.prompt.replace("\n", " ")[:40]), Text(", ".join(others)))
 
     def action_open(self) -> None:
         votes = self.query_one("#votes", DataTable)
