@@ -894,7 +894,6 @@ def models_cmd(
     _use_models_dir(models_dir)
     settings = _settings()
     choice = _backend(settings, backend, base_url, api_key, None, timeout)
-    from rich.console import Console
 
     if available:
         from .models.report import aliases_table
@@ -907,7 +906,7 @@ def models_cmd(
                                     "pulled": _store().find(a.name) is not None}
                                    for a in table.values()], indent=2))
         else:
-            Console().print(aliases_table(table, _store()))
+            typer.echo(aliases_table(table, _store(), bold=sys.stdout.isatty()))
         return
     if choice.remote:
         from .backends import open_remote
@@ -941,7 +940,7 @@ def models_cmd(
         typer.echo("no local models: `mullama-tui pull llama3.2:1b` downloads one "
                    "(`mullama-tui models --available` lists the names)")
     else:
-        Console().print(models_table(local))
+        typer.echo(models_table(local, bold=sys.stdout.isatty()))
         if verbose:
             for m in local:
                 typer.echo(f"{m.name}: {m.path}", err=True)

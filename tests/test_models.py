@@ -452,3 +452,17 @@ def test_display_names_are_names_a_person_recognises() -> None:
     assert display_name("/x/Llama-3.2-1B-Instruct-Q4_K_M.gguf", asked_as=long_hf) == "Llama-3.2-1B-Instruct Q4_K_M"
     assert display_name("/x/qwen2.5-0.5b-instruct-q4_k_m.gguf", n_params=494_032_768) == \
         "qwen2.5-0.5b-instruct Q4_K_M"
+
+
+def test_the_model_tables_are_aligned_plain_text_that_folds_long_names_within_the_width():
+    from mullama_tui.models.report import cell_width, plain_table
+
+    url = "https://example.org/some/very/long/path/to/a-model-file-with-a-long-name.Q4_K_M.gguf"
+    text = plain_table(["NAME", "SIZE", ""], [[url, "98 MB", "default"], ["small", "1.2 GB", ""]],
+                       right=frozenset({"SIZE"}), width=50)
+    lines = text.splitlines()
+    assert all(cell_width(line) <= 50 for line in lines) and lines[0].startswith("NAME")
+    assert "".join(line.split("  ")[0] for line in lines[1:-1]).replace(" ", "") == url  # folded, nothing lost
+    size_col = lines[0].index("SIZE") + len("SIZE")
+    assert lines[1][:size_col].endswith("98 MB") and lines[-1][:size_col].endswith("1.2 GB")  # right-aligned
+    assert cell_width("日本") == 4

@@ -33,10 +33,9 @@ FirstFrame(model=sys.argv[1]).run(headless=True, size=(120, 40))
 """
 
 # the floors: what the libraries alone cost, started the same way (Typer, which answers
-# --help and show without Rich; Typer and Rich's table, which `models` draws; a Textual
-# app with a header, a text area and a footer, to its first frame)
+# --help, models and show without Rich; a Textual app with a header, a text area and a
+# footer, to its first frame)
 TYPER_FLOOR = "import typer"
-TYPER_RICH_FLOOR = "import typer, rich.console, rich.table"
 TEXTUAL_FLOOR = """
 from textual.app import App
 from textual.widgets import Footer, Header, Static, TextArea
@@ -85,7 +84,6 @@ def bench_startup(path: Path, *, rounds: int = 9, progress: Progress = lambda s:
     cases: dict[str, tuple[list[str], str | None]] = {
         "bare python": ([sys.executable, "-c", "pass"], None),
         "floor: typer": ([sys.executable, "-c", TYPER_FLOOR], None),
-        "floor: typer+rich": ([sys.executable, "-c", TYPER_RICH_FLOOR], None),
         "floor: textual": ([sys.executable, "-c", TEXTUAL_FLOOR], "drawn"),
         "--help": ([*cli, "--help"], None),
         "models": ([*cli, "models"], None),
@@ -109,7 +107,7 @@ def bench_startup(path: Path, *, rounds: int = 9, progress: Progress = lambda s:
 def format_startup_report(r: dict[str, Any]) -> str:
     lines = [f"start-up, fresh interpreters, median of {r['rounds']} interleaved rounds (Python {r['python']}):"]
     rows = r["rows"]
-    floors = {"--help": "floor: typer", "models": "floor: typer+rich", "show": "floor: typer",
+    floors = {"--help": "floor: typer", "models": "floor: typer", "show": "floor: typer",
               "tui first frame": "floor: textual"}
     for name, row in rows.items():
         target = r["targets"].get(name)
