@@ -414,3 +414,40 @@ async def test_compare_with_models_opens_a_pane_per_model_and_temperature(home, 
             (str(model_path), 0.2), (str(model_path), 0.9), (str(second), 0.2), (str(second), 0.9)]
         assert [p.border_title for p in panes][2:] == [f"{n} · SmolLM2-135M-Instruct Q8_0" for n in (3, 4)]
         assert all(p.stats.generated_tokens == 4 for p in panes)
+
+
+async def test_a_blind_run_voted_on_later_stays_blind_when_reopened_and_takes_its_vote_there(home, second):
+    """The vote says "Esc: vote later": the comparison reopened from the history is still
+    lettered, Ctrl+V votes there, and the vote lands on that history row."""
+    from mullama_tui.tui.screens.compare import CompareScreen
+
+    app = compare_app([0.3, 0.9], 6)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await compare_screen(pilot)
+        screen.panes()[1].set_model(str(second), "Q8_0")
+        await pilot.press("ctrl+b")
+        await screen.run_prompt("Name a bird.")
+        await until(pilot, lambda: not screen.running, 60, "the comparison")
+        await pilot.press("ctrl+v")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "VoteScreen", 5, "the vote")
+        await pilot.press("escape")  # later
+        await until(pilot, lambda: app.screen is screen, 5, "back")
+        assert screen.voted is None and [p.border_title for p in screen.panes()] == ["A", "B"]
+        await pilot.press("escape")
+        await pilot.press("f3")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "HistoryScreen", 5, "history")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen is not screen
+                    and app.screen.panes() and app.screen.panes()[0].text, 10, "reopened")
+        again = app.screen
+        assert [p.border_title for p in again.panes()] == ["A", "B"] and "not voted yet" in again.sub_title
+        assert all(not p.query_one(".knobs").display for p in again.panes())  # still blind
+        q8 = next(p for p in again.panes() if p.model == str(second))
+        await pilot.press("ctrl+v")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "VoteScreen", 5, "the vote")
+        await pilot.press(q8.blind_label.lower())
+        await until(pilot, lambda: again.voted is not None, 5, "the vote taken")
+        assert "★ = Q8_0" in q8.border_title and again.sub_title == f"blind run, voted {again.voted}"
+    (rec,) = History().votes()
+    assert rec.params["vote"] == again.voted and rec.params["blind"]
+    assert next(p for p in rec.params["panes"] if p["label"] == rec.params["vote"])["model"] == "Q8_0"

@@ -163,6 +163,7 @@ class CompareScreen(WorkerScreen[None]):
         self.saved_id: int | None = None  # the history row of the last run (its vote goes there)
         self.agreement: str | None = None
         self.found: Agreement | None = None  # the agreement pass's figures (its strip under the panes)
+        self.reopened: dict[str, Any] | None = None  # a blind run from history voted on later: its params
 
     @property
     def mullama(self) -> MullamaApp:
@@ -264,7 +265,7 @@ class CompareScreen(WorkerScreen[None]):
         except ValueError:
             self.notify("every pane needs a number for temperature and seed", severity="error")
             return
-        self.voted, self.saved_id, self.agreement, self.found = None, None, None, None
+        self.voted, self.saved_id, self.agreement, self.found, self.reopened = None, None, None, None, None
         try:
             base = app.settings.sampler()
             requests = [app.request(prompt=prompt, params=setup.sampler(base)) for setup in setups]
@@ -435,10 +436,13 @@ class CompareScreen(WorkerScreen[None]):
     def _params(self, panes: list[dict[str, Any]]) -> dict[str, Any]:
         """What a comparison was: each pane's model and settings (and its letter in blind
         mode), and the vote once there is one (the arena's standings are made of these)."""
+        if self.reopened is not None:  # voted on later: as it was saved (its models as named then), and the vote
+            return {**self.reopened, "vote": self.voted}
         app_model = self.mullama.model_label
         knobs = [f for f in PaneSetup.__dataclass_fields__ if f not in ("model", "model_label")]
-        params: dict[str, Any] = {"panes": [{**{k: d[k] for k in knobs}, "model": d["model"] or app_model,
-                                             "label": d["label"]} for d in panes]}
+        params: dict[str, Any] = {"panes": [{**{k: d[k] for k in knobs if k in d},
+                                             "model": d.get("model") or app_model, "label": d.get("label")}
+                                            for d in panes]}
         if any(d["label"] for d in panes):  # lettered: a blind run
             params["blind"] = True
         if self.voted is not None:
@@ -467,13 +471,19 @@ class CompareScreen(WorkerScreen[None]):
         if agreed:  # the agreement pass's line, strip and struck tokens, as they were
             self.agreement, self.found = agreed["summary"], Agreement.from_dict(agreed)
             self._show_total()
+        unvoted = vote is None and any(d.get("label") for d in saved)
+        if unvoted:  # "vote later" said the vote: it is still blind, and Ctrl+V votes here
+            self.saved_panes, self.saved_id, self.reopened = saved, rec.id, dict(rec.params)
+            self.sub_title = "blind run, not voted yet: Ctrl+V votes"
         for pane, d in zip(self.panes(), saved):
             setup = PaneSetup.from_dict(d, default=base)
             if setup.model and not setup.model_label:
                 setup = replace(setup, model_label=Path(setup.model).stem)
-            if d.get("label"):  # a blind run: the letter each pane had, and the winner's star
+            if d.get("label") and not unvoted:  # a blind run: the letter each pane had, and the winner's star
                 pane.revealed = f"{d['label']}{' ★' if d['label'] == vote else ''}"
             pane.set_setup(setup)
+            if unvoted:
+                pane.set_blind(d.get("label"))
             if agreed and pane is self.panes()[0]:
                 pane.disputed = {int(i): n for i, n in agreed.get("notes", {}).items()}
             await pane.show_text(d["text"], [TokenItem.from_dict(t) for t in d.get("tokens", [])])
@@ -576,7 +586,7 @@ class CompareScreen(WorkerScreen[None]):
 
     def action_vote(self) -> None:
         """Ctrl+V: after a blind run, the best pane (or a tie); then who each one was."""
-        letters = [d["label"] for d in self.saved_panes if d["label"]]
+        letters = [d["label"] for d in self.saved_panes if d.get("label")]
         if self.running or not letters or self.voted is not None:
             self.notify("a vote follows a blind run (Ctrl+B, then run a prompt)", severity="warning")
             return
@@ -584,6 +594,7 @@ class CompareScreen(WorkerScreen[None]):
 
         def voted(vote: str | None) -> None:
             if vote is None:
+                self.notify("vote later: Ctrl+V here, or on this comparison reopened from the history (F3)")
                 return
             self.voted = vote
             panes = self.panes()
@@ -597,6 +608,8 @@ class CompareScreen(WorkerScreen[None]):
                 except HistoryError as e:
                     self.notify(str(e), severity="error")
             self.notify(f"vote: {vote}. " + "; ".join(names), timeout=12)
+            if self.reopened is not None:
+                self.sub_title = f"blind run, voted {vote}"
             self._show_total()
 
         self.app.push_screen(VoteScreen(letters), voted)
