@@ -32,6 +32,23 @@ class BackendChoice:
         return self.backend == "openai"
 
 
+SERVER = "openai:"  # a compare pane's model that is an OpenAI-compatible server: "openai:http://host:8080/v1"
+
+
+def is_server(model: str | None) -> bool:
+    return model is not None and model.startswith(SERVER)
+
+
+def open_pane_engine(model: str, *, n_ctx: int, n_parallel: int, n_threads: int | None = None,
+                     n_gpu_layers: int | None = None, timeout: float = 60.0) -> Engine:
+    """The engine of a compare pane's own model (the TUI's and the console's): a server
+    for `openai:URL` (its own model, `timeout` for its first byte), else a local GGUF."""
+    if is_server(model):
+        return open_remote(BackendChoice("openai", base_url=model[len(SERVER):], timeout=timeout))
+    return open_engine(BackendChoice("local"), model, n_ctx=n_ctx, n_parallel=n_parallel, n_threads=n_threads,
+                       n_gpu_layers=n_gpu_layers)
+
+
 def open_engine(choice: BackendChoice, model_arg: str | None, default_model: str | None = None, *,
                 n_ctx: int = 4096, n_parallel: int = 4, n_threads: int | None = None,
                 max_queue: int = 64, n_gpu_layers: int | None = None,

@@ -599,10 +599,11 @@ def compare(
 
     pane_models = None
     if models:  # each found before the screen opens: a name that is not here is one line, not a failed pane
+        from .backends import is_server
         from .models.resolve import resolve_model
 
         try:
-            pane_models = [m if m.startswith("openai:") else str(resolve_model(m)) for m in models]
+            pane_models = [m if is_server(m) else str(resolve_model(m)) for m in models]
         except MullamaError as e:
             raise _fail(str(e)) from None
     app_ = MullamaApp(model=model_arg, compare=(temp_list, prompt), backend=choice,
@@ -620,7 +621,7 @@ def _compare_models(models: list[str], request: Request, temps: list[float], as_
     model loaded once and its panes in one batch, the models decoding side by side (their
     thread tuners share the cores out). `want_agreement`: the second model reads the first
     pane's tokens (engine/agreement.py)."""
-    from .backends import BackendChoice, open_engine, open_remote
+    from .backends import is_server, open_pane_engine
     from .console import compare_requests, print_compare
     from .models.naming import display_name
 
@@ -629,18 +630,14 @@ def _compare_models(models: list[str], request: Request, temps: list[float], as_
         try:
             request.validate()
             for m in dict.fromkeys(models):
-                if m.startswith("openai:"):  # a remote pane: an OpenAI-compatible server's own model
-                    remote = BackendChoice("openai", base_url=m[len("openai:"):], timeout=choice.timeout)
-                    engines[m] = open_remote(remote)
-                else:
-                    engines[m] = open_engine(BackendChoice("local"), m, n_ctx=settings.n_ctx, n_parallel=len(temps),
-                                             n_threads=threads, n_gpu_layers=gpu_layers)
+                engines[m] = open_pane_engine(m, n_ctx=settings.n_ctx, n_parallel=len(temps), n_threads=threads,
+                                              n_gpu_layers=gpu_layers, timeout=choice.timeout)
             panes = compare_requests(request, temps)  # one seed for every pane
             gens, labels = [], []
             for m in models:
                 engine = engines[m]
                 info = engine.model.info
-                name = m if m.startswith("openai:") else display_name(info.path, asked_as=m, gguf_name=info.name,
+                name = m if is_server(m) else display_name(info.path, asked_as=m, gguf_name=info.name,
                                                                       description=info.description,
                                                                       n_params=info.n_params)
                 for r in panes:
@@ -797,8 +794,6 @@ def arena(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
     """Standings of the blind comparisons you voted on (compare screen: Ctrl+B, then Ctrl+V):
     each model and setting's win rate head to head, with its votes and a 95% interval. On a
     terminal, the arena screen (Enter on a vote reopens it side by side); else a table."""
-    import sys
-
     from .history import History, HistoryError, standings
 
     if not as_json and not no_tui and sys.stdin.isatty() and sys.stdout.isatty():
@@ -818,17 +813,13 @@ def arena(as_json: bool = typer.Option(False, "--json", help="Machine-readable o
         typer.echo("no votes yet: in the compare screen (F4), Ctrl+B runs the next comparison blind, and "
                    "Ctrl+V votes for the best pane")
         return
-    from rich.console import Console
-    from rich.table import Table
+    from .models.report import plain_table
 
-    out = Table(box=None, pad_edge=False)
-    for name, justify in (("MODEL · SETTINGS", "left"), ("WIN RATE", "right"), ("95% INTERVAL", "right"),
-                          ("WINS", "right"), ("GAMES", "right")):
-        out.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for row in table:
-        low, high = row.interval()
-        out.add_row(row.name, f"{row.rate:.0%}", f"{low:.0%}-{high:.0%}", f"{row.wins:g}", str(row.games))
-    Console().print(out)
+    rows = [[row.name, f"{row.rate:.0%}", f"{row.interval()[0]:.0%}-{row.interval()[1]:.0%}", f"{row.wins:g}",
+             str(row.games)] for row in table]
+    typer.echo(plain_table(["MODEL · SETTINGS", "WIN RATE", "95% INTERVAL", "WINS", "GAMES"], rows,
+                           right=frozenset({"WIN RATE", "95% INTERVAL", "WINS", "GAMES"}), fold_last=False,
+                           bold=sys.stdout.isatty()))
 
 
 @app.command(short_help="Saved conversations: turns, KV on disk, size.")

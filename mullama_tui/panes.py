@@ -19,6 +19,8 @@ PRESETS: dict[str, SamplerParams] = {"greedy": SamplerParams.greedy(), "precise"
 # (field, the short name a title or a standings row uses for it)
 KNOBS = [("temperature", "t"), ("top_k", "top-k"), ("top_p", "top-p"), ("min_p", "min-p"),
          ("repeat_penalty", "rep")]
+# what a saved pane keeps of its settings (its model is saved by name, with the file as "path")
+SETTINGS = ("temperature", "seed", "top_k", "top_p", "min_p", "repeat_penalty", "system")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,11 @@ class PaneSetup:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def to_saved(self) -> dict[str, Any]:
+        """As a comparison saves it (what `from_dict` reads back): the settings, the model's
+        name as "model" (None for the app's) and its file or server as "path"."""
+        return {**{k: getattr(self, k) for k in SETTINGS}, "model": self.model_label or None, "path": self.model}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], default: PaneSetup | None = None) -> PaneSetup:

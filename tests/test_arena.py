@@ -451,3 +451,51 @@ async def test_a_blind_run_voted_on_later_stays_blind_when_reopened_and_takes_it
     (rec,) = History().votes()
     assert rec.params["vote"] == again.voted and rec.params["blind"]
     assert next(p for p in rec.params["panes"] if p["label"] == rec.params["vote"])["model"] == "Q8_0"
+
+
+async def test_ctrl_r_in_compare_opens_the_standings_and_enter_reopens_a_vote(home):
+    from mullama_tui.tui.screens.compare import CompareScreen
+
+    History().add(RunRecord(model="m", mode="raw", prompt="voted on", output="o", kind="compare", params={
+        "blind": True, "vote": "A", "panes": [{"model": "big", "temperature": 0.7, "label": "A"},
+                                              {"model": "small", "temperature": 0.7, "label": "B"}]},
+        stats={"panes": [{"temperature": 0.7, "seed": 1, "text": "a", "label": "A"},
+                         {"temperature": 0.7, "seed": 1, "text": "b", "label": "B"}]}))
+    app = compare_app([0.2, 0.9], 4)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await compare_screen(pilot)
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "ArenaScreen"
+                    and app.screen.query_one("#votes").row_count == 1, 10, "the standings")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen is not screen, 10, "reopened")
+        assert app.screen.query_one("#compare-prompt").render().plain == "voted on"
+
+
+async def test_the_agreement_pass_reads_the_first_pane_as_it_ran_its_own_system_prompt_too(home, model_path, second):
+    """Chat mode, the first pane with a system prompt of its own: the second model reads
+    the prompt that pane ran (not the app's), so the figures equal a direct computation."""
+    from mullama_tui.engine.llama import LlamaModel
+    from mullama_tui.panes import PaneSetup
+    from mullama_tui.tui.app import MullamaApp
+
+    configure(max_tokens=10, mode="chat")
+    app = MullamaApp(compare=([0.5, 0.5], None), ignore_eos=True)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await compare_screen(pilot)
+        first = screen.panes()[0]
+        first.set_setup(PaneSetup.from_dict({"system": "Answer like a pirate."}, default=first.setup))
+        screen.panes()[1].set_model(str(second), "Q8_0")
+        await screen.run_prompt("Where is the treasure?")
+        await until(pilot, lambda: not screen.running and screen.found is not None, 90, "the agreement pass")
+        request = app.request(prompt="Where is the treasure?")
+        request.system = "Answer like a pirate."
+        prompt = app.engine.prompt_tokens(request)
+        tokens = [i.token_id for i in first.items]
+    a, b = LlamaModel(model_path), LlamaModel(second)
+    try:
+        direct = agreement(a, b, prompt, tokens)
+    finally:
+        a.close()
+        b.close()
+    assert screen.found.kl == pytest.approx(direct.kl, abs=1e-6) and screen.found.agree == direct.agree

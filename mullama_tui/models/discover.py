@@ -29,10 +29,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .gguf import is_gguf
+
 SOURCES = ("ollama", "hf", "lmstudio", "llama.cpp")
 OWNERS = {"ollama": "Ollama", "hf": "the Hugging Face cache", "lmstudio": "LM Studio", "llama.cpp": "llama.cpp"}
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
-GGUF_MAGIC = b"GGUF"
 
 
 @dataclass(frozen=True)
@@ -98,14 +99,6 @@ def llama_cpp_dir() -> Path:
     return _xdg_cache() / "llama.cpp"
 
 
-def _is_gguf(path: Path) -> bool:
-    try:
-        with path.open("rb") as f:
-            return f.read(4) == GGUF_MAGIC
-    except OSError:
-        return False
-
-
 def _ollama_name(parts: tuple[str, ...]) -> str:
     """registry/namespace/model/tag -> Ollama's own name: `llama3.2:1b` for the library,
     `namespace/model:tag` for others, the registry first when it is not Ollama's."""
@@ -139,7 +132,7 @@ def find_ollama(problems: list[str]) -> list[Found]:
                 problems.append(f"{name}: no model layer in its manifest; skipped")
                 continue
             blob = root / "blobs" / digests[0].replace(":", "-")
-            if not blob.is_file() or not _is_gguf(blob):
+            if not blob.is_file() or not is_gguf(blob):
                 problems.append(f"{name}: its model blob {blob.name} is missing or not a GGUF; skipped")
                 continue
             if others:
@@ -175,7 +168,7 @@ def find_hf(problems: list[str]) -> list[Found]:
             if not file.exists():  # a link whose blob is gone
                 problems.append(f"{name}: a dangling link in the Hugging Face cache ({file}); skipped")
                 continue
-            if not _is_gguf(file):
+            if not is_gguf(file):
                 problems.append(f"{name}: not a GGUF file; skipped")
                 continue
             out.append(Found(name, file, "hf"))
@@ -196,7 +189,7 @@ def find_lmstudio(problems: list[str]) -> list[Found]:
             if real in seen:
                 continue
             seen.add(real)
-            if not _is_gguf(file):
+            if not is_gguf(file):
                 problems.append(f"lmstudio:{rel}: not a GGUF file; skipped")
                 continue
             out.append(Found(f"lmstudio:{rel}", file, "lmstudio"))
@@ -209,7 +202,7 @@ def find_llama_cpp(problems: list[str]) -> list[Found]:
     if not root.is_dir():
         return out
     for file in sorted(root.glob("*.gguf")):
-        if not _is_gguf(file):
+        if not is_gguf(file):
             problems.append(f"llama.cpp:{file.name}: not a GGUF file; skipped")
             continue
         out.append(Found(f"llama.cpp:{file.name}", file, "llama.cpp"))

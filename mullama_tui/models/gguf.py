@@ -19,6 +19,15 @@ from ..engine.errors import ModelLoadError, ModelNotFoundError
 
 MAGIC = b"GGUF"
 
+
+def is_gguf(path: str | Path) -> bool:
+    """The file starts as a GGUF does (False too when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == MAGIC
+    except OSError:
+        return False
+
 # llama.cpp's `llama_ftype` (general.file_type): the quantization a file was made with.
 FILE_TYPES = {
     0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",

@@ -27,7 +27,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
 
-from ..backends import BackendChoice, open_engine, open_remote
+from ..backends import BackendChoice, is_server, open_engine, open_pane_engine
 from ..config import Settings, session_store
 from ..engine.api import Engine
 from ..engine.generation import Generation
@@ -273,18 +273,15 @@ class MullamaApp(App[None]):
         `openai:URL` (loaded once however many panes use it; `release_pane_engines`
         unloads the unused). The app's own model is the app's engine."""
         engine = self.engine
-        if engine is not None and engine.model.placement is not None and not path.startswith("openai:") and \
+        if engine is not None and engine.model.placement is not None and not is_server(path) and \
                 Path(engine.model.info.path).resolve() == Path(path).resolve():
             return engine
         with self._pane_lock:
             found = self._pane_engines.get(path)
-            if found is None and path.startswith("openai:"):  # a server: its own model, with the app's timeout
-                found = open_remote(BackendChoice("openai", base_url=path.removeprefix("openai:"),
-                                                  timeout=self.settings.timeout))
-                self._pane_engines[path] = found
-            elif found is None:
-                found = open_engine(BackendChoice("local"), path, n_ctx=self.settings.n_ctx, n_parallel=MAX_PANES,
-                                    n_threads=self.n_threads, n_gpu_layers=self.gpu_layers)
+            if found is None:
+                found = open_pane_engine(path, n_ctx=self.settings.n_ctx, n_parallel=MAX_PANES,
+                                         n_threads=self.n_threads, n_gpu_layers=self.gpu_layers,
+                                         timeout=self.settings.timeout)
                 self._pane_engines[path] = found
             return found
 
@@ -481,7 +478,7 @@ class MullamaApp(App[None]):
     # -- actions -------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """On the compare screen F4 means nothing, and F5 is the screen's own (a pane's model)."""
-        if action in ("compare", "models") and self.screen.id == "compare":
+        if action in ("compare", "models") and self.screen.has_class("compare"):
             return False
         return True
 
@@ -553,18 +550,16 @@ class MullamaApp(App[None]):
 
     def get_driver_class(self) -> type[Driver]:
         """Textual's terminal driver, made safe for a terminal that goes away (tui/terminal.py)."""
-        from textual.drivers.linux_driver import LinuxDriver
-
         chosen = super().get_driver_class()
-        if chosen is LinuxDriver:
+        if chosen.__module__ == "textual.drivers.linux_driver":  # not on Windows, nor a driver set by TEXTUAL_DRIVER
             from .terminal import TerminalDriver
 
             return TerminalDriver
         return chosen
 
-    def terminal_gone(self) -> None:
-        """From any thread: the terminal went away (its window closed, ssh dropped). End as
-        on SIGHUP, writing nothing more to it."""
+    def end_soon(self) -> None:
+        """From any thread or a signal handler: end as Ctrl+Q does (SIGTERM; SIGHUP; the
+        terminal went away: its window closed, ssh dropped, and nothing more is written to it)."""
         loop = self._signal_loop
         if loop is not None:
             loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._signalled()))
@@ -577,11 +572,11 @@ class MullamaApp(App[None]):
         unusable."""
         import signal
 
-        loop = self._signal_loop = asyncio.get_running_loop()
+        self._signal_loop = asyncio.get_running_loop()
 
         def handler(_sig: int, _frame: object) -> None:
             # runs in the main thread between two bytecodes: hand the work to the event loop
-            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._signalled()))
+            self.end_soon()
 
         for sig in (signal.SIGTERM, signal.SIGHUP):
             try:

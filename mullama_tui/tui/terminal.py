@@ -63,8 +63,8 @@ class SafeWriterThread(WriterThread):
 
 
 class TerminalDriver(LinuxDriver):
-    """LinuxDriver with the safe writer thread; it calls the app's `terminal_gone()` (from
-    any thread) when the terminal has gone away."""
+    """LinuxDriver with the safe writer thread; it calls the app's `end_soon()` (from any
+    thread) when the terminal has gone away."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -73,7 +73,7 @@ class TerminalDriver(LinuxDriver):
     def terminal_gone(self) -> None:
         if not self._told.is_set():
             self._told.set()
-            gone = getattr(self._app, "terminal_gone", None)
+            gone = getattr(self._app, "end_soon", None)
             if gone is not None:
                 gone()
 

@@ -31,19 +31,20 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.message import Message
-from textual.widgets import Footer, Header, Input, Sparkline, Static
+from textual.widgets import Footer, Header, Sparkline, Static
 
 from ...engine.generation import Generation
 from ...engine.types import Agreement, InvalidParamsError, MullamaError, Request
 from ...history import HistoryError, RunRecord
-from ...panes import PRESETS, PaneSetup
+from ...panes import PRESETS, SETTINGS, PaneSetup
 from ..messages import TokenBatch
 from ..stream import INSIGHT_TOP, News, TokenItem, pump
-from ..widgets.compare_pane import ComparePane, summary_line
+from ..widgets.compare_pane import ComparePane
 from ..widgets.gauge import FLAT, OneLine
 from ..widgets.prompt import PromptInput, with_blink
 from ..widgets.tokens import TokenView
 from .base import WorkerScreen
+from .pane import model_label
 
 if TYPE_CHECKING:
     from ..app import MullamaApp
@@ -76,15 +77,6 @@ class AgreementFound(Message):
 def transcript(panes: list[tuple[str, str]]) -> str:
     """Every pane's text under its heading (its model and settings), as Markdown (history, Ctrl+Y)."""
     return "\n\n".join(f"## {heading}\n\n{text}" for heading, text in panes)
-
-
-def model_label(model: str) -> str:
-    """A pane model's name as a person knows it: a server's URL as given, a file by its name."""
-    if model.startswith("openai:"):
-        return model
-    from ...models.naming import display_name
-
-    return display_name(model)
 
 
 def heading(setup: PaneSetup, base: PaneSetup | None = None) -> str:
@@ -144,7 +136,8 @@ class CompareScreen(WorkerScreen[None]):
         """`prompt` runs at once, or with `carry` only fills the prompt box (F4 from the
         chat screen brings what was typed there); `record` shows a saved comparison;
         `models` (`compare --model A --model B`): a pane per model and temperature."""
-        super().__init__(id="compare")
+        super().__init__(classes="compare")  # not an id: a comparison reopened from the history or the
+        # arena opens on top of the one it was chosen from, and ids must be unique
         self.temps = list(temps)
         self.models = list(models or [])
         self.initial_prompt = prompt
@@ -164,6 +157,7 @@ class CompareScreen(WorkerScreen[None]):
         self.agreement: str | None = None
         self.found: Agreement | None = None  # the agreement pass's figures (its strip under the panes)
         self.reopened: dict[str, Any] | None = None  # a blind run from history voted on later: its params
+        self._first_request: Request | None = None  # the first pane's, as it ran
 
     @property
     def mullama(self) -> MullamaApp:
@@ -288,6 +282,7 @@ class CompareScreen(WorkerScreen[None]):
             for p in self.panes():
                 p.set_blind(None)
         self._prompt = prompt
+        self._first_request = requests[0]  # what the agreement pass reads again (its own system prompt too)
         with self.app.batch_update():
             self.query_one("#compare-prompt", Static).update(Text(prompt))
             for p in self.panes():
@@ -409,19 +404,18 @@ class CompareScreen(WorkerScreen[None]):
         self.query_one("#total", OneLine).show(Text(line))
         spark_widget = self.query_one("#total-spark", Sparkline)
         spark_widget.data = spark
-        spark_widget.tooltip = ("KL divergence token by token (peaks: where the two models part ways)"
-                                if spark is not FLAT and self.found is not None else "tok/s of the batch")
+        tip = ("KL divergence token by token (peaks: where the two models part ways)"
+               if self.found is not None and spark is not FLAT and line == self.agreement else "tok/s of the batch")
+        if spark_widget.tooltip != tip:  # this runs every second while streaming: only a change is set
+            spark_widget.tooltip = tip
 
     def _save(self) -> None:
         panes: list[dict[str, Any]] = []
         for p in self.panes():
-            setup = p.setup
-            panes.append({**setup.to_dict(), "text": p.text, "stats": p.stats.to_dict() if p.stats else None,
-                          "model": p.model_label or None, "path": p.model, "label": p.blind_label,
-                          "heading": heading(setup, p.base),
+            setup = p.setup_as_typed  # as it ran: the run checked every knob
+            panes.append({**setup.to_saved(), "text": p.text, "stats": p.stats.to_dict() if p.stats else None,
+                          "label": p.blind_label, "heading": heading(setup, p.base),
                           "tokens": [i.to_dict() for i in p.items if i.insight is not None]})
-        for d in panes:
-            del d["model_label"]  # saved as "model", with the file (or server) as "path"
         self.saved_panes = panes
         out = transcript([(d["heading"], d["text"]) for d in panes])
         app = self.mullama
@@ -439,8 +433,7 @@ class CompareScreen(WorkerScreen[None]):
         if self.reopened is not None:  # voted on later: as it was saved (its models as named then), and the vote
             return {**self.reopened, "vote": self.voted}
         app_model = self.mullama.model_label
-        knobs = [f for f in PaneSetup.__dataclass_fields__ if f not in ("model", "model_label")]
-        params: dict[str, Any] = {"panes": [{**{k: d[k] for k in knobs if k in d},
+        params: dict[str, Any] = {"panes": [{**{k: d[k] for k in SETTINGS if k in d},
                                              "model": d.get("model") or app_model, "label": d.get("label")}
                                             for d in panes]}
         if any(d["label"] for d in panes):  # lettered: a blind run
@@ -478,7 +471,7 @@ class CompareScreen(WorkerScreen[None]):
         for pane, d in zip(self.panes(), saved):
             setup = PaneSetup.from_dict(d, default=base)
             if setup.model and not setup.model_label:
-                setup = replace(setup, model_label=Path(setup.model).stem)
+                setup = replace(setup, model_label=model_label(setup.model))
             if d.get("label") and not unvoted:  # a blind run: the letter each pane had, and the winner's star
                 pane.revealed = f"{d['label']}{' ★' if d['label'] == vote else ''}"
             pane.set_setup(setup)
@@ -488,9 +481,7 @@ class CompareScreen(WorkerScreen[None]):
                 pane.disputed = {int(i): n for i, n in agreed.get("notes", {}).items()}
             await pane.show_text(d["text"], [TokenItem.from_dict(t) for t in d.get("tokens", [])])
             if d.get("stats"):
-                pane.state, pane.done = str(d["stats"].get("finish_reason") or ""), True
-                pane._title()
-                pane.show_line(summary_line(d["stats"], len(d["text"]), pane.content_region.width))
+                pane.show_saved_stats(d["stats"])
 
     # -- actions ------------------------------------------------------------------------------
     def on_unmount(self) -> None:
@@ -559,10 +550,8 @@ class CompareScreen(WorkerScreen[None]):
                                         self.mullama.settings.cursor_blink), edited)
 
     def action_standings(self) -> None:
-        """Ctrl+R: the arena's standings (the blind votes so far)."""
-        from .arena import ArenaScreen
-
-        self.app.push_screen(ArenaScreen())
+        """Ctrl+R: the arena's standings (the blind votes so far); Enter on one reopens it."""
+        self.mullama.action_arena()
 
     def action_toggle_blind(self) -> None:
         """Ctrl+B: blind mode on or off (from the next run on)."""
@@ -602,11 +591,7 @@ class CompareScreen(WorkerScreen[None]):
             for p in panes:
                 p.revealed = f"{p.blind_label}{' ★' if p.blind_label == vote else ''}"
                 p.set_blind(None)
-            if self.saved_id is not None:
-                try:
-                    self.mullama.history.set_params(self.saved_id, self._params(self.saved_panes))
-                except HistoryError as e:
-                    self.notify(str(e), severity="error")
+            self._update_saved()
             self.notify(f"vote: {vote}. " + "; ".join(names), timeout=12)
             if self.reopened is not None:
                 self.sub_title = f"blind run, voted {vote}"
@@ -620,13 +605,14 @@ class CompareScreen(WorkerScreen[None]):
         panes = self.panes()
         first = panes[0]
         other = next((p for p in panes[1:] if (p.model or "") != (first.model or "")), None)
-        if other is None or not first.items:
+        if other is None or not first.items or self._first_request is None:
             return
-        self._agree(first.model, other.model, self._prompt, [i.token_id for i in first.items],
+        self._agree(first.model, other.model, self._first_request, [i.token_id for i in first.items],
                     self.label_of(first), self.label_of(other))
 
     @work(thread=True, group="agreement", exit_on_error=False, description="the agreement pass")
-    def _agree(self, a: str | None, b: str | None, prompt: str, tokens: list[int], name_a: str, name_b: str) -> None:
+    def _agree(self, a: str | None, b: str | None, request: Request, tokens: list[int], name_a: str,
+               name_b: str) -> None:
         from ...engine.agreement import agreement
         from ...engine.llama import LlamaModel
 
@@ -636,7 +622,7 @@ class CompareScreen(WorkerScreen[None]):
             eb = app.pane_engine(b) if b else app.engine
             if ea is None or eb is None or not isinstance(ea.model, LlamaModel) or not isinstance(eb.model, LlamaModel):
                 return  # a remote model gives no logits to compare
-            prompt_tokens = ea.prompt_tokens(app.request(prompt=prompt))  # type: ignore[attr-defined]
+            prompt_tokens = ea.prompt_tokens(request)  # type: ignore[attr-defined]
             with app.models_in_use:  # no engine closes under the pass
                 if ea.model.ptr is None or eb.model.ptr is None:
                     return  # closed before it began (the screen went)
@@ -654,11 +640,16 @@ class CompareScreen(WorkerScreen[None]):
         self.agreement, self.found = msg.summary, msg.found
         self.panes()[0].dispute(msg.notes)
         self._show_total()
-        if self.saved_id is not None and self.saved_panes:  # kept with the comparison in the history
-            try:
-                self.mullama.history.set_params(self.saved_id, self._params(self.saved_panes))
-            except HistoryError as e:
-                self.notify(str(e), severity="warning")
+        self._update_saved()  # kept with the comparison in the history
+
+    def _update_saved(self) -> None:
+        """The last run's history row, with what came after it was saved (a vote, the agreement)."""
+        if self.saved_id is None or not self.saved_panes:
+            return
+        try:
+            self.mullama.history.set_params(self.saved_id, self._params(self.saved_panes))
+        except HistoryError as e:
+            self.notify(str(e), severity="warning")
 
     def action_cancel_all(self) -> None:
         if self.running:
@@ -692,11 +683,8 @@ class CompareScreen(WorkerScreen[None]):
         if not any(p.text for p in panes):
             self.notify("nothing to copy yet", severity="warning")
             return
-        try:
-            text = panes[0].text if len(panes) == 1 else transcript([(heading(p.setup, p.base), p.text)
-                                                                       for p in panes])
-        except ValueError:  # a knob that is not a number
-            text = "\n\n".join(p.text for p in panes)
+        text = panes[0].text if len(panes) == 1 else transcript([(heading(p.setup_as_typed, p.base), p.text)
+                                                                   for p in panes])
         self.app.copy_to_clipboard(text)
         self.notify(f"copied {'pane ' + str(panes[0].index + 1) if len(panes) == 1 else 'every pane'} "
                     f"({len(text)} characters)")
@@ -719,14 +707,10 @@ class CompareScreen(WorkerScreen[None]):
         if self.running or len(panes) >= MAX_PANES:
             return
         base = self.base_setup()
-        try:
-            last = panes[-1].setup if panes else base
-        except ValueError:  # a knob that is not a number: the new pane starts from the app's settings
-            last = base
+        last = panes[-1].setup_as_typed if panes else base
         # the next temperature up, on the same model, with the first pane's seed
         setup = replace(last, temperature=round(min(2.0, last.temperature + 0.4), 2),
-                        seed=panes[0].seed if panes and panes[0].query_one(".seed", Input).value.isdigit()
-                        else base.seed)
+                        seed=panes[0].setup_as_typed.seed if panes else base.seed)
         await self.query_one("#panes", Grid).mount(self._pane(len(panes), setup))
         self._relayout()
 

@@ -16,6 +16,7 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, TextArea
 
+from ...backends import SERVER, is_server
 from ...engine.types import InvalidParamsError, MullamaError, SamplerParams
 from ...panes import PRESETS, PaneSetup
 from ..widgets.prompt import with_blink
@@ -25,7 +26,13 @@ FIELDS = [  # (PaneSetup field, label, type)
     ("temperature", "Temperature", float), ("seed", "Seed (0 = random)", int), ("top_k", "Top-k (0 = off)", int),
     ("top_p", "Top-p", float), ("min_p", "Min-p", float), ("repeat_penalty", "Repeat penalty", float),
 ]
-SERVER = "openai:"
+def model_label(model: str) -> str:
+    """A pane model's name as a person knows it: a server's URL as given, a file by its name."""
+    if is_server(model):
+        return model
+    from ...models.naming import display_name
+
+    return display_name(model)
 
 
 def pane_model(typed: str) -> tuple[str | None, str]:
@@ -34,11 +41,12 @@ def pane_model(typed: str) -> tuple[str | None, str]:
     typed = typed.strip()
     if not typed:
         return None, ""
-    if typed.startswith(SERVER):
+    if is_server(typed):
         url = typed[len(SERVER):]
         if not url.startswith(("http://", "https://")):
             raise FieldError("model", "a server is openai: and its URL, e.g. openai:http://127.0.0.1:8080/v1")
         return typed, typed
+    from ...models.gguf import is_gguf
     from ...models.naming import display_name
     from ...models.resolve import resolve_model
 
@@ -46,13 +54,8 @@ def pane_model(typed: str) -> tuple[str | None, str]:
         path = resolve_model(typed)
     except MullamaError as e:
         raise FieldError("model", str(e)) from None
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except OSError as e:
-        raise FieldError("model", f"{path}: {e.strerror or e}") from None
-    if magic != b"GGUF":
-        raise FieldError("model", f"{path} is not a GGUF model file")
+    if not is_gguf(path):
+        raise FieldError("model", f"{path} is not a GGUF model file (or cannot be read)")
     return str(path), display_name(path, asked_as=typed)
 
 

@@ -300,6 +300,12 @@ class ComparePane(Vertical):
             view.disputed = frozenset(notes)
             view.refresh()
 
+    def show_saved_stats(self, stats: dict[str, Any]) -> None:
+        """A finished pane from the history: why it stopped on its border, its summary row."""
+        self.state, self.done = str(stats.get("finish_reason") or ""), True
+        self._title()
+        self.show_line(summary_line(stats, len(self.text), self.content_region.width))
+
     def show_line(self, line: str) -> None:
         self.query_one(".pane-stats", OneLine).show(Text(line))
 
